@@ -1,0 +1,87 @@
+"""GPU lane: bf16/fp16 at the vision head dims in both regimes, and every valid config of the
+search space on one shape per regime. Run with `pytest -m gpu` on a CUDA machine."""
+
+import pytest
+import torch
+from conftest import make_packed
+
+from vitune import KernelConfig, reference_attention, vision_attention
+from vitune.kernels.vision_attn.reference import TOLERANCE, relative_error
+from vitune.kernels.vision_attn.space import valid_configs
+from vitune.runtime.api import device_arch
+from vitune.tuner.workloads import qwen_window_seqlens
+
+pytestmark = pytest.mark.gpu
+
+WINDOW = list(qwen_window_seqlens(1024, 1024))  # 81 x 64, 18 x 16, 1 x 4 tokens
+FULL = [0, 1000, 517, 1]  # an empty first segment, a non-multiple of any tile, a lone token
+GPU_DTYPES = [torch.bfloat16, torch.float16]
+
+
+def check(lengths, heads, head_dim, dtype, seed, **kwargs):
+    q, k, v, cu = make_packed(lengths, heads, head_dim, dtype, device="cuda", seed=seed)
+    out = torch.full_like(q, float("nan"))
+    vision_attention(q, k, v, cu, out=out, **kwargs)
+    torch.cuda.synchronize()
+    ref = reference_attention(q, k, v, cu, compute_dtype=torch.float32)
+    err = relative_error(out, ref)
+    assert err < TOLERANCE[dtype], f"relative error {err:.2e}"
+
+
+@pytest.mark.parametrize("dtype", GPU_DTYPES, ids=str)
+@pytest.mark.parametrize("head_dim", [64, 72, 80, 88, 96, 128])
+@pytest.mark.parametrize("regime", ["window", "full"])
+def test_default_config(dtype, head_dim, regime):
+    lengths = WINDOW if regime == "window" else FULL
+    check(lengths, heads=4, head_dim=head_dim, dtype=dtype, seed=head_dim,
+          max_seqlen=max(lengths))
+
+
+def test_fp32_inputs():
+    check([0, 300, 77], heads=2, head_dim=80, dtype=torch.float32, seed=1)
+
+
+@pytest.mark.parametrize("dtype", GPU_DTYPES, ids=str)
+def test_batched_layout(dtype):
+    gen = torch.Generator().manual_seed(2)
+    qkv = torch.randn(3, 600, 3, 4, 80, generator=gen).to("cuda", dtype)
+    q, k, v = qkv.unbind(2)
+    out = vision_attention(q, k, v)
+    ref = reference_attention(q, k, v, compute_dtype=torch.float32)
+    assert relative_error(out, ref) < TOLERANCE[dtype]
+
+
+def test_malformed_cu_seqlens_is_memory_safe():
+    q, k, v, _ = make_packed([300], 2, 64, torch.float16, device="cuda")
+    cu = torch.tensor([0, 100, 50, 10**9], dtype=torch.int32, device="cuda")
+    out = vision_attention(q, k, v, cu)
+    torch.cuda.synchronize()
+    assert torch.isfinite(out).all()
+
+
+def test_misaligned_strides_with_split_head_dim_on_wgmma():
+    """Explicit configs that cannot take such strides are refused; the default adapts."""
+    q, k, v, cu = make_packed([100, 60], 2, 88, torch.bfloat16, device="cuda")
+    q, k, v = q[..., :80], k[..., :80], v[..., :80]  # head stride 88: not a multiple of 16
+    if device_arch(q.device).name in ("hopper", "blackwell"):
+        with pytest.raises(ValueError, match="multiple of 16 elements"):
+            vision_attention(q, k, v, cu, config=KernelConfig(block_m=64, num_warps=4))
+    out = vision_attention(q, k, v, cu)
+    ref = reference_attention(q, k, v, cu, compute_dtype=torch.float32)
+    assert relative_error(out, ref) < TOLERANCE[torch.bfloat16]
+
+
+def _all_configs():
+    if not torch.cuda.is_available():
+        return []
+    arch = device_arch(torch.device("cuda"))
+    return [(d, cfg) for d in (80, 72) for cfg in valid_configs(d, torch.bfloat16, arch)]
+
+
+@pytest.mark.parametrize(("head_dim", "cfg"), _all_configs(),
+                         ids=lambda x: x.short() if isinstance(x, KernelConfig) else f"d{x}")
+def test_every_valid_config(head_dim, cfg):
+    """A valid config that fails to compile or gives a wrong answer is a bug in the kernel or
+    in the validity rules."""
+    check(WINDOW, heads=2, head_dim=head_dim, dtype=torch.bfloat16, seed=11, config=cfg)
+    check(FULL, heads=2, head_dim=head_dim, dtype=torch.bfloat16, seed=12, config=cfg)

@@ -1,0 +1,51 @@
+"""Kernel benchmark: every backend on every workload, same run, same card; tidy rows."""
+
+from __future__ import annotations
+
+import logging
+
+import torch
+
+from vitune.kernels.vision_attn.reference import TOLERANCE, reference_attention, relative_error
+from vitune.tuner.environment import environment
+from vitune.tuner.measure import time_gpu
+from vitune.tuner.peers import PEERS, Prepared
+from vitune.tuner.workloads import Workload
+
+log = logging.getLogger(__name__)
+
+
+def check_backend(peer: Prepared, ref: torch.Tensor) -> float:
+    """Relative error of one backend's output against the reference on this input."""
+    result = peer.run()
+    return relative_error(peer.packed(result[0] if isinstance(result, tuple) else result), ref)
+
+
+def iter_bench(workloads: list[Workload], backends: list[str], device: torch.device):
+    """One tidy row per (workload, backend), yielded as measured: times, useful TFLOP/s,
+    error, provenance. A backend whose output misses its tolerance is reported, not timed."""
+    env = environment(device)
+    for w in workloads:
+        q, k, v = w.make_qkv(device)
+        cu = w.cu_seqlens(device)
+        ref = reference_attention(q, k, v, cu, compute_dtype=torch.float32)
+        for name in backends:
+            peer = PEERS[name](w, q, k, v, cu)
+            row = {"workload": w.name, "backend": name, "regime": w.regime,
+                   "head_dim": w.head_dim, "heads": w.heads, "dtype": w.dtype,
+                   "segments": len(w.seqlens), "total_tokens": w.total_tokens, **env}
+            if peer is None:
+                yield {**row, "status": "n/a"}
+                continue
+            err = check_backend(peer, ref)
+            if not err <= TOLERANCE[w.torch_dtype]:
+                log.warning("%s on %s: relative error %.2e, not timed", name, w.name, err)
+                yield {**row, "status": "wrong", "rel_error": err}
+                continue
+            t = time_gpu(peer.run)
+            yield {**row, "status": "ok", "rel_error": err, "median_ms": t.median_ms,
+                   "p20_ms": t.p20_ms, "p80_ms": t.p80_ms,
+                   "tflops": w.useful_flops() / (t.median_ms * 1e-3) / 1e12,
+                   "gbps": w.min_bytes() / (t.median_ms * 1e-3) / 1e9}
+        del q, k, v, ref
+        torch.cuda.empty_cache()

@@ -1,0 +1,229 @@
+"""Triton forward kernel for non-causal vision-encoder attention on packed or batched input.
+
+Each program takes a tile of BLOCK_M consecutive query tokens of one head. In the packed
+layout a tile may span several segments (64-token windows fit two to a 128-token tile): every
+row finds its own segment by a binary search over cu_seqlens, the program walks the union of
+its rows' key ranges, and a row attends only to keys of its own segment. So the grid is sized
+from the token count alone: no max_seqlen, no host-device sync, and no idle programs for
+short segments.
+
+The head dim is computed on up to three power-of-two chunks of widths D0, D1, D2 at column
+offsets 0, O1, O2, so head_dim 80 costs 64 + 16 columns rather than 128. In split mode the last
+chunk ends exactly at HEAD_DIM and may overlap the one before it (72 = [0, 64) + [56, 72)):
+no load or store ever needs a column mask, and the overlapped columns of its Q chunk are
+zeroed so they count once in Q K^T; both chunks then produce the same output columns. Only
+padded mode (one chunk wider than HEAD_DIM) masks columns. Softmax runs in base 2 with the
+scale folded in.
+"""
+
+import triton
+import triton.language as tl
+
+
+@triton.jit
+def _load_q(base, rows, row_mask, stride_t, OFF: tl.constexpr, WIDTH: tl.constexpr,
+            NEW: tl.constexpr, HEAD_DIM: tl.constexpr):
+    """[rows, WIDTH] Q tile of columns OFF..OFF+WIDTH. Columns past HEAD_DIM (padded mode)
+    and columns below NEW (already covered by the previous chunk) read as zero."""
+    cols = OFF + tl.arange(0, WIDTH)
+    ptrs = base + rows.to(tl.int64)[:, None] * stride_t + cols[None, :]
+    if OFF + WIDTH > HEAD_DIM:
+        q = tl.load(ptrs, mask=row_mask[:, None] & (cols < HEAD_DIM)[None, :], other=0.0)
+    else:
+        q = tl.load(ptrs, mask=row_mask[:, None], other=0.0)
+    if NEW > OFF:
+        q = tl.where((cols >= NEW)[None, :], q, 0.0).to(q.dtype)
+    return q
+
+
+@triton.jit
+def _load_rows_t(base, rows, row_mask, stride_t, OFF: tl.constexpr, WIDTH: tl.constexpr,
+                 HEAD_DIM: tl.constexpr, MASKED: tl.constexpr):
+    """[WIDTH, rows] transposed tile (K^T); rows are only masked on the last key block."""
+    cols = OFF + tl.arange(0, WIDTH)
+    ptrs = base + rows.to(tl.int64)[None, :] * stride_t + cols[:, None]
+    if OFF + WIDTH > HEAD_DIM:
+        if MASKED:
+            mask = row_mask[None, :] & (cols < HEAD_DIM)[:, None]
+        else:
+            mask = (cols < HEAD_DIM)[:, None]
+        return tl.load(ptrs, mask=mask, other=0.0)
+    else:
+        if MASKED:
+            return tl.load(ptrs, mask=row_mask[None, :], other=0.0)
+        else:
+            return tl.load(ptrs)
+
+
+@triton.jit
+def _load_v(base, rows, row_mask, stride_t, OFF: tl.constexpr, WIDTH: tl.constexpr,
+            HEAD_DIM: tl.constexpr, MASKED: tl.constexpr):
+    cols = OFF + tl.arange(0, WIDTH)
+    ptrs = base + rows.to(tl.int64)[:, None] * stride_t + cols[None, :]
+    if OFF + WIDTH > HEAD_DIM:
+        if MASKED:
+            mask = row_mask[:, None] & (cols < HEAD_DIM)[None, :]
+        else:
+            mask = (cols < HEAD_DIM)[None, :]
+        return tl.load(ptrs, mask=mask, other=0.0)
+    else:
+        if MASKED:
+            return tl.load(ptrs, mask=row_mask[:, None], other=0.0)
+        else:
+            return tl.load(ptrs)
+
+
+@triton.jit
+def _attend_block(acc0, acc1, acc2, m_i, l_i, q0, q1, q2, k_base, v_base, start_n, kv_end,
+                  row_start, row_end, stride_kt, stride_vt, qk_scale,
+                  MASKED: tl.constexpr, HEAD_DIM: tl.constexpr, D0: tl.constexpr,
+                  D1: tl.constexpr, D2: tl.constexpr, O1: tl.constexpr, O2: tl.constexpr,
+                  BLOCK_N: tl.constexpr, PRECISION: tl.constexpr):
+    """One online-softmax step over keys start_n..start_n+BLOCK_N. MASKED blocks may run past
+    kv_end and hold keys of other segments; unmasked blocks are full and shared by all rows."""
+    offs_n = start_n + tl.arange(0, BLOCK_N)
+    n_mask = offs_n < kv_end
+    s = tl.dot(q0, _load_rows_t(k_base, offs_n, n_mask, stride_kt, 0, D0, HEAD_DIM, MASKED),
+               input_precision=PRECISION)
+    if D1 > 0:
+        s = tl.dot(q1, _load_rows_t(k_base, offs_n, n_mask, stride_kt, O1, D1, HEAD_DIM, MASKED),
+                   s, input_precision=PRECISION)
+    if D2 > 0:
+        s = tl.dot(q2, _load_rows_t(k_base, offs_n, n_mask, stride_kt, O2, D2, HEAD_DIM,
+                                    MASKED), s, input_precision=PRECISION)
+    s = s * qk_scale
+    if MASKED:
+        own = (offs_n[None, :] >= row_start[:, None]) & (offs_n[None, :] < row_end[:, None])
+        s = tl.where(own, s, float("-inf"))
+    m_new = tl.maximum(m_i, tl.max(s, 1))
+    alpha = tl.math.exp2(m_i - m_new)
+    p = tl.math.exp2(s - m_new[:, None])
+    l_i = l_i * alpha + tl.sum(p, 1)
+    p = p.to(q0.dtype)
+    acc0 = tl.dot(p, _load_v(v_base, offs_n, n_mask, stride_vt, 0, D0, HEAD_DIM, MASKED),
+                  acc0 * alpha[:, None], input_precision=PRECISION)
+    if D1 > 0:
+        acc1 = tl.dot(p, _load_v(v_base, offs_n, n_mask, stride_vt, O1, D1, HEAD_DIM, MASKED),
+                      acc1 * alpha[:, None], input_precision=PRECISION)
+    if D2 > 0:
+        acc2 = tl.dot(p, _load_v(v_base, offs_n, n_mask, stride_vt, O2, D2, HEAD_DIM,
+                                 MASKED), acc2 * alpha[:, None], input_precision=PRECISION)
+    return acc0, acc1, acc2, m_new, l_i
+
+
+@triton.jit
+def _store_rows(base, rows, row_mask, stride_t, acc, inv_l, OFF: tl.constexpr,
+                WIDTH: tl.constexpr, HEAD_DIM: tl.constexpr):
+    cols = OFF + tl.arange(0, WIDTH)
+    ptrs = base + rows.to(tl.int64)[:, None] * stride_t + cols[None, :]
+    val = (acc * inv_l[:, None]).to(base.dtype.element_ty)
+    if OFF + WIDTH > HEAD_DIM:
+        tl.store(ptrs, val, mask=row_mask[:, None] & (cols < HEAD_DIM)[None, :])
+    else:
+        tl.store(ptrs, val, mask=row_mask[:, None])
+
+
+@triton.jit
+def vision_attn_fwd(
+    Q, K, V, Out, CU,
+    seq_len,  # tokens per batch element (batched) or in total (packed)
+    n_segments,  # packed: len(cu_seqlens) - 1; batched: 1
+    search_steps,  # ceil(log2(n_segments)): binary-search steps over cu_seqlens
+    n_heads, n_m_blocks,
+    stride_qb, stride_qt, stride_qh,
+    stride_kb, stride_kt, stride_kh,
+    stride_vb, stride_vt, stride_vh,
+    stride_ob, stride_ot, stride_oh,
+    qk_scale,  # softmax scale * log2(e)
+    IS_VARLEN: tl.constexpr,
+    HEAD_DIM: tl.constexpr,
+    D0: tl.constexpr, D1: tl.constexpr, D2: tl.constexpr,
+    O1: tl.constexpr, O2: tl.constexpr,  # column offsets of chunks 1 and 2
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+    HEADS_FASTEST: tl.constexpr,
+    PRECISION: tl.constexpr,
+):
+    pid = tl.program_id(0)
+    tiles_per_batch = n_heads * n_m_blocks
+    b = pid // tiles_per_batch
+    rem = pid % tiles_per_batch
+    if HEADS_FASTEST:
+        h = rem % n_heads
+        m_blk = rem // n_heads
+    else:
+        m_blk = rem % n_m_blocks
+        h = rem // n_m_blocks
+
+    offs_m = m_blk * BLOCK_M + tl.arange(0, BLOCK_M)
+    in_range = offs_m < seq_len
+    if IS_VARLEN:
+        # Segment of each row: the largest i < n_segments with cu[i] <= row. With repeated
+        # entries (empty segments) that is the non-empty segment holding the row.
+        lo = tl.zeros([BLOCK_M], dtype=tl.int32)
+        hi = lo + (n_segments - 1)
+        for _ in range(search_steps):
+            mid = (lo + hi + 1) // 2
+            le = tl.load(CU + mid) <= offs_m
+            active = lo < hi
+            lo = tl.where(active & le, mid, lo)
+            hi = tl.where(active & ~le, mid - 1, hi)
+        # Clamped to [0, seq_len]: whatever cu_seqlens holds, no access leaves the tensors.
+        row_start = tl.maximum(tl.load(CU + lo), 0)
+        row_end = tl.minimum(tl.load(CU + lo + 1), seq_len)
+        valid = in_range & (row_start <= offs_m) & (offs_m < row_end)
+    else:
+        row_start = tl.zeros([BLOCK_M], dtype=tl.int32)
+        row_end = row_start + seq_len
+        valid = in_range
+    kv_start = tl.min(tl.where(valid, row_start, seq_len), 0)
+    kv_end = tl.max(tl.where(valid, row_end, 0), 0)
+    # Full key blocks may skip the masks only when every row shares one key range.
+    uniform = (tl.max(tl.where(valid, row_start, -1), 0) == kv_start) & (
+        tl.min(tl.where(valid, row_end, seq_len + 1), 0) == kv_end)
+    n_full = tl.where(uniform, tl.maximum(kv_end - kv_start, 0) // BLOCK_N, 0)
+    full_end = kv_start + n_full * BLOCK_N
+
+    b64 = b.to(tl.int64)
+    h64 = h.to(tl.int64)
+    q_base = Q + b64 * stride_qb + h64 * stride_qh
+    k_base = K + b64 * stride_kb + h64 * stride_kh
+    v_base = V + b64 * stride_vb + h64 * stride_vh
+    o_base = Out + b64 * stride_ob + h64 * stride_oh
+
+    q0 = _load_q(q_base, offs_m, in_range, stride_qt, 0, D0, 0, HEAD_DIM)
+    acc0 = tl.zeros([BLOCK_M, D0], dtype=tl.float32)
+    if D1 > 0:
+        q1 = _load_q(q_base, offs_m, in_range, stride_qt, O1, D1, D0, HEAD_DIM)
+        acc1 = tl.zeros([BLOCK_M, D1], dtype=tl.float32)
+    else:
+        q1 = q0
+        acc1 = acc0
+    if D2 > 0:
+        q2 = _load_q(q_base, offs_m, in_range, stride_qt, O2, D2, O1 + D1, HEAD_DIM)
+        acc2 = tl.zeros([BLOCK_M, D2], dtype=tl.float32)
+    else:
+        q2 = q0
+        acc2 = acc0
+    # A finite start keeps exp2(m_old - m_new) defined for rows that see only masked keys.
+    m_i = tl.zeros([BLOCK_M], dtype=tl.float32) - 1.0e30
+    l_i = tl.zeros([BLOCK_M], dtype=tl.float32)
+
+    for start_n in range(kv_start, full_end, BLOCK_N):
+        acc0, acc1, acc2, m_i, l_i = _attend_block(
+            acc0, acc1, acc2, m_i, l_i, q0, q1, q2, k_base, v_base, start_n, kv_end,
+            row_start, row_end, stride_kt, stride_vt, qk_scale,
+            False, HEAD_DIM, D0, D1, D2, O1, O2, BLOCK_N, PRECISION)
+    for start_n in range(full_end, kv_end, BLOCK_N):
+        acc0, acc1, acc2, m_i, l_i = _attend_block(
+            acc0, acc1, acc2, m_i, l_i, q0, q1, q2, k_base, v_base, start_n, kv_end,
+            row_start, row_end, stride_kt, stride_vt, qk_scale,
+            True, HEAD_DIM, D0, D1, D2, O1, O2, BLOCK_N, PRECISION)
+
+    # Rows outside every segment (only with malformed cu_seqlens) are written as zeros.
+    inv_l = tl.where(valid & (l_i > 0), 1.0 / tl.where(l_i > 0, l_i, 1.0), 0.0)
+    _store_rows(o_base, offs_m, in_range, stride_ot, acc0, inv_l, 0, D0, HEAD_DIM)
+    if D1 > 0:
+        _store_rows(o_base, offs_m, in_range, stride_ot, acc1, inv_l, O1, D1, HEAD_DIM)
+    if D2 > 0:
+        _store_rows(o_base, offs_m, in_range, stride_ot, acc2, inv_l, O2, D2, HEAD_DIM)
+

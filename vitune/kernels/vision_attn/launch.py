@@ -1,0 +1,66 @@
+"""Launch the vision-attention kernel on already-validated tensors (see vitune.runtime.api)."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import triton
+
+from vitune.kernels.vision_attn.kernel import vision_attn_fwd
+from vitune.kernels.vision_attn.space import KernelConfig, chunk_offsets, head_chunks
+
+LOG2E = 1.4426950408889634
+
+
+def kernel_is_interpreted() -> bool:
+    """True when TRITON_INTERPRET=1 was set before the kernel module was imported: the kernel
+    then runs on the CPU through NumPy."""
+    return not isinstance(vision_attn_fwd, triton.runtime.JITFunction)
+
+
+def launch_vision_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                            out: torch.Tensor, cu_seqlens: torch.Tensor | None, scale: float,
+                            cfg: KernelConfig) -> torch.Tensor:
+    """Packed [T, H, D] with cu_seqlens, or batched [B, S, H, D] without. Strides of every
+    axis but the last are free; nothing is copied."""
+    if cu_seqlens is not None:
+        batch, (seq_len, heads, head_dim) = 1, q.shape
+        n_segments = cu_seqlens.numel() - 1
+        strides = [(0, x.stride(0), x.stride(1)) for x in (q, k, v, out)]
+        cu = cu_seqlens
+    else:
+        batch, seq_len, heads, head_dim = q.shape
+        n_segments = 1
+        strides = [(x.stride(0), x.stride(1), x.stride(2)) for x in (q, k, v, out)]
+        cu = q  # never read when IS_VARLEN is False
+    if batch * seq_len * heads == 0:
+        return out
+    d0, d1, d2 = head_chunks(head_dim, cfg.head_split)
+    _, o1, o2 = chunk_offsets(head_dim, cfg.head_split)
+    n_m_blocks = triton.cdiv(seq_len, cfg.block_m)
+    grid = (n_m_blocks * heads * batch,)
+    vision_attn_fwd[grid](
+        q, k, v, out, cu,
+        seq_len, n_segments, max(n_segments - 1, 0).bit_length(),
+        heads, n_m_blocks,
+        *strides[0], *strides[1], *strides[2], *strides[3],
+        scale * LOG2E,
+        IS_VARLEN=cu_seqlens is not None,
+        HEAD_DIM=head_dim, D0=d0, D1=d1, D2=d2, O1=o1, O2=o2,
+        BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n,
+        HEADS_FASTEST=cfg.heads_fastest,
+        PRECISION="ieee" if q.dtype == torch.float32 else "tf32",
+        num_warps=cfg.num_warps, num_stages=cfg.num_stages,
+    )
+    return out
+
+
+def tensor_strides_aligned(*tensors: torch.Tensor) -> bool:
+    """Every stride but the head_dim one is a multiple of 16 elements."""
+    return all(s % 16 == 0 for x in tensors for s in x.stride()[:-1])
+
+
+def useful_flops(seqlens: list[int], heads: int, head_dim: int) -> float:
+    """Matrix work that counts: 4 * L^2 * head_dim per head and segment (no padding credit)."""
+    return 4.0 * heads * head_dim * math.fsum(length * length for length in seqlens)

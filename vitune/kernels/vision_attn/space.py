@@ -1,0 +1,214 @@
+"""The vision-attention kernel's config, its search space (declared once, as data) and the
+validity rules that reject an impossible config before anything is compiled."""
+
+from __future__ import annotations
+
+import functools
+import itertools
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, fields, replace
+
+import torch
+
+from vitune.kernels.arch import ArchSpec
+
+SUPPORTED_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
+WGMMA_ARCHS = ("hopper", "blackwell")  # where Triton lowers tl.dot to warpgroup MMA
+HEAD_DIMS = tuple(range(32, 257, 8))  # every multiple of 8 from 32 to 256
+MAX_HEAD_CHUNKS = 3  # the kernel carries at most three head-dim chunks (acc0..acc2)
+MIN_CHUNK = 16  # tl.dot needs every dimension >= 16
+
+# Every tunable choice and the values the tuner may pick. The kernel reads nothing else.
+SEARCH_SPACE: dict[str, tuple] = {
+    "block_m": (32, 64, 128, 256),  # query tokens per program
+    "block_n": (32, 64, 128),  # key tokens per inner-loop step
+    "num_warps": (2, 4, 8),
+    "num_stages": (1, 2, 3, 4),  # software-pipelining depth of the key loop
+    # Split a non-power-of-two head_dim into power-of-two chunks (80 = 64 + 16) instead of
+    # padding it (80 -> 128): less wasted matrix work, more and narrower dots.
+    "head_split": (True, False),
+    # Program order: all heads of a token tile back to back (windows: neighbouring programs
+    # share cache lines of the packed [tokens, heads, dim] rows) or all token tiles of a head
+    # back to back (long segments: the head's keys and values stay in L2).
+    "heads_fastest": (True, False),
+}
+
+
+@dataclass(frozen=True)
+class KernelConfig:
+    """One point of SEARCH_SPACE. Field names match the space's keys and the YAML schema."""
+
+    block_m: int = 128
+    block_n: int = 64
+    num_warps: int = 8
+    num_stages: int = 2
+    head_split: bool = True
+    heads_fastest: bool = False
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> KernelConfig:
+        """Build from a mapping with known keys only; values are checked by `check_config`."""
+        if not isinstance(data, dict):
+            raise TypeError(f"config must be a mapping, got {type(data).__name__}")
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"config has unknown keys {unknown}; known keys: {sorted(known)}")
+        return cls(**data)
+
+    def short(self) -> str:
+        split = "split" if self.head_split else "pad"
+        order = "heads" if self.heads_fastest else "tiles"
+        return (f"m{self.block_m}n{self.block_n}w{self.num_warps}s{self.num_stages}"
+                f"-{split}-{order}")
+
+
+def _next_pow2(x: int) -> int:
+    return 1 << (x - 1).bit_length()
+
+
+def head_chunks(head_dim: int, head_split: bool) -> tuple[int, int, int]:
+    """Widths of the (up to three) power-of-two head-dim chunks the kernel computes on.
+
+    With head_split, head_dim rounded up to a multiple of 16 is written as a sum of powers of
+    two, largest first (80 -> 64 + 16, 88 -> 64 + 32, 112 -> 64 + 32 + 16); beyond three
+    chunks the smallest ones merge into one padded chunk (240 -> 128 + 64 + 64). Without it,
+    one chunk padded to the next power of two (80 -> 128), as most Triton kernels do.
+    Absent chunks have width 0.
+    """
+    if not head_split:
+        return (max(_next_pow2(head_dim), MIN_CHUNK), 0, 0)
+    width = -(-head_dim // MIN_CHUNK) * MIN_CHUNK
+    chunks = [1 << b for b in range(width.bit_length() - 1, -1, -1) if width & (1 << b)]
+    if len(chunks) > MAX_HEAD_CHUNKS:
+        rest = sum(chunks[MAX_HEAD_CHUNKS - 1:])
+        chunks = chunks[: MAX_HEAD_CHUNKS - 1] + [_next_pow2(rest)]
+    chunks += [0] * (MAX_HEAD_CHUNKS - len(chunks))
+    return tuple(chunks)  # type: ignore[return-value]
+
+
+def chunk_offsets(head_dim: int, head_split: bool) -> tuple[int, int, int]:
+    """Column offset of each chunk. In split mode the last chunk is shifted left to end at
+    head_dim (overlapping the previous one), so no chunk reads past the head dim."""
+    chunks = head_chunks(head_dim, head_split)
+    offsets = [0, chunks[0], chunks[0] + chunks[1]]
+    last = max(i for i, c in enumerate(chunks) if c)
+    if head_split and offsets[last] + chunks[last] > head_dim:
+        offsets[last] = head_dim - chunks[last]
+    return tuple(offsets)  # type: ignore[return-value]
+
+
+def padded_head_dim(head_dim: int, head_split: bool) -> int:
+    return sum(head_chunks(head_dim, head_split))
+
+
+def estimate_smem_bytes(cfg: KernelConfig, head_dim: int, dtype: torch.dtype) -> int:
+    """Shared memory one program needs: the Q tile, K and V tiles for each pipeline stage,
+    and the P tile staged for the second matrix product."""
+    elt = dtype.itemsize
+    width = padded_head_dim(head_dim, cfg.head_split)
+    stages = max(cfg.num_stages, 1)
+    return elt * (cfg.block_m * width + 2 * cfg.block_n * width * stages
+                  + cfg.block_m * cfg.block_n)
+
+
+def estimate_regs_per_thread(cfg: KernelConfig, head_dim: int, dtype: torch.dtype) -> int:
+    """Registers per thread for the live tiles, plus a fixed allowance for addresses and
+    softmax state."""
+    elt = dtype.itemsize
+    width = padded_head_dim(head_dim, cfg.head_split)
+    threads = cfg.num_warps * 32
+    # fp32 accumulator and scores; P reuses the scores' registers and Q is read from shared
+    # memory by the matrix units (SGLang's 128 x 128, 4-warp tile at head_dim 64 fits).
+    words = cfg.block_m * width + cfg.block_m * cfg.block_n
+    if elt == 4:
+        words += cfg.block_m * width  # fp32 Q stays in registers for the FMA path
+    return words // threads + 32
+
+
+def check_config(cfg: KernelConfig, head_dim: int, dtype: torch.dtype,
+                 arch: ArchSpec) -> str | None:
+    """None if `cfg` can run for (head_dim, dtype) on `arch`, else the reason it cannot."""
+    for name, choices in SEARCH_SPACE.items():
+        value = getattr(cfg, name)
+        if type(value) is not type(choices[0]) or value not in choices:
+            return f"{name}={value!r} is not one of {list(choices)}"
+    if head_dim not in HEAD_DIMS:
+        return f"head_dim={head_dim} is not a multiple of 8 in [32, 256]"
+    if dtype not in SUPPORTED_DTYPES:
+        return f"dtype {dtype} is not supported"
+    if cfg.num_warps > arch.max_warps:
+        return f"num_warps={cfg.num_warps} exceeds {arch.max_warps} on {arch.name}"
+    if cfg.block_m < 8 * cfg.num_warps:
+        return f"block_m={cfg.block_m} leaves warps idle with num_warps={cfg.num_warps}"
+    smem = estimate_smem_bytes(cfg, head_dim, dtype)
+    if smem > arch.smem_per_block:
+        allowed = arch.smem_per_block // 1024
+        return f"needs ~{smem // 1024} KB shared memory, {arch.name} allows {allowed} KB"
+    regs = estimate_regs_per_thread(cfg, head_dim, dtype)
+    if regs > arch.max_regs_per_thread:
+        return f"needs ~{regs} registers per thread, {arch.name} allows {arch.max_regs_per_thread}"
+    if (arch.name in WGMMA_ARCHS and cfg.num_stages == 1 and cfg.block_m >= 64
+            and cfg.block_n >= 64 and head_chunks(head_dim, cfg.head_split)[1] > 0):
+        # Measured: wrong results from chained Q K^T dots on the wgmma path without
+        # pipelining (Triton 3.6, H200, 2026-11-27). See docs/perf-notes.md.
+        return "several head-dim chunks with num_stages=1 and 64+ tiles miscompile on wgmma"
+    if (needs_aligned_strides(cfg, head_dim, arch) and head_dim % 16
+            and dtype != torch.float32):
+        # Rows of head_dim 72 or 88 give strides that are not multiples of 16 elements.
+        return f"split head_dim={head_dim} on wgmma needs strides that are multiples of 16"
+    return None
+
+
+def needs_aligned_strides(cfg: KernelConfig, head_dim: int, arch: ArchSpec) -> bool:
+    """Split head dims on the wgmma path give wrong results or illegal addresses when a stride
+    is not a multiple of 16 elements (measured: head_dim 72/88 rows, Triton 3.6, H200,
+    2026-11-27; the same head_dim 72 stored with stride 80 was right)."""
+    return (arch.name in WGMMA_ARCHS and cfg.block_m >= 64
+            and head_chunks(head_dim, cfg.head_split)[1] > 0)
+
+
+def valid_configs(head_dim: int, dtype: torch.dtype, arch: ArchSpec) -> Iterator[KernelConfig]:
+    """Every valid config for (head_dim, dtype, arch), without duplicates: where head_split
+    changes nothing (power-of-two head dims) only head_split=True is kept."""
+    names = list(SEARCH_SPACE)
+    for values in itertools.product(*SEARCH_SPACE.values()):
+        cfg = KernelConfig(**dict(zip(names, values, strict=True)))
+        if not cfg.head_split and head_chunks(head_dim, True) == head_chunks(head_dim, False):
+            continue
+        if check_config(cfg, head_dim, dtype, arch) is None:
+            yield cfg
+
+
+def default_config(head_dim: int, dtype: torch.dtype, arch: ArchSpec,
+                   mean_seqlen: float | None) -> KernelConfig:
+    """The built-in config when nothing tuned is at hand, per regime: short windows (mean
+    segment length <= 128) are memory bound, long segments compute bound. Cached: it runs
+    on every call that passes no config."""
+    window = mean_seqlen is not None and mean_seqlen <= 128
+    return _default_config(head_dim, dtype, arch, window)
+
+
+@functools.cache
+def _default_config(head_dim: int, dtype: torch.dtype, arch: ArchSpec,
+                    window: bool) -> KernelConfig:
+    if window:
+        # Best of the window sweep's first 102 configs, H200, 2026-11-27 (docs/perf-notes.md)
+        cfg = KernelConfig(block_m=64, block_n=32, num_warps=2, num_stages=2,
+                           heads_fastest=True)
+    else:
+        cfg = KernelConfig(block_m=128, block_n=64, num_warps=8, num_stages=2,
+                           heads_fastest=False)
+    # Fall back to the padded head dim, then to smaller tiles, where the rules say no.
+    for split, block_n, stages in ((True, cfg.block_n, cfg.num_stages),
+                                   (False, cfg.block_n, cfg.num_stages), (True, 32, 2),
+                                   (False, 32, 2), (True, 32, 1)):
+        candidate = replace(cfg, head_split=split, block_n=block_n, num_stages=stages)
+        if check_config(candidate, head_dim, dtype, arch) is None:
+            return candidate
+    for candidate in valid_configs(head_dim, dtype, arch):
+        return candidate
+    raise ValueError(f"no valid config for head_dim={head_dim}, dtype={dtype} on {arch.name}")

@@ -1,0 +1,242 @@
+"""The public call: validate at the boundary, pick a config, launch the Triton kernel."""
+
+from __future__ import annotations
+
+import functools
+import math
+import os
+from dataclasses import replace
+
+import torch
+
+from vitune.kernels.arch import INTERPRETER, ArchSpec, arch_for_capability
+from vitune.kernels.vision_attn.launch import (
+    kernel_is_interpreted,
+    launch_vision_attention,
+    tensor_strides_aligned,
+)
+from vitune.kernels.vision_attn.space import (
+    HEAD_DIMS,
+    SUPPORTED_DTYPES,
+    KernelConfig,
+    check_config,
+    default_config,
+    needs_aligned_strides,
+)
+
+VALIDATE_ENV = "VITUNE_VALIDATE"
+
+
+def vision_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                     cu_seqlens: torch.Tensor | None = None, max_seqlen: int | None = None, *,
+                     scale: float | None = None, out: torch.Tensor | None = None,
+                     config: KernelConfig | dict | None = None,
+                     validate: bool | None = None) -> torch.Tensor:
+    """Non-causal attention as in ViT vision towers, forward only.
+
+    Layouts: packed `[total_tokens, heads, head_dim]` with `cu_seqlens` (int32, segments + 1
+    entries, starting at 0; empty and length-1 segments are legal), or batched
+    `[batch, seq, heads, head_dim]` with `cu_seqlens=None`. Any strides on the token, head
+    and batch axes (views of a fused qkv tensor work without copies); the head_dim axis must
+    be contiguous. head_dim: a multiple of 8 in [32, 256]. dtype: float16, bfloat16 or float32
+    (exact fp32 products; slow, for checking).
+
+    `max_seqlen` is never needed for correctness (the grid is sized from the token count) and
+    is never synchronised; it only helps pick the default config for the regime.
+    `config` is a KernelConfig or a mapping of its fields; without one the built-in default
+    for this GPU architecture and regime is used. `scale` defaults to head_dim ** -0.5.
+    `out` receives the result (same shape, dtype and device as q; must not overlap k or v).
+
+    Checks that would read device memory (and so synchronise) run only with `validate=True`
+    or the environment variable VITUNE_VALIDATE=1: cu_seqlens starts at 0, never decreases,
+    ends at total_tokens, and max_seqlen is at least the longest segment.
+    """
+    _check_tensors(q, k, v, cu_seqlens)
+    head_dim = q.shape[-1]
+    if out is None:
+        out = torch.empty_like(q, memory_format=torch.contiguous_format)
+    else:
+        _check_out(out, q)
+    scale = _check_scale(scale, head_dim)
+    max_seqlen = _check_max_seqlen(max_seqlen)
+    if validate is None:
+        validate = os.environ.get(VALIDATE_ENV, "0") not in ("", "0")
+    if validate:
+        _validate_segments(q, cu_seqlens, max_seqlen)
+    arch = device_arch(q.device)
+    cfg = _resolve_config(config, q, cu_seqlens, max_seqlen, arch)
+    if needs_aligned_strides(cfg, head_dim, arch) and not tensor_strides_aligned(q, k, v, out):
+        if config is not None:
+            raise ValueError(
+                f"config {cfg.short()} splits head_dim={head_dim} on the wgmma path, which "
+                "needs every stride of q, k, v and out to be a multiple of 16 elements; got "
+                f"q {q.stride()}, k {k.stride()}, v {v.stride()}, out {out.stride()}: use "
+                "head_split=False or block_m=32"
+            )
+        cfg = replace(cfg, head_split=False)
+    return launch_vision_attention(q, k, v, out, cu_seqlens, scale, cfg)
+
+
+def device_arch(device: torch.device) -> ArchSpec:
+    """Budgets of the GPU holding the tensors; the interpreter's for CPU tensors."""
+    if device.type != "cuda":
+        return INTERPRETER
+    return _cuda_arch(device.index if device.index is not None else torch.cuda.current_device())
+
+
+@functools.cache
+def _cuda_arch(index: int) -> ArchSpec:
+    return arch_for_capability(torch.cuda.get_device_capability(index))
+
+
+def _check_tensors(q: object, k: object, v: object, cu_seqlens: object) -> None:
+    for name, x in (("q", q), ("k", k), ("v", v)):
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+    assert isinstance(q, torch.Tensor) and isinstance(k, torch.Tensor)
+    assert isinstance(v, torch.Tensor)
+    if q.dtype not in SUPPORTED_DTYPES:
+        raise TypeError(f"q has dtype {q.dtype}; supported: float16, bfloat16, float32")
+    for name, x in (("k", k), ("v", v)):
+        if x.dtype != q.dtype:
+            raise TypeError(f"{name} has dtype {x.dtype} but q has {q.dtype}; they must match")
+        if x.device != q.device:
+            raise ValueError(f"{name} is on {x.device} but q is on {q.device}")
+    # (The interpreter also takes CUDA tensors, copying them to the host and back.)
+    if q.device.type != "cuda" and not kernel_is_interpreted():
+        raise ValueError(
+            f"q is on {q.device}: the Triton kernel needs CUDA tensors (or TRITON_INTERPRET=1 "
+            "set before vitune is imported, to run it on the CPU)"
+        )
+    layout = "packed [total_tokens, heads, head_dim]" if cu_seqlens is not None else \
+        "batched [batch, seq, heads, head_dim] (cu_seqlens is None)"
+    rank = 3 if cu_seqlens is not None else 4
+    if q.dim() != rank:
+        raise ValueError(f"q has shape {tuple(q.shape)}: expected {layout}")
+    for name, x in (("k", k), ("v", v)):
+        if x.shape != q.shape:
+            raise ValueError(f"{name} has shape {tuple(x.shape)} but q has {tuple(q.shape)}")
+    head_dim = q.shape[-1]
+    if head_dim not in HEAD_DIMS:
+        raise ValueError(f"head_dim={head_dim} is not supported: use a multiple of 8 in [32, 256]")
+    for name, x in (("q", q), ("k", k), ("v", v)):
+        if x.stride(-1) != 1 and x.shape[-1] > 1:
+            raise ValueError(
+                f"{name} has stride {x.stride(-1)} on head_dim; it must be 1 (other axes may "
+                "have any stride; vitune never copies its inputs)"
+            )
+    if q.requires_grad or k.requires_grad or v.requires_grad:
+        if torch.is_grad_enabled():
+            raise NotImplementedError(
+                "vision_attention is forward-only: call it under torch.no_grad() or "
+                "torch.inference_mode(), or detach q, k and v"
+            )
+    if cu_seqlens is not None:
+        _check_cu_seqlens(cu_seqlens, q)
+
+
+def _check_cu_seqlens(cu_seqlens: object, q: torch.Tensor) -> None:
+    if not isinstance(cu_seqlens, torch.Tensor):
+        raise TypeError(
+            f"cu_seqlens must be a torch.Tensor or None, got {type(cu_seqlens).__name__}")
+    if cu_seqlens.dtype != torch.int32:
+        raise TypeError(f"cu_seqlens has dtype {cu_seqlens.dtype}; it must be torch.int32")
+    if cu_seqlens.dim() != 1:
+        raise ValueError(f"cu_seqlens has shape {tuple(cu_seqlens.shape)}; it must be 1-D")
+    if cu_seqlens.numel() < 2:
+        raise ValueError(
+            f"cu_seqlens has {cu_seqlens.numel()} entries; it needs segments + 1 >= 2 "
+            "(e.g. [0, total_tokens])"
+        )
+    if cu_seqlens.device != q.device:
+        raise ValueError(f"cu_seqlens is on {cu_seqlens.device} but q is on {q.device}")
+    if cu_seqlens.stride(0) != 1:
+        raise ValueError("cu_seqlens must be contiguous (stride 1)")
+
+
+def _check_out(out: object, q: torch.Tensor) -> None:
+    if not isinstance(out, torch.Tensor):
+        raise TypeError(f"out must be a torch.Tensor or None, got {type(out).__name__}")
+    if out.shape != q.shape:
+        raise ValueError(f"out has shape {tuple(out.shape)} but q has {tuple(q.shape)}")
+    if out.dtype != q.dtype:
+        raise TypeError(f"out has dtype {out.dtype} but q has {q.dtype}")
+    if out.device != q.device:
+        raise ValueError(f"out is on {out.device} but q is on {q.device}")
+    if out.stride(-1) != 1:
+        raise ValueError(f"out has stride {out.stride(-1)} on head_dim; it must be 1")
+
+
+def _check_scale(scale: object, head_dim: int) -> float:
+    if scale is None:
+        return head_dim ** -0.5
+    if isinstance(scale, bool) or not isinstance(scale, (int, float)):
+        raise TypeError(f"scale must be a float or None, got {type(scale).__name__}")
+    if not math.isfinite(scale):
+        raise ValueError(f"scale must be finite, got {scale}")
+    return float(scale)
+
+
+def _check_max_seqlen(max_seqlen: object) -> int | None:
+    if max_seqlen is None:
+        return None
+    if isinstance(max_seqlen, torch.Tensor):
+        raise TypeError(
+            "max_seqlen must be a Python int (a tensor would need a device sync); "
+            "pass None if it is not known on the host"
+        )
+    if isinstance(max_seqlen, bool) or not isinstance(max_seqlen, int):
+        raise TypeError(f"max_seqlen must be an int or None, got {type(max_seqlen).__name__}")
+    if max_seqlen < 0:
+        raise ValueError(f"max_seqlen must be >= 0, got {max_seqlen}")
+    return max_seqlen
+
+
+def _validate_segments(q: torch.Tensor, cu_seqlens: torch.Tensor | None,
+                       max_seqlen: int | None) -> None:
+    """The checks that read cu_seqlens' values, and so synchronise with the device."""
+    if cu_seqlens is None:
+        return
+    cu = cu_seqlens.tolist()
+    if cu[0] != 0:
+        raise ValueError(f"cu_seqlens must start at 0, starts at {cu[0]}")
+    lengths = [b - a for a, b in zip(cu[:-1], cu[1:], strict=True)]
+    if any(n < 0 for n in lengths):
+        at = next(i for i, n in enumerate(lengths) if n < 0)
+        raise ValueError(
+            f"cu_seqlens must be non-decreasing: entry {at + 1} ({cu[at + 1]}) < entry {at} "
+            f"({cu[at]})"
+        )
+    if cu[-1] != q.shape[0]:
+        raise ValueError(f"cu_seqlens ends at {cu[-1]} but q has {q.shape[0]} tokens")
+    if max_seqlen is not None and max_seqlen < max(lengths):
+        raise ValueError(f"max_seqlen={max_seqlen} is below the longest segment ({max(lengths)})")
+
+
+def _resolve_config(config: KernelConfig | dict | None, q: torch.Tensor,
+                    cu_seqlens: torch.Tensor | None, max_seqlen: int | None,
+                    arch: ArchSpec) -> KernelConfig:
+    head_dim = q.shape[-1]
+    if config is None:
+        return default_config(head_dim, q.dtype, arch, _regime_length(q, cu_seqlens, max_seqlen))
+    if isinstance(config, dict):
+        config = KernelConfig.from_dict(config)
+    if not isinstance(config, KernelConfig):
+        raise TypeError(
+            f"config must be a KernelConfig, a dict or None, got {type(config).__name__}")
+    reason = check_config(config, head_dim, q.dtype, arch)
+    if reason is not None:
+        raise ValueError(f"config {config.short()} is invalid for head_dim={head_dim}, "
+                         f"{q.dtype} on {arch.name}: {reason}")
+    return config
+
+
+def _regime_length(q: torch.Tensor, cu_seqlens: torch.Tensor | None,
+                   max_seqlen: int | None) -> float:
+    """A segment length that tells windows from full attention without a device sync:
+    max_seqlen when given, else the mean segment length from the shapes."""
+    if max_seqlen is not None:
+        return float(max_seqlen)
+    if cu_seqlens is None:
+        return float(q.shape[1])
+    return q.shape[0] / max(cu_seqlens.numel() - 1, 1)

@@ -1,0 +1,105 @@
+"""Other attention backends, measured beside vitune in the same run on the same card.
+
+Each peer is `prepare(workload, q, k, v, cu) -> Prepared | None`: `run()` does one forward
+pass, `packed(result)` views its result as [T, H, D] for the correctness check; None means
+the backend cannot take this workload (e.g. SDPA on unequal segment lengths) or is not
+installed."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from vitune.kernels.vision_attn.space import KernelConfig
+from vitune.runtime.api import vision_attention
+from vitune.tuner.workloads import Workload
+
+
+@dataclass(frozen=True)
+class Prepared:
+    run: Callable[[], torch.Tensor]
+    packed: Callable[[torch.Tensor], torch.Tensor] = lambda out: out
+
+
+def sglang_style_config(head_dim: int) -> KernelConfig:
+    """The fixed constants SGLang's vision Triton kernel ships on sm_90: 128 x 128 tiles,
+    4 warps up to head_dim 64 and 8 above, one stage, head_dim padded to a power of two."""
+    return KernelConfig(block_m=128, block_n=128, num_warps=4 if head_dim <= 64 else 8,
+                        num_stages=1, head_split=False, heads_fastest=False)
+
+
+def _as_batch(x: torch.Tensor, w: Workload) -> torch.Tensor:
+    """[T, H, D] of equal segments -> [B, H, L, D] view for SDPA (no copy)."""
+    return x.unflatten(0, (len(w.seqlens), w.seqlens[0])).transpose(1, 2)
+
+
+def _sdpa(backend_name: str) -> Callable[..., Prepared | None]:
+    def prepare(w: Workload, q, k, v, cu) -> Prepared | None:
+        from torch.nn.attention import SDPBackend, sdpa_kernel
+        from torch.nn.functional import scaled_dot_product_attention as sdpa
+
+        if not w.equal_lengths:
+            return None
+        backend = getattr(SDPBackend, backend_name)
+        qb, kb, vb = (_as_batch(x, w) for x in (q, k, v))
+
+        def run():
+            with sdpa_kernel(backend):
+                return sdpa(qb, kb, vb)
+        return Prepared(run, lambda out: out.transpose(1, 2).reshape(q.shape))
+    return prepare
+
+
+def _masked_sdpa(w: Workload, q, k, v, cu) -> Prepared | None:
+    """What serving engines did by default: one [1, T, T] block-diagonal boolean mask."""
+    from torch.nn.functional import scaled_dot_product_attention as sdpa
+
+    if w.total_tokens > 32768:
+        return None  # the T^2 mask alone would take over a GB
+    seg = torch.repeat_interleave(torch.arange(len(w.seqlens), device=q.device),
+                                  torch.tensor(w.seqlens, device=q.device))
+    mask = (seg[:, None] == seg[None, :])[None]
+    qt, kt, vt = (x.transpose(0, 1) for x in (q, k, v))
+    return Prepared(lambda: sdpa(qt, kt, vt, attn_mask=mask), lambda out: out.transpose(0, 1))
+
+
+def _varlen_attn(w: Workload, q, k, v, cu) -> Prepared | None:
+    try:
+        from torch.nn.attention.varlen import varlen_attn
+    except ImportError:
+        return None
+    m = w.max_seqlen
+    return Prepared(lambda: varlen_attn(q, k, v, cu, cu, m, m))
+
+
+def _flash_attn(w: Workload, q, k, v, cu) -> Prepared | None:
+    try:
+        from flash_attn import flash_attn_varlen_func
+    except ImportError:
+        return None
+    m = w.max_seqlen
+    return Prepared(lambda: flash_attn_varlen_func(q, k, v, cu, cu, m, m))
+
+
+def _vitune(config_for: Callable[[Workload], KernelConfig | None]
+            ) -> Callable[..., Prepared | None]:
+    def prepare(w: Workload, q, k, v, cu) -> Prepared:
+        out = torch.full_like(q, float("nan"), memory_format=torch.contiguous_format)
+        cfg = config_for(w)
+        return Prepared(lambda: vision_attention(q, k, v, cu, w.max_seqlen, out=out,
+                                                 config=cfg))
+    return prepare
+
+
+PEERS: dict[str, Callable[..., Prepared | None]] = {
+    "vitune-default": _vitune(lambda w: None),
+    "sglang-style-fixed": _vitune(lambda w: sglang_style_config(w.head_dim)),
+    "sdpa-flash": _sdpa("FLASH_ATTENTION"),
+    "sdpa-cudnn": _sdpa("CUDNN_ATTENTION"),
+    "sdpa-memeff": _sdpa("EFFICIENT_ATTENTION"),
+    "sdpa-masked": _masked_sdpa,
+    "varlen_attn": _varlen_attn,
+    "flash_attn": _flash_attn,
+}

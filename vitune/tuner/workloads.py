@@ -1,0 +1,101 @@
+"""Workload shapes drawn from real vision towers, and how to build their inputs."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass(frozen=True)
+class Workload:
+    """One attention call: segment lengths (packed into one tensor), heads, head_dim, dtype."""
+
+    name: str
+    seqlens: tuple[int, ...]
+    heads: int = 16
+    head_dim: int = 80
+    dtype: str = "bfloat16"
+
+    @property
+    def total_tokens(self) -> int:
+        return sum(self.seqlens)
+
+    @property
+    def max_seqlen(self) -> int:
+        return max(self.seqlens, default=0)
+
+    @property
+    def regime(self) -> str:
+        """'window' for many short segments (memory bound), 'full' otherwise."""
+        return "window" if self.max_seqlen <= 128 else "full"
+
+    @property
+    def equal_lengths(self) -> bool:
+        return len(set(self.seqlens)) == 1
+
+    @property
+    def torch_dtype(self) -> torch.dtype:
+        return getattr(torch, self.dtype)
+
+    def useful_flops(self) -> float:
+        """4 * L^2 * head_dim per head and segment: no credit for padding or masked work."""
+        return 4.0 * self.heads * self.head_dim * math.fsum(n * n for n in self.seqlens)
+
+    def min_bytes(self) -> int:
+        """q, k, v read once and o written once."""
+        elt = torch.tensor([], dtype=self.torch_dtype).element_size()
+        return 4 * self.total_tokens * self.heads * self.head_dim * elt
+
+    def cu_seqlens(self, device: torch.device | str) -> torch.Tensor:
+        bounds = [0]
+        for n in self.seqlens:
+            bounds.append(bounds[-1] + n)
+        return torch.tensor(bounds, dtype=torch.int32, device=device)
+
+    def make_qkv(self, device: torch.device | str, seed: int = 0
+                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """q, k, v as views of one fused [T, 3, H, D] tensor, as a vision block's qkv
+        projection leaves them (strided token axis, no copies). Random normal, never zeros."""
+        gen = torch.Generator(device="cpu").manual_seed(seed)
+        qkv = torch.randn(self.total_tokens, 3, self.heads, self.head_dim, generator=gen)
+        qkv = qkv.to(device=device, dtype=self.torch_dtype)
+        return qkv[:, 0], qkv[:, 1], qkv[:, 2]
+
+
+def qwen_window_seqlens(height: int, width: int, patch: int = 14, merge: int = 2,
+                        window_px: int = 112) -> tuple[int, ...]:
+    """Qwen2.5-VL's window-attention segments for one image, resized as its processor does
+    (sides rounded to multiples of patch * merge): windows of window_px square over the grid
+    of merged patches, each merged unit holding merge^2 tokens."""
+    unit = patch * merge
+    rows, cols = round(height / unit), round(width / unit)
+    win = window_px // unit  # merged units per window side
+    lengths = []
+    for r0 in range(0, rows, win):
+        for c0 in range(0, cols, win):
+            units = (min(r0 + win, rows) - r0) * (min(c0 + win, cols) - c0)
+            lengths.append(units * merge * merge)
+    return tuple(lengths)
+
+
+def qwen_full_seqlen(height: int, width: int, patch: int = 14, merge: int = 2) -> int:
+    unit = patch * merge
+    return round(height / unit) * round(width / unit) * merge * merge
+
+
+# The shapes of the measured peer table (CONTEXT.md), bf16, 16 heads.
+CONTEXT_WORKLOADS = (
+    Workload("1x4096 d80", (4096,)),
+    Workload("8x1024 d80", (1024,) * 8),
+    Workload("1x16384 d80", (16384,)),
+    Workload("2x5476 d80 (qwen full)", (qwen_full_seqlen(1024, 1024),) * 2),
+    Workload("qwen windows 1920x1080 d80", qwen_window_seqlens(1080, 1920)),
+    Workload("1x4096 d128", (4096,), head_dim=128),
+    Workload("4x1024 d64", (1024,) * 4, head_dim=64),
+    Workload("1x4096 d72", (4096,), head_dim=72),
+    Workload("1x4096 d88", (4096,), head_dim=88),
+)
+
+PRESETS: dict[str, tuple[Workload, ...]] = {"context": CONTEXT_WORKLOADS}
