@@ -1,5 +1,5 @@
-"""Command line: `vitune bench|sweep ...` (tune, plot, show and validate come with the
-tuner and the runtime selector)."""
+"""Command line: `vitune tune|bench|sweep ...` (plot, show and validate come with the
+runtime selector and the plots)."""
 
 from __future__ import annotations
 
@@ -105,6 +105,95 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     return 0
 
 
+def _target_gpu(asked: str, interpret: bool):
+    """The GPU to tune for, or exit 2 with one sentence when it is not the one present."""
+    from vitune.runtime.gpu import detect_gpu, interpreter_identity
+
+    if interpret:
+        if asked not in ("auto", "interpreter"):
+            _fail(f"--interpret tunes the Triton interpreter on the CPU, not {asked}; "
+                  "drop --gpu or --interpret")
+        return interpreter_identity()
+    found = detect_gpu()
+    if found is None:
+        _fail(f"asked to tune for {asked} but this machine has no CUDA GPU "
+              "(use --interpret to try the pipeline on the CPU)")
+    if asked != "auto" and asked != found.key:
+        _fail(f"asked to tune for {asked} but this machine has {found.name} ({found.key})")
+    return found
+
+
+def _fail(sentence: str) -> None:
+    print(f"vitune: {sentence}", file=sys.stderr)
+    sys.exit(2)
+
+
+def cmd_tune(args: argparse.Namespace) -> int:
+    import warnings
+
+    import optuna
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+    from rich.table import Table
+
+    from vitune.tuner.presets import TUNE_PRESETS, bucket_of, custom_workloads
+    from vitune.tuner.search import TuneOptions
+    from vitune.tuner.tune import output_path, tune
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    gpu = _target_gpu(args.gpu, args.interpret)
+    if args.head_dim or args.seqlens:
+        if not (args.head_dim and args.seqlens):
+            _fail("--head-dim and --seqlens go together (with --dtype)")
+        workloads = custom_workloads(args.head_dim, args.dtype, args.seqlens)
+    else:
+        preset = args.preset or ("tiny" if args.interpret else "qwen2.5-vl")
+        workloads = TUNE_PRESETS[preset]
+    if args.interpret and any(w.dtype == "bfloat16" for w in workloads):
+        _fail("the interpreter computes bf16 matrix products wrongly; use --dtype float16")
+    out = Path(args.out)
+    storage = args.storage or f"sqlite:///{(out / 'studies.db').resolve()}"
+    out.mkdir(parents=True, exist_ok=True)
+    opts = TuneOptions(trials=args.trials, timeout_s=args.timeout, sampler=args.sampler,
+                       storage=storage, study_prefix=args.study_name,
+                       trial_timeout_s=args.trial_timeout)
+    console = Console()
+    label = " (TRITON INTERPRETER: CPU wall times, not a GPU's)" if gpu.is_interpreter else ""
+    console.print(f"tuning {len(workloads)} buckets for [bold]{gpu.key}[/] ({gpu.name}){label}")
+    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                        TextColumn("best {task.fields[best]}"), console=console)
+
+    def on_bucket_start(w):
+        task = progress.add_task(bucket_of(w).key, total=args.trials, best="-")
+
+        def on_trial(done, total, best):
+            progress.update(task, completed=done, total=total,
+                            best="-" if best is None else f"{best:.3g} TFLOP/s")
+        return on_trial
+
+    try:
+        with progress:
+            results = tune(list(workloads), gpu, out, opts, on_bucket_start)
+    except KeyboardInterrupt:
+        console.print(f"interrupted: finished buckets are in {output_path(out, gpu)}, every "
+                      f"finished trial in {storage}; run the same command to resume")
+        return 130
+    table = Table(title=f"winners on {gpu.key}{label}")
+    for col in ("bucket", "winner", "TFLOP/s", "vs default", "vs best peer"):
+        table.add_column(col)
+    for r in results:
+        best_peer = max(r.peers.values(), default=None)
+        table.add_row(r.bucket.key, r.config.short() if r.config else "none",
+                      f"{r.tflops:.3g}" if r.tflops else "-",
+                      f"{r.tflops / r.default_tflops:.2f}x" if r.tflops and r.default_tflops
+                      else "-",
+                      f"{r.tflops / best_peer:.2f}x" if r.tflops and best_peer else "-")
+    console.print(table)
+    console.print(f"wrote {output_path(out, gpu)}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vitune", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true")
@@ -113,6 +202,9 @@ def build_parser() -> argparse.ArgumentParser:
     def add_workload_args(p: argparse.ArgumentParser) -> None:
         p.add_argument("--preset", choices=sorted(PRESETS), default="context")
         p.add_argument("--workloads", help="comma-separated workload names of the preset")
+
+    tune = sub.add_parser("tune", help="Optuna search per bucket; writes <out>/<gpu>.yaml")
+    add_tune_args(tune)
 
     bench = sub.add_parser("bench", help="every backend on every workload, same run")
     add_workload_args(bench)
@@ -127,6 +219,34 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--out", default="results/sweep.jsonl")
     sweep.set_defaults(func=cmd_sweep)
     return parser
+
+
+def add_tune_args(p: argparse.ArgumentParser) -> None:
+    from vitune.tuner.presets import TUNE_PRESETS
+    from vitune.tuner.search import SAMPLERS
+
+    p.add_argument("--gpu", default="auto",
+                   help="target GPU key (h100, h200, gb200, b200, ...) or auto")
+    p.add_argument("--preset", choices=sorted(TUNE_PRESETS),
+                   help="workload set (default qwen2.5-vl; tiny with --interpret)")
+    p.add_argument("--head-dim", type=int, nargs="+", help="explicit workloads: head dims")
+    p.add_argument("--dtype", default="bfloat16", choices=("bfloat16", "float16", "float32"))
+    p.add_argument("--seqlens", type=int, nargs="+", help="explicit workloads: segment lengths")
+    p.add_argument("--trials", type=int, default=40, help="finished trials per bucket")
+    p.add_argument("--timeout", type=float, help="seconds per bucket")
+    p.add_argument("--trial-timeout", type=float, default=300, help="seconds per trial")
+    p.add_argument("--sampler", choices=SAMPLERS, default="tpe")
+    p.add_argument("--storage", help="Optuna storage URL (default sqlite:///<out>/studies.db)")
+    p.add_argument("--study-name", help="study name prefix (default: the GPU key)")
+    p.add_argument("--out", default="configs", help="directory of <gpu>.yaml")
+    p.add_argument("--interpret", action="store_true",
+                   help="run the pipeline on the CPU through the Triton interpreter")
+    p.set_defaults(func=cmd_tune)
+
+
+def tune_main(argv: list[str] | None = None) -> int:
+    """The plain `tune` command: `tune --gpu gb200` is `vitune tune --gpu gb200`."""
+    return main(["tune", *(sys.argv[1:] if argv is None else argv)])
 
 
 def main(argv: list[str] | None = None) -> int:

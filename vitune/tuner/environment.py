@@ -12,7 +12,7 @@ def environment(device: torch.device | None = None) -> dict:
     import triton
 
     info = {
-        "torch": torch.__version__,
+        "torch": str(torch.__version__),
         "triton": triton.__version__,
         "cuda": torch.version.cuda,
         "python": platform.python_version(),

@@ -1,0 +1,21 @@
+"""A crashing, hanging or failing trial costs one trial, never the study."""
+
+from vitune.tuner.isolation import IsolatedWorker
+
+
+def test_worker_survives_crash_hang_and_exception():
+    with IsolatedWorker("worker_targets:misbehave", {"TRITON_INTERPRET": "1"}) as worker:
+        first = worker.call("ok", timeout_s=60)
+        assert first.ok and first.value["interpret"] == "1"
+        again = worker.call("ok", timeout_s=60)
+        assert again.value["pid"] == first.value["pid"]  # kept warm between trials
+
+        crashed = worker.call("crash", timeout_s=60)
+        assert not crashed.ok and "died (exit code 3)" in crashed.reason
+        hung = worker.call("hang", timeout_s=2)
+        assert not hung.ok and "timed out after 2 s" in hung.reason
+        failed = worker.call("raise", timeout_s=60)
+        assert not failed.ok and failed.reason == "ValueError: wrong result: relative error 1.0"
+
+        after = worker.call("ok", timeout_s=60)
+        assert after.ok and after.value["pid"] != first.value["pid"]  # a fresh worker

@@ -1,0 +1,98 @@
+"""configs YAML: validation names the file and entry; writes are atomic merges."""
+
+import copy
+
+import pytest
+import yaml
+
+from vitune.runtime.schema import (
+    ConfigFileError,
+    load_config_file,
+    merge_buckets,
+    write_config_file,
+)
+
+BUCKET = {"head_dim": 80, "dtype": "bfloat16", "regime": "window", "seqlen": 64,
+          "backend": "triton",
+          "config": {"block_m": 64, "block_n": 32, "num_warps": 2, "num_stages": 2,
+                     "head_split": True, "heads_fastest": True},
+          "tflops": 45.5, "peers": {"varlen_attn": 41.1}, "trials": {"total": 40}}
+DOC = {"schema_version": 1, "gpu": "h100", "interpreter": False,
+       "provenance": {"device_name": "NVIDIA H100 80GB HBM3", "capability": "9.0"},
+       "buckets": [BUCKET]}
+
+
+def write_raw(tmp_path, doc, name="h100.yaml"):
+    path = tmp_path / name
+    path.write_text(doc if isinstance(doc, str) else yaml.safe_dump(doc))
+    return path
+
+
+def with_change(path_in_doc, value):
+    doc = copy.deepcopy(DOC)
+    target = doc
+    for key in path_in_doc[:-1]:
+        target = target[key]
+    target[path_in_doc[-1]] = value
+    return doc
+
+
+def test_valid_file_round_trips(tmp_path):
+    path = tmp_path / "h100.yaml"
+    write_config_file(path, DOC)
+    assert load_config_file(path) == DOC
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [((["buckets", 0, "config", "block_m"], 4096), r"buckets\[0\]\.config\.block_m: 4096"),
+     ((["buckets", 0, "config", "num_warps"], 3), r"buckets\[0\]\.config\.num_warps: 3"),
+     ((["buckets", 0, "config", "head_split"], "yes"), r"config\.head_split: 'yes'"),
+     ((["buckets", 0, "head_dim"], 81), r"buckets\[0\]\.head_dim: 81"),
+     ((["buckets", 0, "dtype"], "int8"), r"buckets\[0\]\.dtype"),
+     ((["buckets", 0, "seqlen"], -5), r"buckets\[0\]\.seqlen"),
+     ((["buckets", 0, "tflops"], float("nan")), r"buckets\[0\]\.tflops"),
+     ((["buckets", 0, "surprise"], 1), r"buckets\[0\]: unknown keys \['surprise'\]"),
+     ((["schema_version"], 99), "schema_version: expected 1"),
+     ((["gpu"], ""), "gpu: expected"),
+     ((["buckets"], "all"), "buckets: expected a list")],
+)
+def test_out_of_schema_values_are_rejected_naming_file_and_entry(tmp_path, change, message):
+    path = write_raw(tmp_path, with_change(*change))
+    with pytest.raises(ConfigFileError, match=message) as info:
+        load_config_file(path)
+    assert str(path) in str(info.value)
+
+
+def test_hostile_and_broken_files(tmp_path):
+    hostile = write_raw(tmp_path, "!!python/object/apply:os.system ['echo pwned']\n")
+    with pytest.raises(ConfigFileError, match="not valid YAML"):
+        load_config_file(hostile)
+    with pytest.raises(ConfigFileError, match="not valid YAML"):
+        load_config_file(write_raw(tmp_path, "buckets: [\n", "broken.yaml"))
+    with pytest.raises(ConfigFileError, match="top level: expected a mapping"):
+        load_config_file(write_raw(tmp_path, "- 1\n", "list.yaml"))
+    with pytest.raises(ConfigFileError, match="cannot read"):
+        load_config_file(tmp_path / "missing.yaml")
+    dup = copy.deepcopy(DOC)
+    dup["buckets"].append(copy.deepcopy(BUCKET))
+    with pytest.raises(ConfigFileError, match=r"buckets\[1\]: duplicate bucket"):
+        load_config_file(write_raw(tmp_path, dup, "dup.yaml"))
+
+
+def test_invalid_write_leaves_the_old_file_untouched(tmp_path):
+    path = tmp_path / "h100.yaml"
+    write_config_file(path, DOC)
+    before = path.read_text()
+    with pytest.raises(ConfigFileError):
+        write_config_file(path, with_change(["buckets", 0, "config", "block_m"], 3))
+    assert path.read_text() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["h100.yaml"]  # no temp files left
+
+
+def test_merge_replaces_same_bucket_and_keeps_others():
+    other = {**BUCKET, "regime": "full", "seqlen": 5476}
+    newer = {**BUCKET, "tflops": 50.0}
+    merged = merge_buckets([BUCKET, other], [newer])
+    assert len(merged) == 2
+    assert {b["regime"]: b["tflops"] for b in merged} == {"window": 50.0, "full": 45.5}

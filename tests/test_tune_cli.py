@@ -1,0 +1,82 @@
+"""`vitune tune --interpret`: the whole pipeline on the CPU, resume, SIGKILL, bad targets."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import optuna
+import pytest
+import torch
+
+from vitune.cli import main
+from vitune.runtime.schema import load_config_file
+
+pytestmark = pytest.mark.skipif(torch.cuda.is_available(), reason="CPU lane")
+
+
+def finished_trials(storage: str) -> dict[str, int]:
+    done = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.FAIL)
+    return {s.study_name: len(optuna.load_study(study_name=s.study_name, storage=storage)
+                              .get_trials(states=done))
+            for s in optuna.get_all_study_summaries(storage)}
+
+
+def test_tune_interpret_writes_a_labelled_valid_yaml_and_resumes(tmp_path):
+    out = tmp_path / "cfg"
+    assert main(["tune", "--interpret", "--trials", "2", "--out", str(out)]) == 0
+    doc = load_config_file(out / "interpreter.yaml")
+    assert doc["interpreter"] is True and doc["gpu"] == "interpreter"
+    assert {(b["regime"], b["seqlen"]) for b in doc["buckets"]} == {("window", 16), ("full", 150)}
+    for bucket in doc["buckets"]:
+        assert bucket["config"] and bucket["tflops"] > 0 and bucket["trials"]["complete"] >= 1
+    assert doc["provenance"]["kernel_hash"]
+    storage = f"sqlite:///{out / 'studies.db'}"
+    assert set(finished_trials(storage).values()) == {2}
+
+    # Resuming with a larger budget adds only the missing trials to each study.
+    assert main(["tune", "--interpret", "--trials", "3", "--out", str(out),
+                 "--preset", "tiny"]) == 0
+    assert set(finished_trials(storage).values()) == {3}
+
+
+def test_sigkill_keeps_every_finished_trial(tmp_path):
+    out = tmp_path / "cfg"
+    storage = f"sqlite:///{out / 'studies.db'}"
+    cmd = [sys.executable, "-m", "vitune.cli", "tune", "--interpret", "--trials", "30",
+           "--out", str(out), "--sampler", "random"]
+    proc = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    try:
+        while time.monotonic() < deadline:
+            if (out / "studies.db").exists() and sum(finished_trials(storage).values()) >= 3:
+                break
+            time.sleep(0.5)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    before = finished_trials(storage)
+    assert sum(before.values()) >= 3
+    # Every trial finished before the kill is still there, and the run resumes from it.
+    assert main(["tune", "--interpret", "--trials", "4", "--out", str(out),
+                 "--sampler", "random"]) == 0
+    after = finished_trials(storage)
+    for name, count in before.items():
+        assert after[name] >= max(count, 4)
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [(["tune", "--gpu", "h100"], "asked to tune for h100 but this machine has no CUDA GPU"),
+     (["tune", "--interpret", "--gpu", "gb200"], "--interpret tunes the Triton interpreter"),
+     (["tune", "--interpret", "--head-dim", "64", "--seqlens", "20"], "bf16"),
+     (["tune", "--interpret", "--head-dim", "64"], "--head-dim and --seqlens go together")],
+)
+def test_bad_targets_exit_2_with_one_sentence(argv, message, capsys):
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err

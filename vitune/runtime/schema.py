@@ -1,0 +1,171 @@
+"""configs/<gpu>.yaml: the versioned schema, its validation, and atomic merge-writes.
+
+A file records which backend and kernel config won per tuning bucket on one GPU, the
+throughput measured for it and for its peers in the same run, and the provenance of that
+run. Validation accepts known keys only and values inside the search space, so no file can
+make a kernel read out of bounds; every error names the file and the entry at fault.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+from pathlib import Path
+
+import yaml
+
+from vitune.kernels.vision_attn.space import HEAD_DIMS, SEARCH_SPACE, KernelConfig
+
+SCHEMA_VERSION = 1
+DTYPES = ("float16", "bfloat16", "float32")
+REGIMES = ("window", "full")
+BACKENDS = ("triton", "sdpa", "varlen", "flash_attn")
+
+TOP_KEYS = {"schema_version", "gpu", "interpreter", "provenance", "buckets"}
+PROVENANCE_KEYS = {"device_name", "capability", "torch", "triton", "cuda", "python",
+                   "kernel_hash", "date", "sms"}
+BUCKET_KEYS = {"head_dim", "dtype", "regime", "seqlen", "backend", "config", "tflops",
+               "default_tflops", "peers", "trials", "study", "date"}
+TRIAL_KEYS = {"total", "complete", "failed"}
+
+
+class ConfigFileError(ValueError):
+    """A configs YAML file that cannot be used; the message names the file and entry."""
+
+
+def bucket_key(head_dim: int, dtype: str, regime: str, seqlen: int) -> str:
+    return f"d{head_dim}-{dtype}-{regime}-L{seqlen}"
+
+
+def load_config_file(path: str | Path) -> dict:
+    """Read and validate one file; raises ConfigFileError naming the fault."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigFileError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    try:
+        doc = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigFileError(f"{path}: not valid YAML: {exc}") from None
+    validate_document(doc, str(path))
+    return doc
+
+
+def validate_document(doc: object, where: str) -> None:
+    def fail(entry: str, problem: str) -> None:
+        raise ConfigFileError(f"{where}: {entry}: {problem}")
+
+    if not isinstance(doc, dict):
+        fail("top level", f"expected a mapping, got {type(doc).__name__}")
+    assert isinstance(doc, dict)
+    _known_keys(doc, TOP_KEYS, "top level", fail)
+    if doc.get("schema_version") != SCHEMA_VERSION:
+        fail("schema_version", f"expected {SCHEMA_VERSION}, got {doc.get('schema_version')!r}")
+    if not isinstance(doc.get("gpu"), str) or not doc["gpu"]:
+        fail("gpu", "expected a non-empty GPU key such as 'h100'")
+    if not isinstance(doc.get("interpreter", False), bool):
+        fail("interpreter", "expected true or false")
+    provenance = doc.get("provenance", {})
+    if not isinstance(provenance, dict):
+        fail("provenance", "expected a mapping")
+    _known_keys(provenance, PROVENANCE_KEYS, "provenance", fail)
+    buckets = doc.get("buckets", [])
+    if not isinstance(buckets, list):
+        fail("buckets", "expected a list")
+    seen = set()
+    for i, bucket in enumerate(buckets):
+        entry = f"buckets[{i}]"
+        key = _validate_bucket(bucket, entry, fail)
+        if key in seen:
+            fail(entry, f"duplicate bucket {key}")
+        seen.add(key)
+
+
+def _known_keys(mapping: dict, known: set[str], entry: str, fail) -> None:
+    unknown = sorted(str(k) for k in set(mapping) - known)
+    if unknown:
+        fail(entry, f"unknown keys {unknown}")
+
+
+def _validate_bucket(bucket: object, entry: str, fail) -> str:
+    if not isinstance(bucket, dict):
+        fail(entry, "expected a mapping")
+    assert isinstance(bucket, dict)
+    _known_keys(bucket, BUCKET_KEYS, entry, fail)
+    for name in ("head_dim", "dtype", "regime", "seqlen", "backend"):
+        if name not in bucket:
+            fail(entry, f"missing {name}")
+    head_dim, seqlen = bucket["head_dim"], bucket["seqlen"]
+    if type(head_dim) is not int or head_dim not in HEAD_DIMS:
+        fail(f"{entry}.head_dim", f"{head_dim!r} is not a multiple of 8 in [32, 256]")
+    if bucket["dtype"] not in DTYPES:
+        fail(f"{entry}.dtype", f"{bucket['dtype']!r} is not one of {list(DTYPES)}")
+    if bucket["regime"] not in REGIMES:
+        fail(f"{entry}.regime", f"{bucket['regime']!r} is not one of {list(REGIMES)}")
+    if type(seqlen) is not int or not 1 <= seqlen <= 1 << 24:
+        fail(f"{entry}.seqlen", f"{seqlen!r} is not an int in [1, 16777216]")
+    if bucket["backend"] not in BACKENDS:
+        fail(f"{entry}.backend", f"{bucket['backend']!r} is not one of {list(BACKENDS)}")
+    if bucket["backend"] == "triton" or "config" in bucket:
+        config = bucket.get("config")
+        if not isinstance(config, dict):
+            fail(f"{entry}.config", "expected a mapping of kernel config fields")
+        assert isinstance(config, dict)
+        _known_keys(config, set(SEARCH_SPACE), f"{entry}.config", fail)
+        for name, choices in SEARCH_SPACE.items():
+            if name not in config:
+                fail(f"{entry}.config", f"missing {name}")
+            value = config[name]
+            if type(value) is not type(choices[0]) or value not in choices:
+                fail(f"{entry}.config.{name}", f"{value!r} is not one of {list(choices)}")
+    for name in ("tflops", "default_tflops"):
+        if name in bucket and not _is_rate(bucket[name]):
+            fail(f"{entry}.{name}", f"{bucket[name]!r} is not a finite number >= 0")
+    peers = bucket.get("peers", {})
+    if not isinstance(peers, dict) or not all(
+            isinstance(k, str) and _is_rate(v) for k, v in peers.items()):
+        fail(f"{entry}.peers", "expected a mapping of backend name to TFLOP/s")
+    trials = bucket.get("trials", {})
+    if not isinstance(trials, dict):
+        fail(f"{entry}.trials", "expected a mapping")
+    _known_keys(trials, TRIAL_KEYS, f"{entry}.trials", fail)
+    return bucket_key(head_dim, bucket["dtype"], bucket["regime"], seqlen)
+
+
+def _is_rate(value: object) -> bool:
+    return (isinstance(value, (int, float)) and not isinstance(value, bool)
+            and math.isfinite(value) and value >= 0)
+
+
+def bucket_config(bucket: dict) -> KernelConfig | None:
+    return KernelConfig.from_dict(bucket["config"]) if "config" in bucket else None
+
+
+def merge_buckets(old: list[dict], new: list[dict]) -> list[dict]:
+    """Buckets of `new` replace those of `old` with the same key; the others are kept."""
+    def key(b: dict) -> str:
+        return bucket_key(b["head_dim"], b["dtype"], b["regime"], b["seqlen"])
+
+    merged = {key(b): b for b in old}
+    merged.update({key(b): b for b in new})
+    return sorted(merged.values(), key=lambda b: (b["head_dim"], b["dtype"], b["regime"],
+                                                  b["seqlen"]))
+
+
+def write_config_file(path: str | Path, doc: dict) -> None:
+    """Validate, then replace `path` atomically: readers see the old file or the new one."""
+    path = Path(path)
+    validate_document(doc, str(path))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            yaml.safe_dump(doc, f, sort_keys=False)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

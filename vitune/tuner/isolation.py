@@ -1,0 +1,98 @@
+"""Run trials in a worker process, so an illegal memory access, a compiler crash or a hang
+costs one trial and not the study. The worker is kept between trials (compiled kernels and
+the CUDA context stay warm) and replaced after any crash or timeout."""
+
+from __future__ import annotations
+
+import importlib
+import multiprocessing as mp
+import os
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Outcome:
+    ok: bool
+    value: Any = None  # what the target returned, when ok
+    reason: str = ""  # why not, when not ok
+
+
+def _serve(conn, target: str, env: dict[str, str]) -> None:
+    os.environ.update(env)
+    module, _, name = target.partition(":")
+    fn = getattr(importlib.import_module(module), name)
+    while True:
+        try:
+            payload = conn.recv()
+        except EOFError:
+            return
+        try:
+            conn.send((True, fn(payload)))
+        except Exception as exc:  # reported to the parent as this trial's failure
+            conn.send((False, f"{type(exc).__name__}: {exc}"))
+
+
+class IsolatedWorker:
+    """Calls `target` ("module:function") on payloads in a child process."""
+
+    def __init__(self, target: str, env: dict[str, str] | None = None) -> None:
+        self._target = target
+        self._env = dict(env or {})
+        self._ctx = mp.get_context("spawn")
+        self._proc = None
+        self._conn = None
+
+    def _start(self) -> None:
+        parent, child = self._ctx.Pipe()
+        self._proc = self._ctx.Process(target=_serve, args=(child, self._target, self._env),
+                                       daemon=True)
+        # The child inherits the environment at start, before it re-imports anything (such
+        # as triton, which reads TRITON_INTERPRET when kernels are defined).
+        saved = {k: os.environ.get(k) for k in self._env}
+        os.environ.update(self._env)
+        try:
+            self._proc.start()
+        finally:
+            for k, v in saved.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
+        child.close()
+        self._conn = parent
+
+    def call(self, payload: Any, timeout_s: float) -> Outcome:
+        if self._proc is None or not self._proc.is_alive():
+            self._start()
+        assert self._conn is not None and self._proc is not None
+        self._conn.send(payload)
+        if not self._conn.poll(timeout_s):
+            self.close()
+            return Outcome(False, reason=f"timed out after {timeout_s:.0f} s")
+        try:
+            ok, value = self._conn.recv()
+        except EOFError:
+            code = self._proc.exitcode
+            self.close()
+            return Outcome(False, reason=f"worker process died (exit code {code})")
+        if ok:
+            return Outcome(True, value)
+        if "AcceleratorError" in value or "CUDA error" in value:
+            self.close()  # the worker's CUDA context is unusable after a device fault
+        return Outcome(False, reason=value)
+
+    def close(self) -> None:
+        if self._proc is not None:
+            if self._proc.is_alive():
+                self._proc.kill()
+            self._proc.join(timeout=10)
+        if self._conn is not None:
+            self._conn.close()
+        self._proc = self._conn = None
+
+    def __enter__(self) -> IsolatedWorker:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

@@ -1,0 +1,213 @@
+"""The Optuna search: one study per (GPU, bucket, kernel version), trials in a worker
+process, every trial kept in the study storage so a killed run resumes where it stopped."""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import optuna
+
+from vitune.kernels.vision_attn import kernel as kernel_module
+from vitune.kernels.vision_attn import space as space_module
+from vitune.kernels.vision_attn.space import (
+    SEARCH_SPACE,
+    KernelConfig,
+    check_config,
+    default_config,
+    valid_configs,
+)
+from vitune.runtime.gpu import GpuIdentity
+from vitune.tuner.isolation import IsolatedWorker
+from vitune.tuner.peers import sglang_style_config
+from vitune.tuner.presets import Bucket
+from vitune.tuner.trial import TrialRequest
+from vitune.tuner.workloads import Workload
+
+log = logging.getLogger(__name__)
+SAMPLERS = ("tpe", "gp", "cmaes", "random", "grid")
+GPU_PEERS = ("sdpa-cudnn", "sdpa-flash", "varlen_attn", "flash_attn")
+RETIME_TOP = 3
+
+
+def kernel_hash() -> str:
+    """Changes whenever the kernel or its search space does: trials of an older kernel
+    live in another study and never mix with the new one's."""
+    digest = hashlib.sha256()
+    for module in (kernel_module, space_module):
+        digest.update(Path(module.__file__).read_bytes())
+    return digest.hexdigest()[:12]
+
+
+@dataclass
+class TuneOptions:
+    trials: int = 40
+    timeout_s: float | None = None  # per bucket
+    sampler: str = "tpe"
+    storage: str = "sqlite:///vitune-studies.db"
+    study_prefix: str | None = None
+    trial_timeout_s: float = 300
+    seed: int = 0
+    rep_ms: float = 100
+    known_winners: list[KernelConfig] = field(default_factory=list)
+
+
+@dataclass
+class BucketResult:
+    bucket: Bucket
+    workload: Workload
+    config: KernelConfig | None
+    tflops: float | None
+    default_tflops: float | None
+    peers: dict[str, float]
+    trials: dict[str, int]
+    study_name: str
+
+
+def make_sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:
+    if name == "tpe":
+        return optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True)
+    if name == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    if name == "grid":
+        return optuna.samplers.GridSampler({k: list(v) for k, v in SEARCH_SPACE.items()},
+                                           seed=seed)
+    if name == "gp":
+        return optuna.samplers.GPSampler(seed=seed)
+    if name == "cmaes":
+        return optuna.samplers.CmaEsSampler(seed=seed, warn_independent_sampling=False)
+    raise ValueError(f"unknown sampler {name!r}; choose one of {list(SAMPLERS)}")
+
+
+def _distributions() -> dict[str, optuna.distributions.BaseDistribution]:
+    return {name: optuna.distributions.CategoricalDistribution(list(choices))
+            for name, choices in SEARCH_SPACE.items()}
+
+
+def _finished(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
+    states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.FAIL)
+    return study.get_trials(deepcopy=False, states=states)
+
+
+def tune_bucket(workload: Workload, gpu: GpuIdentity, worker: IsolatedWorker,
+                opts: TuneOptions,
+                on_trial: Callable[[int, int, float | None], None] | None = None
+                ) -> BucketResult:
+    """Search one bucket until `opts.trials` trials are finished in its study (counting the
+    ones a previous run left), or `opts.timeout_s` passes; then re-time the best few."""
+    bucket = Bucket(workload.head_dim, workload.dtype, workload.regime, workload.max_seqlen)
+    dtype = workload.torch_dtype
+    study_name = f"{opts.study_prefix or gpu.key}:{bucket.key}:{kernel_hash()}"
+    n_valid = sum(1 for _ in valid_configs(workload.head_dim, dtype, gpu.arch))
+    sampler_name = opts.sampler
+    if sampler_name != "grid" and n_valid <= opts.trials:
+        log.info("%s: %d valid configs <= %d trials: exhaustive", bucket.key, n_valid,
+                 opts.trials)
+        sampler_name = "grid"
+    study = optuna.create_study(
+        storage=opts.storage, study_name=study_name, direction="maximize", load_if_exists=True,
+        sampler=make_sampler(sampler_name, opts.seed))
+    study.set_user_attr("workload", workload.name)
+    default = default_config(workload.head_dim, dtype, gpu.arch, workload.max_seqlen)
+    for cfg in [default, sglang_style_config(workload.head_dim), *opts.known_winners]:
+        if check_config(cfg, workload.head_dim, dtype, gpu.arch) is None:
+            study.enqueue_trial(cfg.to_dict(), skip_if_exists=True)
+
+    budget = opts.trials if sampler_name != "grid" else min(opts.trials, _grid_size())
+    deadline = None if opts.timeout_s is None else time.monotonic() + opts.timeout_s
+    distributions = _distributions()
+    while len(_finished(study)) < budget and (deadline is None or time.monotonic() < deadline):
+        if sampler_name == "grid" and _grid_exhausted(study):
+            break
+        trial = study.ask(distributions)
+        cfg = KernelConfig(**trial.params)
+        reason = check_config(cfg, workload.head_dim, dtype, gpu.arch)
+        if reason is None:
+            outcome = worker.call(TrialRequest(workload, "triton", cfg.to_dict(),
+                                               gpu.is_interpreter, opts.rep_ms),
+                                  opts.trial_timeout_s)
+            if outcome.ok:
+                trial.set_user_attr("median_ms", outcome.value["median_ms"])
+                study.tell(trial, outcome.value["tflops"])
+            else:
+                reason = outcome.reason
+        if reason is not None:
+            trial.set_user_attr("reason", reason)
+            study.tell(trial, state=optuna.trial.TrialState.FAIL)
+            log.debug("%s %s failed: %s", bucket.key, cfg.short(), reason)
+        if on_trial is not None:
+            on_trial(len(_finished(study)), budget, _best_value(study))
+    return _crown(study, study_name, workload, bucket, gpu, worker, opts, default)
+
+
+def _crown(study: optuna.Study, study_name: str, workload: Workload, bucket: Bucket,
+           gpu: GpuIdentity, worker: IsolatedWorker, opts: TuneOptions,
+           default: KernelConfig) -> BucketResult:
+    """Re-time the top few configs back to back and crown the fastest; measure peers."""
+    complete = sorted((t for t in study.get_trials(deepcopy=False)
+                       if t.state == optuna.trial.TrialState.COMPLETE),
+                      key=lambda t: -(t.value or 0.0))
+    counts = {"total": len(study.trials), "complete": len(complete),
+              "failed": sum(t.state == optuna.trial.TrialState.FAIL for t in study.trials)}
+    best_cfg, best_tflops, default_tflops = None, None, None
+    for t in complete[:RETIME_TOP]:
+        cfg = KernelConfig(**t.params)
+        outcome = worker.call(TrialRequest(workload, "triton", cfg.to_dict(),
+                                           gpu.is_interpreter, opts.rep_ms),
+                              opts.trial_timeout_s)
+        if outcome.ok and (best_tflops is None or outcome.value["tflops"] > best_tflops):
+            best_cfg, best_tflops = cfg, outcome.value["tflops"]
+    for t in complete:
+        if KernelConfig(**t.params) == default:
+            default_tflops = t.value
+    peers = {}
+    if not gpu.is_interpreter:  # the interpreter's wall times say nothing about peers
+        for name in (*GPU_PEERS, "sglang-style-fixed"):
+            req = (TrialRequest(workload, "triton", sglang_style_config(
+                workload.head_dim).to_dict(), False, opts.rep_ms)
+                if name == "sglang-style-fixed"
+                else TrialRequest(workload, name, None, False, opts.rep_ms))
+            outcome = worker.call(req, opts.trial_timeout_s)
+            if outcome.ok:
+                peers[name] = outcome.value["tflops"]
+    return BucketResult(bucket, workload, best_cfg, best_tflops, default_tflops, peers,
+                        counts, study_name)
+
+
+def bucket_entry(result: BucketResult) -> dict:
+    """The YAML entry of a tuned bucket (see vitune.runtime.schema)."""
+    entry = {"head_dim": result.bucket.head_dim, "dtype": result.bucket.dtype,
+             "regime": result.bucket.regime, "seqlen": result.bucket.seqlen,
+             "backend": "triton", "config": result.config.to_dict() if result.config else None,
+             "tflops": _sig(result.tflops), "default_tflops": _sig(result.default_tflops),
+             "peers": {k: _sig(v) for k, v in result.peers.items()},
+             "trials": result.trials, "study": result.study_name,
+             "date": datetime.date.today().isoformat()}
+    return {k: v for k, v in entry.items() if v is not None}
+
+
+def _sig(x: float | None) -> float | None:
+    """Four significant digits: readable YAML, and interpreter rates do not round to 0."""
+    return None if x is None else float(f"{x:.4g}")
+
+
+def _best_value(study: optuna.Study) -> float | None:
+    values = [t.value for t in study.get_trials(deepcopy=False)
+              if t.state == optuna.trial.TrialState.COMPLETE]
+    return max(values) if values else None
+
+
+def _grid_size() -> int:
+    size = 1
+    for choices in SEARCH_SPACE.values():
+        size *= len(choices)
+    return size
+
+
+def _grid_exhausted(study: optuna.Study) -> bool:
+    return len(study.trials) >= _grid_size()

@@ -1,0 +1,77 @@
+"""One trial, run inside the worker process: build the workload's inputs (cached), run the
+backend, check it against the reference, then time it. Raises on a wrong result."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from dataclasses import dataclass
+
+_inputs: dict = {}  # workload -> (q, k, v, cu, reference): built once per worker
+
+
+@dataclass(frozen=True)
+class TrialRequest:
+    workload: object  # vitune.tuner.workloads.Workload
+    backend: str  # "triton" or a peer name from vitune.tuner.peers.PEERS
+    config: dict | None  # KernelConfig fields, for backend "triton"
+    interpret: bool
+    rep_ms: float = 100
+
+
+def _inputs_for(workload, device: str):
+    if workload not in _inputs:
+        import torch
+
+        from vitune.kernels.vision_attn.reference import reference_attention
+
+        _inputs.clear()  # one workload at a time keeps device memory bounded
+        q, k, v = workload.make_qkv(device)
+        cu = workload.cu_seqlens(device)
+        compute = torch.float64 if device == "cpu" else torch.float32
+        _inputs[workload] = (q, k, v, cu, reference_attention(q, k, v, cu, compute_dtype=compute))
+    return _inputs[workload]
+
+
+def run_trial(req: TrialRequest) -> dict:
+    import torch
+
+    from vitune.kernels.vision_attn.reference import TOLERANCE, relative_error
+    from vitune.kernels.vision_attn.space import KernelConfig
+    from vitune.runtime.api import vision_attention
+    from vitune.tuner.peers import PEERS
+
+    w = req.workload
+    device = "cpu" if req.interpret else "cuda"
+    q, k, v, cu, ref = _inputs_for(w, device)
+    if req.backend == "triton":
+        cfg = KernelConfig.from_dict(req.config) if req.config is not None else None
+        out = torch.full_like(q, float("nan"), memory_format=torch.contiguous_format)
+
+        def run():
+            return vision_attention(q, k, v, cu, w.max_seqlen, out=out, config=cfg)
+    else:
+        peer = PEERS[req.backend](w, q, k, v, cu)
+        if peer is None:
+            raise ValueError(f"{req.backend} cannot run {w.name}")
+        run = peer.run
+    result = run()
+    if req.backend != "triton":
+        result = peer.packed(result[0] if isinstance(result, tuple) else result)
+    err = relative_error(result, ref)
+    if not err <= TOLERANCE[w.torch_dtype]:
+        raise ValueError(f"wrong result: relative error {err:.2e} > {TOLERANCE[w.torch_dtype]}")
+    if req.interpret:  # CPU wall time of the interpreter: exercises the pipeline only
+        times = []
+        for _ in range(3):
+            start = time.perf_counter()
+            run()
+            times.append((time.perf_counter() - start) * 1e3)
+        median = p20 = p80 = statistics.median(times)
+    else:
+        from vitune.tuner.measure import time_gpu
+
+        t = time_gpu(run, rep_ms=req.rep_ms)
+        median, p20, p80 = t.median_ms, t.p20_ms, t.p80_ms
+    return {"median_ms": median, "p20_ms": p20, "p80_ms": p80, "rel_error": err,
+            "tflops": w.useful_flops() / (median * 1e-3) / 1e12}

@@ -1,0 +1,80 @@
+"""`vitune tune`: tune every bucket of a preset on one GPU and merge the winners into
+<out>/<gpu>.yaml after each bucket, so an interrupted run keeps what it measured."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from pathlib import Path
+
+from vitune.runtime.gpu import GpuIdentity
+from vitune.runtime.schema import (
+    SCHEMA_VERSION,
+    bucket_config,
+    load_config_file,
+    merge_buckets,
+    write_config_file,
+)
+from vitune.tuner.environment import environment
+from vitune.tuner.isolation import IsolatedWorker
+from vitune.tuner.search import BucketResult, TuneOptions, bucket_entry, kernel_hash, tune_bucket
+from vitune.tuner.workloads import Workload
+
+log = logging.getLogger(__name__)
+
+
+def output_path(out_dir: str | Path, gpu: GpuIdentity) -> Path:
+    return Path(out_dir) / f"{gpu.key}.yaml"
+
+
+def known_winners(out_dir: str | Path) -> list:
+    """Configs already crowned in any configs YAML of out_dir (other buckets, other GPUs):
+    enqueued first, since good configs transfer."""
+    winners = []
+    for path in sorted(Path(out_dir).glob("*.yaml")):
+        try:
+            doc = load_config_file(path)
+        except ValueError as exc:
+            log.warning("skipping %s", exc)
+            continue
+        winners += [cfg for b in doc.get("buckets", []) if (cfg := bucket_config(b))]
+    return list(dict.fromkeys(winners))
+
+
+def save_results(path: Path, gpu: GpuIdentity, results: list[BucketResult]) -> None:
+    """Merge these buckets into the file at `path` (others kept), atomically."""
+    old = load_config_file(path) if path.exists() else {}
+    if old and old.get("interpreter", False) != gpu.is_interpreter:
+        raise ValueError(f"{path} holds {'interpreter' if old['interpreter'] else 'GPU'} "
+                         "results; write interpreter and GPU runs to different files")
+    env = environment(None) if gpu.is_interpreter else environment(_cuda_device())
+    provenance = {k: v for k, v in env.items() if v is not None}
+    provenance["kernel_hash"] = kernel_hash()
+    new = [bucket_entry(r) for r in results if r.config is not None]
+    doc = {"schema_version": SCHEMA_VERSION, "gpu": gpu.key,
+           "interpreter": gpu.is_interpreter, "provenance": provenance,
+           "buckets": merge_buckets(old.get("buckets", []), new)}
+    write_config_file(path, doc)
+
+
+def _cuda_device():
+    import torch
+
+    return torch.device("cuda", torch.cuda.current_device())
+
+
+def tune(workloads: list[Workload], gpu: GpuIdentity, out_dir: str | Path, opts: TuneOptions,
+         on_bucket_start: Callable[[Workload], Callable] | None = None) -> list[BucketResult]:
+    """Tune each workload's bucket; the YAML is rewritten after every bucket. On Ctrl-C the
+    buckets finished so far are saved and KeyboardInterrupt propagates."""
+    path = output_path(out_dir, gpu)
+    opts.known_winners = opts.known_winners or known_winners(out_dir)
+    env = {"TRITON_INTERPRET": "1"} if gpu.is_interpreter else {}
+    results: list[BucketResult] = []
+    with IsolatedWorker("vitune.tuner.trial:run_trial", env) as worker:
+        for w in workloads:
+            on_trial = on_bucket_start(w) if on_bucket_start else None
+            result = tune_bucket(w, gpu, worker, opts, on_trial)
+            results.append(result)
+            save_results(path, gpu, [result])
+    return results
