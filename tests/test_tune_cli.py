@@ -80,3 +80,38 @@ def test_bad_targets_exit_2_with_one_sentence(argv, message, capsys):
     assert info.value.code == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
+
+
+def test_two_workers_share_one_study_in_a_journal_file(tmp_path):
+    out = tmp_path / "cfg"
+    journal = tmp_path / "studies.journal"
+    assert main(["tune", "--interpret", "--trials", "10", "--out", str(out), "--workers", "2",
+                 "--storage", f"journal:{journal}", "--sampler", "random"]) == 0
+    from vitune.tuner.search import open_storage
+
+    storage = open_storage(f"journal:{journal}")
+    for summary in optuna.get_all_study_summaries(storage):
+        study = optuna.load_study(study_name=summary.study_name, storage=storage)
+        done = [t for t in study.trials if t.state.is_finished()]
+        assert 10 <= len(done) <= 11  # the second process may overshoot by one trial
+        searchers = {t.user_attrs.get("searcher") for t in done}
+        assert searchers == {0, 1}, searchers
+    assert load_config_file(out / "interpreter.yaml")["buckets"]
+
+
+POSTGRES_URL = os.environ.get("VITUNE_TEST_POSTGRES_URL")
+
+
+@pytest.mark.skipif(not POSTGRES_URL and not os.environ.get("CI"),
+                    reason="set VITUNE_TEST_POSTGRES_URL (scripts/start_postgres.sh prints one)")
+def test_two_workers_share_a_postgresql_study(tmp_path):
+    assert POSTGRES_URL, "CI must start PostgreSQL (scripts/start_postgres.sh)"
+    prefix = f"pgtest{os.getpid()}"
+    assert main(["tune", "--interpret", "--trials", "6", "--out", str(tmp_path), "--workers",
+                 "2", "--storage", POSTGRES_URL, "--study-name", prefix]) == 0
+    names = [s.study_name for s in optuna.get_all_study_summaries(POSTGRES_URL)
+             if s.study_name.startswith(prefix)]
+    assert len(names) == 2
+    for name in names:
+        study = optuna.load_study(study_name=name, storage=POSTGRES_URL)
+        assert len([t for t in study.trials if t.state.is_finished()]) >= 6

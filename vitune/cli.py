@@ -128,6 +128,22 @@ def _fail(sentence: str) -> None:
     sys.exit(2)
 
 
+def _worker_count(asked: str, gpu) -> int:
+    if asked == "gpus":
+        if gpu.is_interpreter:
+            return 1
+        import torch
+
+        return torch.cuda.device_count()
+    try:
+        count = int(asked)
+    except ValueError:
+        count = 0
+    if count < 1:
+        _fail(f"--workers takes a positive number or 'gpus', got {asked!r}")
+    return count
+
+
 def cmd_tune(args: argparse.Namespace) -> int:
     import warnings
 
@@ -174,7 +190,8 @@ def cmd_tune(args: argparse.Namespace) -> int:
 
     try:
         with progress:
-            results = tune(list(workloads), gpu, out, opts, on_bucket_start)
+            results = tune(list(workloads), gpu, out, opts, on_bucket_start,
+                           workers=_worker_count(args.workers, gpu))
     except KeyboardInterrupt:
         console.print(f"interrupted: finished buckets are in {output_path(out, gpu)}, every "
                       f"finished trial in {storage}; run the same command to resume")
@@ -236,7 +253,12 @@ def add_tune_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--timeout", type=float, help="seconds per bucket")
     p.add_argument("--trial-timeout", type=float, default=300, help="seconds per trial")
     p.add_argument("--sampler", choices=SAMPLERS, default="tpe")
-    p.add_argument("--storage", help="Optuna storage URL (default sqlite:///<out>/studies.db)")
+    p.add_argument("--storage", help="Optuna storage: an RDB URL (sqlite:///..., "
+                   "postgresql://...) or journal:PATH for a journal file "
+                   "(default sqlite:///<out>/studies.db)")
+    p.add_argument("--workers", default="1",
+                   help="search processes sharing each study: a number, or 'gpus' for one "
+                        "per local GPU")
     p.add_argument("--study-name", help="study name prefix (default: the GPU key)")
     p.add_argument("--out", default="configs", help="directory of <gpu>.yaml")
     p.add_argument("--interpret", action="store_true",

@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime
 import hashlib
 import logging
+import multiprocessing as mp
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -69,6 +70,16 @@ class BucketResult:
     study_name: str
 
 
+def open_storage(url: str) -> str | optuna.storages.BaseStorage:
+    """An Optuna RDB URL as is; `journal:PATH` as a journal file (several processes may
+    append to it, no database server needed)."""
+    if url.startswith("journal:"):
+        from optuna.storages.journal import JournalFileBackend
+
+        return optuna.storages.JournalStorage(JournalFileBackend(url.removeprefix("journal:")))
+    return url
+
+
 def make_sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:
     if name == "tpe":
         return optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True)
@@ -94,12 +105,28 @@ def _finished(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
     return study.get_trials(deepcopy=False, states=states)
 
 
+@dataclass(frozen=True)
+class SearchPlan:
+    """What every search process of one bucket needs (picklable: helpers get a copy)."""
+
+    workload: Workload
+    gpu: GpuIdentity
+    study_name: str
+    sampler: str
+    budget: int  # finished trials the study should hold
+    deadline: float | None  # time.time() after which no new trial starts
+    opts: TuneOptions
+
+
 def tune_bucket(workload: Workload, gpu: GpuIdentity, worker: IsolatedWorker,
                 opts: TuneOptions,
-                on_trial: Callable[[int, int, float | None], None] | None = None
-                ) -> BucketResult:
-    """Search one bucket until `opts.trials` trials are finished in its study (counting the
-    ones a previous run left), or `opts.timeout_s` passes; then re-time the best few."""
+                on_trial: Callable[[int, int, float | None], None] | None = None,
+                helper_envs: tuple[dict[str, str], ...] = ()) -> BucketResult:
+    """Search one bucket until its study holds `opts.trials` finished trials (counting the
+    ones a previous run left) or `opts.timeout_s` passes; then re-time the best few.
+    Each entry of `helper_envs` starts one more search process on the same study (one per
+    extra GPU, e.g. {"CUDA_VISIBLE_DEVICES": "1"}); they may overshoot the budget by a trial
+    each."""
     bucket = Bucket(workload.head_dim, workload.dtype, workload.regime, workload.max_seqlen)
     dtype = workload.torch_dtype
     study_name = f"{opts.study_prefix or gpu.key}:{bucket.key}:{kernel_hash()}"
@@ -109,28 +136,53 @@ def tune_bucket(workload: Workload, gpu: GpuIdentity, worker: IsolatedWorker,
         log.info("%s: %d valid configs <= %d trials: exhaustive", bucket.key, n_valid,
                  opts.trials)
         sampler_name = "grid"
-    study = optuna.create_study(
-        storage=opts.storage, study_name=study_name, direction="maximize", load_if_exists=True,
-        sampler=make_sampler(sampler_name, opts.seed))
+    study = optuna.create_study(storage=open_storage(opts.storage), study_name=study_name,
+                                direction="maximize", load_if_exists=True)
     study.set_user_attr("workload", workload.name)
     default = default_config(workload.head_dim, dtype, gpu.arch, workload.max_seqlen)
     for cfg in [default, sglang_style_config(workload.head_dim), *opts.known_winners]:
         if check_config(cfg, workload.head_dim, dtype, gpu.arch) is None:
             study.enqueue_trial(cfg.to_dict(), skip_if_exists=True)
+    plan = SearchPlan(workload, gpu, study_name, sampler_name,
+                      opts.trials if sampler_name != "grid" else min(opts.trials, _grid_size()),
+                      None if opts.timeout_s is None else time.time() + opts.timeout_s, opts)
+    ctx = mp.get_context("spawn")
+    helpers = [ctx.Process(target=_helper_main, args=(plan, env, i + 1))
+               for i, env in enumerate(helper_envs)]
+    for helper in helpers:
+        helper.start()
+    try:
+        _search(plan, worker, seed_offset=0, on_trial=on_trial)
+    finally:
+        for helper in helpers:
+            helper.join()
+    return _crown(optuna.load_study(study_name=study_name, storage=open_storage(opts.storage)), study_name,
+                  workload, bucket, gpu, worker, opts, default)
 
-    budget = opts.trials if sampler_name != "grid" else min(opts.trials, _grid_size())
-    deadline = None if opts.timeout_s is None else time.monotonic() + opts.timeout_s
+
+def _helper_main(plan: SearchPlan, env: dict[str, str], index: int) -> None:
+    with IsolatedWorker("vitune.tuner.trial:run_trial", env) as worker:
+        _search(plan, worker, seed_offset=index, on_trial=None)
+
+
+def _search(plan: SearchPlan, worker: IsolatedWorker, seed_offset: int,
+            on_trial: Callable[[int, int, float | None], None] | None) -> None:
+    """The ask-check-run-tell loop; any number of processes may run it on one study."""
+    w, gpu, opts = plan.workload, plan.gpu, plan.opts
+    study = optuna.load_study(study_name=plan.study_name, storage=open_storage(opts.storage),
+                              sampler=make_sampler(plan.sampler, opts.seed + seed_offset))
     distributions = _distributions()
-    while len(_finished(study)) < budget and (deadline is None or time.monotonic() < deadline):
-        if sampler_name == "grid" and _grid_exhausted(study):
+    while len(_finished(study)) < plan.budget and (
+            plan.deadline is None or time.time() < plan.deadline):
+        if plan.sampler == "grid" and _grid_exhausted(study):
             break
         trial = study.ask(distributions)
+        trial.set_user_attr("searcher", seed_offset)
         cfg = KernelConfig(**trial.params)
-        reason = check_config(cfg, workload.head_dim, dtype, gpu.arch)
+        reason = check_config(cfg, w.head_dim, w.torch_dtype, gpu.arch)
         if reason is None:
-            outcome = worker.call(TrialRequest(workload, "triton", cfg.to_dict(),
-                                               gpu.is_interpreter, opts.rep_ms),
-                                  opts.trial_timeout_s)
+            outcome = worker.call(TrialRequest(w, "triton", cfg.to_dict(), gpu.is_interpreter,
+                                               opts.rep_ms), opts.trial_timeout_s)
             if outcome.ok:
                 trial.set_user_attr("median_ms", outcome.value["median_ms"])
                 study.tell(trial, outcome.value["tflops"])
@@ -139,10 +191,9 @@ def tune_bucket(workload: Workload, gpu: GpuIdentity, worker: IsolatedWorker,
         if reason is not None:
             trial.set_user_attr("reason", reason)
             study.tell(trial, state=optuna.trial.TrialState.FAIL)
-            log.debug("%s %s failed: %s", bucket.key, cfg.short(), reason)
+            log.debug("%s %s failed: %s", plan.study_name, cfg.short(), reason)
         if on_trial is not None:
-            on_trial(len(_finished(study)), budget, _best_value(study))
-    return _crown(study, study_name, workload, bucket, gpu, worker, opts, default)
+            on_trial(len(_finished(study)), plan.budget, _best_value(study))
 
 
 def _crown(study: optuna.Study, study_name: str, workload: Workload, bucket: Bucket,

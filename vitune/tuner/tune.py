@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -63,18 +64,33 @@ def _cuda_device():
     return torch.device("cuda", torch.cuda.current_device())
 
 
+def worker_envs(gpu: GpuIdentity, workers: int) -> list[dict[str, str]]:
+    """Environment of each search process's trial worker: one GPU each, or the interpreter."""
+    if gpu.is_interpreter:
+        return [{"TRITON_INTERPRET": "1"} for _ in range(workers)]
+    if workers == 1:
+        return [{}]
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    devices = visible.split(",") if visible else [str(i) for i in range(workers)]
+    if len(devices) < workers:
+        raise ValueError(f"--workers {workers} needs {workers} GPUs, {len(devices)} visible")
+    return [{"CUDA_VISIBLE_DEVICES": devices[i]} for i in range(workers)]
+
+
 def tune(workloads: list[Workload], gpu: GpuIdentity, out_dir: str | Path, opts: TuneOptions,
-         on_bucket_start: Callable[[Workload], Callable] | None = None) -> list[BucketResult]:
-    """Tune each workload's bucket; the YAML is rewritten after every bucket. On Ctrl-C the
-    buckets finished so far are saved and KeyboardInterrupt propagates."""
+         on_bucket_start: Callable[[Workload], Callable] | None = None,
+         workers: int = 1) -> list[BucketResult]:
+    """Tune each workload's bucket with `workers` search processes sharing its study; the
+    YAML is rewritten after every bucket. On Ctrl-C the buckets finished so far are saved
+    and KeyboardInterrupt propagates."""
     path = output_path(out_dir, gpu)
     opts.known_winners = opts.known_winners or known_winners(out_dir)
-    env = {"TRITON_INTERPRET": "1"} if gpu.is_interpreter else {}
+    main_env, *helper_envs = worker_envs(gpu, workers)
     results: list[BucketResult] = []
-    with IsolatedWorker("vitune.tuner.trial:run_trial", env) as worker:
+    with IsolatedWorker("vitune.tuner.trial:run_trial", main_env) as worker:
         for w in workloads:
             on_trial = on_bucket_start(w) if on_bucket_start else None
-            result = tune_bucket(w, gpu, worker, opts, on_trial)
+            result = tune_bucket(w, gpu, worker, opts, on_trial, tuple(helper_envs))
             results.append(result)
             save_results(path, gpu, [result])
     return results
