@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# Start a throwaway PostgreSQL server on 127.0.0.1:${PGPORT:-55432} for the storage tests
-# and print its URL. Installs the server from Debian's packages when it is missing.
+# Start a throwaway PostgreSQL server on 127.0.0.1 (a free port) for the storage tests and
+# print its URL. Installs the server from Debian's packages when it is missing.
 set -euo pipefail
-PGPORT=${PGPORT:-55432}
+PGPORT=${PGPORT:-$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')}
 if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
   (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql) >&2
 fi

@@ -156,8 +156,8 @@ def tune_bucket(workload: Workload, gpu: GpuIdentity, worker: IsolatedWorker,
     finally:
         for helper in helpers:
             helper.join()
-    return _crown(optuna.load_study(study_name=study_name, storage=open_storage(opts.storage)), study_name,
-                  workload, bucket, gpu, worker, opts, default)
+    study = optuna.load_study(study_name=study_name, storage=open_storage(opts.storage))
+    return _crown(study, study_name, workload, bucket, gpu, worker, opts, default)
 
 
 def _helper_main(plan: SearchPlan, env: dict[str, str], index: int) -> None:
