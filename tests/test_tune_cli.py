@@ -115,3 +115,16 @@ def test_two_workers_share_a_postgresql_study(tmp_path):
     for name in names:
         study = optuna.load_study(study_name=name, storage=POSTGRES_URL)
         assert len([t for t in study.trials if t.state.is_finished()]) >= 6
+
+
+def test_gpu_mismatch_names_what_was_asked_and_found(monkeypatch, capsys):
+    """A faked GB200 host: asking for h100 exits 2 naming both."""
+    from vitune.runtime import gpu as gpu_module
+
+    monkeypatch.setattr(gpu_module, "detect_gpu", lambda index=None: gpu_module.identify(
+        "NVIDIA GB200", (10, 0)))
+    with pytest.raises(SystemExit) as info:
+        main(["tune", "--gpu", "h100"])
+    assert info.value.code == 2
+    assert "asked to tune for h100 but this machine has NVIDIA GB200 (gb200)" in (
+        capsys.readouterr().err)

@@ -7,6 +7,7 @@ installed."""
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -65,22 +66,17 @@ def _masked_sdpa(w: Workload, q, k, v, cu) -> Prepared | None:
     return Prepared(lambda: sdpa(qt, kt, vt, attn_mask=mask), lambda out: out.transpose(0, 1))
 
 
-def _varlen_attn(w: Workload, q, k, v, cu) -> Prepared | None:
-    try:
-        from torch.nn.attention.varlen import varlen_attn
-    except ImportError:
-        return None
-    m = w.max_seqlen
-    return Prepared(lambda: varlen_attn(q, k, v, cu, cu, m, m))
-
-
-def _flash_attn(w: Workload, q, k, v, cu) -> Prepared | None:
-    try:
-        from flash_attn import flash_attn_varlen_func
-    except ImportError:
-        return None
-    m = w.max_seqlen
-    return Prepared(lambda: flash_attn_varlen_func(q, k, v, cu, cu, m, m))
+def _varlen_style(module: str, name: str) -> Callable[..., Prepared | None]:
+    """Backends with flash-attention's varlen signature:
+    fn(q, k, v, cu_q, cu_k, max_q, max_k) on packed [T, H, D]; None where not installed."""
+    def prepare(w: Workload, q, k, v, cu) -> Prepared | None:
+        try:
+            fn = getattr(importlib.import_module(module), name)
+        except (ImportError, AttributeError):
+            return None
+        m = w.max_seqlen
+        return Prepared(lambda: fn(q, k, v, cu, cu, m, m))
+    return prepare
 
 
 def _vitune(config_for: Callable[[Workload], KernelConfig | None]
@@ -100,6 +96,6 @@ PEERS: dict[str, Callable[..., Prepared | None]] = {
     "sdpa-cudnn": _sdpa("CUDNN_ATTENTION"),
     "sdpa-memeff": _sdpa("EFFICIENT_ATTENTION"),
     "sdpa-masked": _masked_sdpa,
-    "varlen_attn": _varlen_attn,
-    "flash_attn": _flash_attn,
+    "varlen_attn": _varlen_style("torch.nn.attention.varlen", "varlen_attn"),
+    "flash_attn": _varlen_style("flash_attn", "flash_attn_varlen_func"),
 }

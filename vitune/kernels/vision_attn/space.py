@@ -13,7 +13,9 @@ import torch
 from vitune.kernels.arch import ArchSpec
 
 SUPPORTED_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
-WGMMA_ARCHS = ("hopper", "blackwell")  # where Triton lowers tl.dot to warpgroup MMA
+# Where the miscompile rules below apply: measured on Hopper's wgmma path; Blackwell lowers
+# tl.dot to tcgen05 and is untested on hardware, so it is held to the same rules until measured.
+WGMMA_ARCHS = ("hopper", "blackwell")
 HEAD_DIMS = tuple(range(32, 257, 8))  # every multiple of 8 from 32 to 256
 MAX_HEAD_CHUNKS = 3  # the kernel carries at most three head-dim chunks (acc0..acc2)
 MIN_CHUNK = 16  # tl.dot needs every dimension >= 16
