@@ -1,5 +1,4 @@
-"""Command line: `vitune tune|bench|sweep ...` (plot, show and validate come with the
-runtime selector and the plots)."""
+"""Command line: `vitune tune|show|validate|bench|sweep ...`."""
 
 from __future__ import annotations
 
@@ -211,6 +210,48 @@ def cmd_tune(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_validate(args: argparse.Namespace) -> int:
+    from vitune.runtime.schema import ConfigFileError, load_config_file
+
+    status = 0
+    for path in args.files:
+        try:
+            doc = load_config_file(path)
+        except ConfigFileError as exc:
+            print(f"vitune: {exc}", file=sys.stderr)
+            status = 1
+            continue
+        print(f"{path}: ok ({doc['gpu']}, {len(doc.get('buckets', []))} buckets)")
+    return status
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    """What the selector would pick for each bucket of a preset, and why."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from vitune.runtime.gpu import detect_gpu, identity_for_key
+    from vitune.runtime.selector import choose
+    from vitune.tuner.presets import TUNE_PRESETS, bucket_of
+
+    try:
+        gpu = identity_for_key(args.gpu) if args.gpu else detect_gpu()
+    except ValueError as exc:
+        _fail(str(exc))
+    if gpu is None:
+        _fail("no CUDA GPU here: name one with --gpu (e.g. --gpu h100)")
+    table = Table(title=f"selector on {gpu.key} ({gpu.arch.name})")
+    for col in ("bucket", "config", "level", "source", "tuned TFLOP/s"):
+        table.add_column(col)
+    for w in TUNE_PRESETS[args.preset]:
+        c = choose(gpu, w.head_dim, w.torch_dtype, w.max_seqlen)
+        table.add_row(bucket_of(w).key, c.config.short(), c.level,
+                      f"{c.path} [{c.bucket}]" if c.path else "-",
+                      f"{c.tflops:.1f}" if c.tflops is not None else "-")
+    Console(width=200).print(table)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vitune", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true")
@@ -222,6 +263,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     tune = sub.add_parser("tune", help="Optuna search per bucket; writes <out>/<gpu>.yaml")
     add_tune_args(tune)
+
+    validate = sub.add_parser("validate", help="check configs YAML files against the schema")
+    validate.add_argument("files", nargs="+")
+    validate.set_defaults(func=cmd_validate)
+
+    show = sub.add_parser("show", help="what the runtime would pick per bucket, and why")
+    show.add_argument("--gpu", help="GPU key (default: the local GPU)")
+    show.add_argument("--preset", default="qwen2.5-vl",
+                      choices=("qwen2.5-vl", "heads", "tiny"))
+    show.set_defaults(func=cmd_show)
 
     bench = sub.add_parser("bench", help="every backend on every workload, same run")
     add_workload_args(bench)

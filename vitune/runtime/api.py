@@ -9,7 +9,7 @@ from dataclasses import replace
 
 import torch
 
-from vitune.kernels.arch import INTERPRETER, ArchSpec, arch_for_capability
+from vitune.kernels.arch import ArchSpec
 from vitune.kernels.vision_attn.launch import (
     kernel_is_interpreted,
     launch_vision_attention,
@@ -20,9 +20,10 @@ from vitune.kernels.vision_attn.space import (
     SUPPORTED_DTYPES,
     KernelConfig,
     check_config,
-    default_config,
     needs_aligned_strides,
 )
+from vitune.runtime.gpu import GpuIdentity, identify, interpreter_identity
+from vitune.runtime.selector import choose
 
 VALIDATE_ENV = "VITUNE_VALIDATE"
 
@@ -43,8 +44,9 @@ def vision_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
 
     `max_seqlen` is never needed for correctness (the grid is sized from the token count) and
     is never synchronised; it only helps pick the default config for the regime.
-    `config` is a KernelConfig or a mapping of its fields; without one the built-in default
-    for this GPU architecture and regime is used. `scale` defaults to head_dim ** -0.5.
+    `config` is a KernelConfig or a mapping of its fields; without one the tuned config for
+    this GPU and shape is looked up (vitune.runtime.selector), falling back to the built-in
+    default for the architecture and regime. `scale` defaults to head_dim ** -0.5.
     `out` receives the result (same shape, dtype and device as q; must not overlap k or v).
 
     Checks that would read device memory (and so synchronise) run only with `validate=True`
@@ -63,8 +65,9 @@ def vision_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
         validate = os.environ.get(VALIDATE_ENV, "0") not in ("", "0")
     if validate:
         _validate_segments(q, cu_seqlens, max_seqlen)
-    arch = device_arch(q.device)
-    cfg = _resolve_config(config, q, cu_seqlens, max_seqlen, arch)
+    gpu = device_gpu(q.device)
+    arch = gpu.arch
+    cfg = _resolve_config(config, q, cu_seqlens, max_seqlen, gpu)
     if needs_aligned_strides(cfg, head_dim, arch) and not tensor_strides_aligned(q, k, v, out):
         if config is not None:
             raise ValueError(
@@ -77,16 +80,21 @@ def vision_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
     return launch_vision_attention(q, k, v, out, cu_seqlens, scale, cfg)
 
 
+def device_gpu(device: torch.device) -> GpuIdentity:
+    """Identity of the GPU holding the tensors; the interpreter's for CPU tensors."""
+    if device.type != "cuda":
+        return interpreter_identity()
+    return _cuda_gpu(device.index if device.index is not None else torch.cuda.current_device())
+
+
 def device_arch(device: torch.device) -> ArchSpec:
     """Budgets of the GPU holding the tensors; the interpreter's for CPU tensors."""
-    if device.type != "cuda":
-        return INTERPRETER
-    return _cuda_arch(device.index if device.index is not None else torch.cuda.current_device())
+    return device_gpu(device).arch
 
 
 @functools.cache
-def _cuda_arch(index: int) -> ArchSpec:
-    return arch_for_capability(torch.cuda.get_device_capability(index))
+def _cuda_gpu(index: int) -> GpuIdentity:
+    return identify(torch.cuda.get_device_name(index), torch.cuda.get_device_capability(index))
 
 
 def _check_tensors(q: object, k: object, v: object, cu_seqlens: object) -> None:
@@ -215,10 +223,10 @@ def _validate_segments(q: torch.Tensor, cu_seqlens: torch.Tensor | None,
 
 def _resolve_config(config: KernelConfig | dict | None, q: torch.Tensor,
                     cu_seqlens: torch.Tensor | None, max_seqlen: int | None,
-                    arch: ArchSpec) -> KernelConfig:
-    head_dim = q.shape[-1]
+                    gpu: GpuIdentity) -> KernelConfig:
+    head_dim, arch = q.shape[-1], gpu.arch
     if config is None:
-        return default_config(head_dim, q.dtype, arch, _regime_length(q, cu_seqlens, max_seqlen))
+        return choose(gpu, head_dim, q.dtype, _regime_length(q, cu_seqlens, max_seqlen)).config
     if isinstance(config, dict):
         config = KernelConfig.from_dict(config)
     if not isinstance(config, KernelConfig):

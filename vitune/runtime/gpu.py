@@ -73,3 +73,22 @@ def detect_gpu(index: int | None = None) -> GpuIdentity | None:
         return None
     index = torch.cuda.current_device() if index is None else index
     return identify(torch.cuda.get_device_name(index), torch.cuda.get_device_capability(index))
+
+
+# Compute capability of known products, for naming a GPU that is not present (`vitune show
+# --gpu h100`, tests); unknown keys are refused rather than guessed.
+KNOWN_CAPABILITY = {
+    "h100": (9, 0), "h100_pcie": (9, 0), "h100_nvl": (9, 0), "h200": (9, 0),
+    "h200_nvl": (9, 0), "h800": (9, 0), "h20": (9, 0), "gh200": (9, 0),
+    "b200": (10, 0), "gb200": (10, 0), "b300": (10, 3), "gb300": (10, 3),
+    "a100": (8, 0), "a100_pcie": (8, 0), "l40s": (8, 9), "l4": (8, 9),
+}
+
+
+def identity_for_key(key: str) -> GpuIdentity:
+    if key == INTERPRETER_KEY:
+        return interpreter_identity()
+    if key not in KNOWN_CAPABILITY:
+        raise ValueError(f"unknown GPU key {key!r}; known: {sorted(KNOWN_CAPABILITY)}")
+    capability = KNOWN_CAPABILITY[key]
+    return GpuIdentity(key, key, capability, arch_for_capability(capability))

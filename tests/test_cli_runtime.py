@@ -1,0 +1,46 @@
+"""`vitune validate` and `vitune show`, and the import-weight rule of the runtime path."""
+
+import subprocess
+import sys
+
+import pytest
+
+from vitune.cli import main
+
+
+def test_validate_exits_nonzero_with_the_precise_fault(tmp_path, capsys):
+    good = tmp_path / "h100.yaml"
+    good.write_text("schema_version: 1\ngpu: h100\nbuckets: []\n")
+    bad = tmp_path / "h200.yaml"
+    bad.write_text("schema_version: 1\ngpu: h200\nbuckets:\n- {head_dim: 80, dtype: bfloat16,"
+                   " regime: full, seqlen: 64, backend: cuda}\n")
+    assert main(["validate", str(good)]) == 0
+    assert main(["validate", str(good), str(bad)]) == 1
+    err = capsys.readouterr().err
+    assert f"{bad}: buckets[0].backend: 'cuda' is not one of" in err
+
+
+def test_show_names_level_for_a_named_gpu(capsys):
+    assert main(["show", "--gpu", "gb200", "--preset", "qwen2.5-vl"]) == 0
+    out = capsys.readouterr().out
+    assert "selector on gb200 (blackwell)" in out and "d80-bfloat16-window-L64" in out
+
+
+def test_show_rejects_unknown_gpu_key(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["show", "--gpu", "h1000"])
+    assert info.value.code == 2 and "unknown GPU key 'h1000'" in capsys.readouterr().err
+
+
+def test_runtime_path_imports_no_optuna_or_matplotlib():
+    code = (
+        "import os, sys; os.environ['TRITON_INTERPRET'] = '1'\n"
+        "import torch, vitune\n"
+        "q = torch.randn(24, 1, 32)\n"
+        "vitune.vision_attention(q, q, q, torch.tensor([0, 10, 24], dtype=torch.int32))\n"
+        "heavy = [m for m in ('optuna', 'matplotlib', 'rich') if m in sys.modules]\n"
+        "print('HEAVY', heavy)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120)
+    assert "HEAVY []" in out.stdout, out.stderr

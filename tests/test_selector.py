@@ -1,0 +1,140 @@
+"""The runtime selector on faked GPUs: lookup, nearest length, every fallback level,
+broken and hostile files, user precedence, and its use by vision_attention."""
+
+import logging
+
+import pytest
+import torch
+import yaml
+from conftest import make_packed
+
+from vitune.kernels.vision_attn.space import KernelConfig, default_config
+from vitune.runtime import selector
+from vitune.runtime.gpu import identify, interpreter_identity
+
+H100 = identify("NVIDIA H100 80GB HBM3", (9, 0))
+H200 = identify("NVIDIA H200", (9, 0))
+GB200 = identify("NVIDIA GB200", (10, 0))
+
+
+def cfg(block_m, block_n=64, warps=4, stages=2):
+    return KernelConfig(block_m=block_m, block_n=block_n, num_warps=warps, num_stages=stages)
+
+
+def bucket(seqlen, config, regime="full", dtype="bfloat16", head_dim=80):
+    return {"head_dim": head_dim, "dtype": dtype, "regime": regime, "seqlen": seqlen,
+            "backend": "triton", "config": config.to_dict(), "tflops": 100.0 + seqlen / 1e3}
+
+
+def write(directory, key, buckets, capability="9.0", interpreter=False):
+    directory.mkdir(parents=True, exist_ok=True)
+    doc = {"schema_version": 1, "gpu": key, "interpreter": interpreter,
+           "provenance": {"capability": capability}, "buckets": buckets}
+    path = directory / f"{key}.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    return path
+
+
+@pytest.fixture(autouse=True)
+def fresh_selector(monkeypatch, tmp_path):
+    monkeypatch.setattr(selector, "_user_paths", [])
+    monkeypatch.setattr(selector, "_warned", set())
+    monkeypatch.setattr(selector, "SHIPPED_DIR", tmp_path / "shipped")
+    monkeypatch.delenv(selector.CONFIG_DIR_ENV, raising=False)
+    selector.clear_cache()
+    yield
+    selector.clear_cache()
+
+
+def test_exact_gpu_nearest_length_in_log_space(tmp_path):
+    write(tmp_path / "shipped", "h100", [bucket(1024, cfg(64)), bucket(5476, cfg(128)),
+                                         bucket(64, cfg(32, 32, 2), regime="window")])
+    assert selector.choose(H100, 80, torch.bfloat16, 4096).config == cfg(128)
+    assert selector.choose(H100, 80, torch.bfloat16, 2000).config == cfg(64)
+    window = selector.choose(H100, 80, torch.bfloat16, 64)
+    assert window.config == cfg(32, 32, 2) and window.level == "exact GPU"
+    assert window.path.endswith("h100.yaml") and window.tflops == pytest.approx(100.064)
+
+
+def test_categorical_fields_are_exact():
+    # nothing tuned for fp16 or head_dim 72: the built-in heuristic, not a bf16/d80 config
+    choice = selector.choose(H100, 80, torch.float16, 4096)
+    assert choice.level == "built-in heuristic"
+    assert choice.config == default_config(80, torch.float16, H100.arch, 4096)
+
+
+def test_fallback_to_same_architecture_then_heuristic(tmp_path):
+    write(tmp_path / "shipped", "h100", [bucket(4096, cfg(64))])
+    same = selector.choose(H200, 80, torch.bfloat16, 4096)
+    assert same.level == "same architecture" and same.config == cfg(64)
+    other = selector.choose(GB200, 80, torch.bfloat16, 4096)  # sm_100 does not take sm_90's
+    assert other.level == "built-in heuristic"
+
+
+def test_user_files_take_precedence(tmp_path, monkeypatch):
+    write(tmp_path / "shipped", "h100", [bucket(4096, cfg(64))])
+    write(tmp_path / "env", "h100", [bucket(4096, cfg(128))])
+    monkeypatch.setenv(selector.CONFIG_DIR_ENV, str(tmp_path / "env"))
+    selector.clear_cache()
+    assert selector.choose(H100, 80, torch.bfloat16, 4096).config == cfg(128)
+    selector.load_configs(write(tmp_path / "mine", "h100", [bucket(4096, cfg(256, 64, 8))]))
+    assert selector.choose(H100, 80, torch.bfloat16, 4096).config == cfg(256, 64, 8)
+
+
+def test_broken_file_warns_once_and_falls_back(tmp_path, caplog):
+    shipped = tmp_path / "shipped"
+    shipped.mkdir()
+    (shipped / "h100.yaml").write_text("buckets: [\n")
+    with caplog.at_level(logging.WARNING):
+        first = selector.choose(H100, 80, torch.bfloat16, 4096)
+        selector.choose(H100, 80, torch.bfloat16, 300)  # another key: the file is not re-read
+        selector.clear_cache()
+        selector.choose(H100, 80, torch.bfloat16, 4096)  # re-read, but no second warning
+    assert first.level == "built-in heuristic"
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1
+    assert "h100.yaml" in warnings[0].getMessage()
+    assert "not valid YAML" in warnings[0].getMessage()
+
+
+def test_hostile_values_are_rejected(tmp_path, caplog):
+    path = write(tmp_path / "shipped", "h100", [bucket(4096, cfg(64))])
+    doc = yaml.safe_load(path.read_text())
+    doc["buckets"][0]["config"]["block_m"] = 1 << 20  # would index far out of bounds
+    path.write_text(yaml.safe_dump(doc))
+    with caplog.at_level(logging.WARNING):
+        assert selector.choose(H100, 80, torch.bfloat16, 4096).level == "built-in heuristic"
+    assert "buckets[0].config.block_m: 1048576" in caplog.text
+
+
+def test_load_configs_rejects_a_bad_file_at_once(tmp_path):
+    bad = tmp_path / "h100.yaml"
+    bad.write_text("schema_version: 7\n")
+    with pytest.raises(ValueError, match="schema_version: expected 1"):
+        selector.load_configs(bad)
+    with pytest.raises(ValueError, match="no such file"):
+        selector.load_configs(tmp_path / "nope")
+
+
+def test_interpreter_and_gpu_files_never_mix(tmp_path):
+    write(tmp_path / "shipped", "h100", [bucket(64, cfg(32, 32, 2), regime="window",
+                                                dtype="float16", head_dim=32)],
+          interpreter=True)
+    assert selector.choose(H100, 32, torch.float16, 64).level == "built-in heuristic"
+
+
+def test_vision_attention_uses_the_selected_config(tmp_path, monkeypatch):
+    tuned = KernelConfig(block_m=32, block_n=32, num_warps=2, num_stages=3, head_split=False)
+    write(tmp_path / "user", "interpreter", [bucket(20, tuned, regime="window",
+                                                   dtype="float32", head_dim=32)],
+          capability=None, interpreter=True)
+    selector.load_configs(tmp_path / "user")
+    seen = []
+    import vitune.runtime.api as api
+
+    monkeypatch.setattr(api, "launch_vision_attention",
+                        lambda q, k, v, out, cu, scale, cfg: seen.append(cfg) or out)
+    q, k, v, cu = make_packed([20, 12], heads=1, head_dim=32, dtype=torch.float32)
+    api.vision_attention(q, k, v, cu, max_seqlen=20)
+    assert seen == [tuned]
+    assert interpreter_identity().key == "interpreter"

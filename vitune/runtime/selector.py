@@ -1,0 +1,129 @@
+"""Pick the kernel config for a call from the tuned YAML files, falling back sensibly.
+
+Sources, in order: the file of this exact GPU (`<key>.yaml`), then a file of the same
+architecture (compute capability major), then the built-in heuristic. User files
+(`VITUNE_CONFIG_DIR`, `vitune.load_configs(path)`) come before the shipped ones at each
+level. Within a file the lookup is exact on head_dim, dtype and regime and nearest in log
+space on the segment length. A missing or broken file never fails a call: it is skipped
+with one warning naming the file and the fault. Decisions are cached per key.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from vitune.kernels.vision_attn.space import KernelConfig, check_config, default_config
+from vitune.runtime.gpu import GpuIdentity
+from vitune.runtime.schema import ConfigFileError, bucket_config, load_config_file
+
+log = logging.getLogger(__name__)
+CONFIG_DIR_ENV = "VITUNE_CONFIG_DIR"
+SHIPPED_DIR = Path(__file__).resolve().parent.parent / "configs"
+WINDOW_MAX = 128  # segments up to this many tokens are the window regime
+
+
+@dataclass(frozen=True)
+class Choice:
+    config: KernelConfig
+    level: str  # "exact GPU", "same architecture" or "built-in heuristic"
+    path: str | None = None  # the file it came from
+    bucket: str | None = None  # the bucket matched in that file
+    tflops: float | None = None  # measured for that bucket when it was tuned
+
+
+_user_paths: list[Path] = []
+_warned: set[str] = set()
+
+
+def load_configs(path: str | os.PathLike) -> None:
+    """Use the configs file, or the `<gpu>.yaml` files of a directory, before the shipped
+    ones. Raises ConfigFileError at once for a file that does not validate."""
+    path = Path(path)
+    if path.is_file():
+        load_config_file(path)
+    elif not path.is_dir():
+        raise ConfigFileError(f"{path}: no such file or directory")
+    _user_paths.insert(0, path)
+    clear_cache()
+
+
+def clear_cache() -> None:
+    _choose.cache_clear()
+    _file.cache_clear()
+
+
+def choose(gpu: GpuIdentity, head_dim: int, dtype: torch.dtype, seqlen: float) -> Choice:
+    """The config for a call; `seqlen` is the longest (or typical) segment length."""
+    # Lengths within ~19% of each other share a cache entry (the nearest-bucket answer
+    # rarely differs inside that band).
+    return _choose(gpu, head_dim, dtype, round(math.log2(max(seqlen, 1.0)) * 4))
+
+
+def candidate_files(gpu: GpuIdentity) -> list[tuple[str, Path]]:
+    """(level, file) in the order they are tried."""
+    dirs = [Path(p) for p in os.environ.get(CONFIG_DIR_ENV, "").split(os.pathsep) if p]
+    user = [p for p in _user_paths if p.is_file()]
+    search_dirs = [p for p in _user_paths if p.is_dir()] + dirs + [SHIPPED_DIR]
+    exact = [p for p in user if p.stem == gpu.key]
+    exact += [d / f"{gpu.key}.yaml" for d in search_dirs if (d / f"{gpu.key}.yaml").is_file()]
+    others = [p for p in user if p.stem != gpu.key]
+    others += [p for d in search_dirs if d.is_dir() for p in sorted(d.glob("*.yaml"))
+               if p.stem != gpu.key]
+    return [("exact GPU", p) for p in exact] + [("same architecture", p) for p in others]
+
+
+@functools.cache
+def _choose(gpu: GpuIdentity, head_dim: int, dtype: torch.dtype, log_len: int) -> Choice:
+    seqlen = 2 ** (log_len / 4)
+    regime = "window" if seqlen <= WINDOW_MAX else "full"
+    dtype_name = str(dtype).removeprefix("torch.")
+    for level, path in candidate_files(gpu):
+        doc = _file(path)
+        if doc is None or doc.get("interpreter", False) != gpu.is_interpreter:
+            continue
+        if level == "same architecture" and not _same_architecture(doc, gpu):
+            continue
+        matches = [b for b in doc.get("buckets", []) if b["head_dim"] == head_dim
+                   and b["dtype"] == dtype_name and b["regime"] == regime and "config" in b]
+        if not matches:
+            continue
+        best = min(matches, key=lambda b: abs(math.log2(b["seqlen"]) - math.log2(seqlen)))
+        cfg = bucket_config(best)
+        reason = check_config(cfg, head_dim, dtype, gpu.arch)
+        if reason is not None:
+            log.info("%s: bucket seqlen %d does not fit this GPU (%s)", path, best["seqlen"],
+                     reason)
+            continue
+        choice = Choice(cfg, level, str(path), f"{regime} L{best['seqlen']}",
+                        best.get("tflops"))
+        log.info("vitune: d%d %s %s L~%d on %s: %s from %s", head_dim, dtype_name, regime,
+                 seqlen, gpu.key, level, path)
+        return choice
+    choice = Choice(default_config(head_dim, dtype, gpu.arch, seqlen), "built-in heuristic")
+    log.info("vitune: d%d %s %s L~%d on %s: built-in heuristic (no tuned bucket found)",
+             head_dim, dtype_name, regime, seqlen, gpu.key)
+    return choice
+
+
+@functools.cache
+def _file(path: Path) -> dict | None:
+    """A validated file, or None (warned about once) when it cannot be used."""
+    try:
+        return load_config_file(path)
+    except ConfigFileError as exc:
+        if str(path) not in _warned:
+            _warned.add(str(path))
+            log.warning("vitune: ignoring a configs file: %s", exc)
+        return None
+
+
+def _same_architecture(doc: dict, gpu: GpuIdentity) -> bool:
+    capability = str(doc.get("provenance", {}).get("capability") or "")
+    return gpu.capability is not None and capability.split(".")[0] == str(gpu.capability[0])
