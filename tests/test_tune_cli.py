@@ -2,6 +2,7 @@
 
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -41,6 +42,17 @@ def test_tune_interpret_writes_a_labelled_valid_yaml_and_resumes(tmp_path):
     assert set(finished_trials(storage).values()) == {3}
 
 
+def count_finished_readonly(db) -> int:
+    """Finished trials, read without Optuna: an Optuna reader would also try to create the
+    schema and race the tuner's own initialisation of a new database."""
+    try:
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1) as conn:
+            return conn.execute(
+                "SELECT count(*) FROM trials WHERE state IN ('COMPLETE', 'FAIL')").fetchone()[0]
+    except sqlite3.OperationalError:  # no file or no tables yet, or locked for a moment
+        return 0
+
+
 def test_sigkill_keeps_every_finished_trial(tmp_path):
     out = tmp_path / "cfg"
     storage = f"sqlite:///{out / 'studies.db'}"
@@ -50,9 +62,7 @@ def test_sigkill_keeps_every_finished_trial(tmp_path):
                             stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
     try:
-        while time.monotonic() < deadline:
-            if (out / "studies.db").exists() and sum(finished_trials(storage).values()) >= 3:
-                break
+        while time.monotonic() < deadline and count_finished_readonly(out / "studies.db") < 3:
             time.sleep(0.5)
     finally:
         os.killpg(proc.pid, signal.SIGKILL)
