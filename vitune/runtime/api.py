@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import math
 import os
-from dataclasses import replace
+from dataclasses import astuple, replace
 
 import torch
 
@@ -23,6 +23,7 @@ from vitune.kernels.vision_attn.space import (
     needs_aligned_strides,
 )
 from vitune.runtime.gpu import GpuIdentity, identify, interpreter_identity
+from vitune.runtime.ops import call_op
 from vitune.runtime.selector import choose
 
 VALIDATE_ENV = "VITUNE_VALIDATE"
@@ -55,9 +56,7 @@ def vision_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
     """
     _check_tensors(q, k, v, cu_seqlens)
     head_dim = q.shape[-1]
-    if out is None:
-        out = torch.empty_like(q, memory_format=torch.contiguous_format)
-    else:
+    if out is not None:
         _check_out(out, q)
     scale = _check_scale(scale, head_dim)
     max_seqlen = _check_max_seqlen(max_seqlen)
@@ -65,18 +64,23 @@ def vision_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
         validate = os.environ.get(VALIDATE_ENV, "0") not in ("", "0")
     if validate:
         _validate_segments(q, cu_seqlens, max_seqlen)
-    gpu = device_gpu(q.device)
-    arch = gpu.arch
-    cfg = _resolve_config(config, q, cu_seqlens, max_seqlen, gpu)
-    if needs_aligned_strides(cfg, head_dim, arch) and not tensor_strides_aligned(q, k, v, out):
-        if config is not None:
-            raise ValueError(
-                f"config {cfg.short()} splits head_dim={head_dim} on the wgmma path, which "
-                "needs every stride of q, k, v and out to be a multiple of 16 elements; got "
-                f"q {q.stride()}, k {k.stride()}, v {v.stride()}, out {out.stride()}: use "
-                "head_split=False or block_m=32"
-            )
-        cfg = replace(cfg, head_split=False)
+    if isinstance(config, dict):
+        config = KernelConfig.from_dict(config)
+    if config is not None and not isinstance(config, KernelConfig):
+        raise TypeError(
+            f"config must be a KernelConfig, a dict or None, got {type(config).__name__}")
+    # A new output is contiguous: its strides are multiples of 16 when head_dim is.
+    out_aligned = tensor_strides_aligned(out) if out is not None else head_dim % 16 == 0
+    cfg = KernelConfig(*_decide_config(
+        q.device.type, -1 if q.device.index is None else q.device.index, head_dim, q.dtype,
+        _regime_length(q, cu_seqlens, max_seqlen),
+        None if config is None else astuple(config),
+        tensor_strides_aligned(q, k, v) and out_aligned,
+        (q.stride(), k.stride(), v.stride(), None if out is None else out.stride())))
+    if torch.compiler.is_compiling():  # one opaque custom op in the graph
+        return call_op(q, k, v, out, cu_seqlens, scale, cfg)
+    if out is None:
+        out = torch.empty_like(q, memory_format=torch.contiguous_format)
     return launch_vision_attention(q, k, v, out, cu_seqlens, scale, cfg)
 
 
@@ -221,22 +225,32 @@ def _validate_segments(q: torch.Tensor, cu_seqlens: torch.Tensor | None,
         raise ValueError(f"max_seqlen={max_seqlen} is below the longest segment ({max(lengths)})")
 
 
-def _resolve_config(config: KernelConfig | dict | None, q: torch.Tensor,
-                    cu_seqlens: torch.Tensor | None, max_seqlen: int | None,
-                    gpu: GpuIdentity) -> KernelConfig:
-    head_dim, arch = q.shape[-1], gpu.arch
+@torch.compiler.assume_constant_result
+def _decide_config(device_type: str, device_index: int, head_dim: int, dtype: torch.dtype,
+                   length: float, config: tuple | None, strides_aligned: bool,
+                   strides: tuple) -> tuple:
+    """The kernel config's fields for this call: the given config checked against the
+    rules, or the selector's choice. Plain values in and out, so torch.compile runs it once
+    at trace time and keeps the result as a constant."""
+    device = torch.device(device_type, device_index) if device_index >= 0 else \
+        torch.device(device_type)
+    gpu = device_gpu(device)
     if config is None:
-        return choose(gpu, head_dim, q.dtype, _regime_length(q, cu_seqlens, max_seqlen)).config
-    if isinstance(config, dict):
-        config = KernelConfig.from_dict(config)
-    if not isinstance(config, KernelConfig):
-        raise TypeError(
-            f"config must be a KernelConfig, a dict or None, got {type(config).__name__}")
-    reason = check_config(config, head_dim, q.dtype, arch)
-    if reason is not None:
-        raise ValueError(f"config {config.short()} is invalid for head_dim={head_dim}, "
-                         f"{q.dtype} on {arch.name}: {reason}")
-    return config
+        cfg = choose(gpu, head_dim, dtype, length).config
+    else:
+        cfg = KernelConfig(*config)
+        reason = check_config(cfg, head_dim, dtype, gpu.arch)
+        if reason is not None:
+            raise ValueError(f"config {cfg.short()} is invalid for head_dim={head_dim}, "
+                             f"{dtype} on {gpu.arch.name}: {reason}")
+    if needs_aligned_strides(cfg, head_dim, gpu.arch) and not strides_aligned:
+        if config is not None:
+            raise ValueError(
+                f"config {cfg.short()} splits head_dim={head_dim} on the wgmma path, which "
+                "needs every stride of q, k, v and out to be a multiple of 16 elements; got "
+                f"strides (q, k, v, out) {strides}: use head_split=False or block_m=32")
+        cfg = replace(cfg, head_split=False)
+    return astuple(cfg)
 
 
 def _regime_length(q: torch.Tensor, cu_seqlens: torch.Tensor | None,

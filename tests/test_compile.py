@@ -1,0 +1,43 @@
+"""torch.compile(fullgraph=True) traces vision_attention as one custom op (CPU lane: the
+aot_eager backend, which needs no C++ toolchain; GPU lane: inductor and CUDA graphs)."""
+
+import pytest
+import torch
+from conftest import make_packed
+
+from vitune import reference_attention, vision_attention
+from vitune.kernels.vision_attn.launch import kernel_is_interpreted
+from vitune.kernels.vision_attn.reference import TOLERANCE, relative_error
+
+
+@pytest.mark.skipif(torch.cuda.is_available() or not kernel_is_interpreted(), reason="CPU lane")
+def test_fullgraph_compile_on_the_interpreter():
+    q, k, v, cu = make_packed([9, 0, 14], heads=2, head_dim=32, dtype=torch.float32)
+
+    def block(q, k, v, cu):
+        return vision_attention(q, k, v, cu, max_seqlen=14) * 2.0
+
+    compiled = torch.compile(block, fullgraph=True, backend="aot_eager")
+    out = compiled(q, k, v, cu)
+    assert relative_error(out / 2.0, reference_attention(q, k, v, cu)) < TOLERANCE[torch.float32]
+    torch._dynamo.reset()
+
+
+@pytest.mark.gpu
+def test_compile_and_cuda_graph_on_gpu():
+    q, k, v, cu = make_packed([300, 64, 0, 700], heads=4, head_dim=80, dtype=torch.bfloat16,
+                              device="cuda")
+    ref = reference_attention(q, k, v, cu, compute_dtype=torch.float32)
+    compiled = torch.compile(lambda q, k, v, cu: vision_attention(q, k, v, cu, 700),
+                             fullgraph=True)
+    assert relative_error(compiled(q, k, v, cu), ref) < TOLERANCE[torch.bfloat16]
+
+    out = torch.full_like(q, float("nan"))
+    vision_attention(q, k, v, cu, 700, out=out)  # warm up: compile outside the capture
+    out.fill_(float("nan"))
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        vision_attention(q, k, v, cu, 700, out=out)
+    graph.replay()
+    torch.cuda.synchronize()
+    assert relative_error(out, ref) < TOLERANCE[torch.bfloat16]
