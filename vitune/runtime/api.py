@@ -22,6 +22,7 @@ from vitune.kernels.vision_attn.space import (
     check_config,
     needs_aligned_strides,
 )
+from vitune.runtime.backends import BACKENDS, RUNNERS, equal_segments
 from vitune.runtime.gpu import GpuIdentity, identify, interpreter_identity
 from vitune.runtime.ops import call_op
 from vitune.runtime.selector import choose
@@ -32,7 +33,7 @@ VALIDATE_ENV = "VITUNE_VALIDATE"
 def vision_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
                      cu_seqlens: torch.Tensor | None = None, max_seqlen: int | None = None, *,
                      scale: float | None = None, out: torch.Tensor | None = None,
-                     config: KernelConfig | dict | None = None,
+                     config: KernelConfig | dict | None = None, backend: str = "auto",
                      validate: bool | None = None) -> torch.Tensor:
     """Non-causal attention as in ViT vision towers, forward only.
 
@@ -50,10 +51,21 @@ def vision_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
     default for the architecture and regime. `scale` defaults to head_dim ** -0.5.
     `out` receives the result (same shape, dtype and device as q; must not overlap k or v).
 
+    `backend`: "auto" runs what was measured fastest for this GPU and shape (the tuned
+    configs record vitune's Triton kernel and its peers), falling back to vitune's kernel
+    where that backend cannot take the call (e.g. SDPA needs equal segment lengths, known
+    from `max_seqlen`). "triton", "sdpa" (torch picks its kernel), "sdpa_cudnn",
+    "sdpa_flash", "varlen" (torch varlen_attn) or "flash_attn" run that backend or raise
+    BackendUnavailable; explicit "sdpa" on unequal packed segments uses a [T, T] mask.
+
     Checks that would read device memory (and so synchronise) run only with `validate=True`
     or the environment variable VITUNE_VALIDATE=1: cu_seqlens starts at 0, never decreases,
     ends at total_tokens, and max_seqlen is at least the longest segment.
     """
+    if backend not in BACKENDS:
+        raise ValueError(f"backend={backend!r} is not one of {list(BACKENDS)}")
+    if config is not None and backend not in ("auto", "triton"):
+        raise ValueError(f"config applies to vitune's Triton kernel, not backend={backend!r}")
     _check_tensors(q, k, v, cu_seqlens)
     head_dim = q.shape[-1]
     if out is not None:
@@ -71,6 +83,19 @@ def vision_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
             f"config must be a KernelConfig, a dict or None, got {type(config).__name__}")
     # A new output is contiguous: its strides are multiples of 16 when head_dim is.
     out_aligned = tensor_strides_aligned(out) if out is not None else head_dim % 16 == 0
+    chosen = backend
+    if backend == "auto":
+        chosen = "triton" if config is not None else _auto_backend(
+            q.device.type, -1 if q.device.index is None else q.device.index, head_dim, q.dtype,
+            _regime_length(q, cu_seqlens, max_seqlen))
+        if chosen.startswith("sdpa") and cu_seqlens is not None and not equal_segments(
+                q, cu_seqlens, max_seqlen):
+            chosen = "triton"  # the measured SDPA win was for equal lengths
+        if chosen in ("varlen", "flash_attn") and (max_seqlen is None or cu_seqlens is None
+                                                    or q.device.type != "cuda"):
+            chosen = "triton"
+    if chosen != "triton":
+        return RUNNERS[chosen](q, k, v, cu_seqlens, max_seqlen, scale, out)
     cfg = KernelConfig(*_decide_config(
         q.device.type, -1 if q.device.index is None else q.device.index, head_dim, q.dtype,
         _regime_length(q, cu_seqlens, max_seqlen),
@@ -223,6 +248,15 @@ def _validate_segments(q: torch.Tensor, cu_seqlens: torch.Tensor | None,
         raise ValueError(f"cu_seqlens ends at {cu[-1]} but q has {q.shape[0]} tokens")
     if max_seqlen is not None and max_seqlen < max(lengths):
         raise ValueError(f"max_seqlen={max_seqlen} is below the longest segment ({max(lengths)})")
+
+
+@torch.compiler.assume_constant_result
+def _auto_backend(device_type: str, device_index: int, head_dim: int, dtype: torch.dtype,
+                  length: float) -> str:
+    """The backend measured fastest for this GPU and bucket ("triton" when untuned)."""
+    device = torch.device(device_type, device_index) if device_index >= 0 else \
+        torch.device(device_type)
+    return choose(device_gpu(device), head_dim, dtype, length).backend
 
 
 @torch.compiler.assume_constant_result

@@ -20,7 +20,7 @@ from vitune.kernels.vision_attn.space import HEAD_DIMS, SEARCH_SPACE, KernelConf
 SCHEMA_VERSION = 1
 DTYPES = ("float16", "bfloat16", "float32")
 REGIMES = ("window", "full")
-BACKENDS = ("triton", "sdpa", "varlen", "flash_attn")
+BACKENDS = ("triton", "sdpa", "sdpa_cudnn", "sdpa_flash", "varlen", "flash_attn")
 
 TOP_KEYS = {"schema_version", "gpu", "interpreter", "provenance", "buckets"}
 PROVENANCE_KEYS = {"device_name", "capability", "torch", "triton", "cuda", "python",

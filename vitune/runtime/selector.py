@@ -31,8 +31,9 @@ WINDOW_MAX = 128  # segments up to this many tokens are the window regime
 
 @dataclass(frozen=True)
 class Choice:
-    config: KernelConfig
+    config: KernelConfig  # the Triton config (used whenever the backend is triton)
     level: str  # "exact GPU", "same architecture" or "built-in heuristic"
+    backend: str = "triton"  # the fastest measured for the bucket
     path: str | None = None  # the file it came from
     bucket: str | None = None  # the bucket matched in that file
     tflops: float | None = None  # measured for that bucket when it was tuned
@@ -91,18 +92,18 @@ def _choose(gpu: GpuIdentity, head_dim: int, dtype: torch.dtype, log_len: int) -
         if level == "same architecture" and not _same_architecture(doc, gpu):
             continue
         matches = [b for b in doc.get("buckets", []) if b["head_dim"] == head_dim
-                   and b["dtype"] == dtype_name and b["regime"] == regime and "config" in b]
+                   and b["dtype"] == dtype_name and b["regime"] == regime]
         if not matches:
             continue
         best = min(matches, key=lambda b: abs(math.log2(b["seqlen"]) - math.log2(seqlen)))
-        cfg = bucket_config(best)
+        cfg = bucket_config(best) or default_config(head_dim, dtype, gpu.arch, seqlen)
         reason = check_config(cfg, head_dim, dtype, gpu.arch)
         if reason is not None:
             log.info("%s: bucket seqlen %d does not fit this GPU (%s)", path, best["seqlen"],
                      reason)
             continue
-        choice = Choice(cfg, level, str(path), f"{regime} L{best['seqlen']}",
-                        best.get("tflops"))
+        choice = Choice(cfg, level, best["backend"], str(path),
+                        f"{regime} L{best['seqlen']}", best.get("tflops"))
         log.info("vitune: d%d %s %s L~%d on %s: %s from %s", head_dim, dtype_name, regime,
                  seqlen, gpu.key, level, path)
         return choice

@@ -23,6 +23,7 @@ from vitune.kernels.vision_attn.space import (
     default_config,
     valid_configs,
 )
+from vitune.runtime.backends import PEER_BACKENDS
 from vitune.runtime.gpu import GpuIdentity
 from vitune.tuner.isolation import IsolatedWorker
 from vitune.tuner.peers import sglang_style_config
@@ -232,9 +233,14 @@ def _crown(study: optuna.Study, study_name: str, workload: Workload, bucket: Buc
 
 def bucket_entry(result: BucketResult) -> dict:
     """The YAML entry of a tuned bucket (see vitune.runtime.schema)."""
+    # The fastest measured, among backends the runtime can reproduce for this bucket.
+    rates = {"triton": result.tflops or 0.0}
+    rates.update({PEER_BACKENDS[name]: rate for name, rate in result.peers.items()
+                  if name in PEER_BACKENDS})
     entry = {"head_dim": result.bucket.head_dim, "dtype": result.bucket.dtype,
              "regime": result.bucket.regime, "seqlen": result.bucket.seqlen,
-             "backend": "triton", "config": result.config.to_dict() if result.config else None,
+             "backend": max(rates, key=rates.get),
+             "config": result.config.to_dict() if result.config else None,
              "tflops": _sig(result.tflops), "default_tflops": _sig(result.default_tflops),
              "peers": {k: _sig(v) for k, v in result.peers.items()},
              "trials": result.trials, "study": result.study_name,

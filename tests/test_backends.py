@@ -1,0 +1,72 @@
+"""backend=: explicit backends run or raise clearly; auto follows the tuned file."""
+
+import pytest
+import torch
+import yaml
+from conftest import make_packed
+
+import vitune.runtime.api as api
+from vitune import reference_attention, vision_attention
+from vitune.kernels.vision_attn.launch import kernel_is_interpreted
+from vitune.kernels.vision_attn.reference import TOLERANCE, relative_error
+from vitune.runtime import selector
+from vitune.runtime.backends import BackendUnavailable
+
+pytestmark = pytest.mark.skipif(torch.cuda.is_available() or not kernel_is_interpreted(),
+                                reason="CPU lane")
+TOL = TOLERANCE[torch.float32]
+
+
+@pytest.mark.parametrize("lengths", [[12, 12, 12], [12, 0, 5, 19]], ids=["equal", "unequal"])
+def test_explicit_sdpa_on_packed_input(lengths):
+    q, k, v, cu = make_packed(lengths, heads=2, head_dim=32, dtype=torch.float32)
+    out = vision_attention(q, k, v, cu, max(lengths), backend="sdpa", scale=0.3)
+    assert relative_error(out, reference_attention(q, k, v, cu, scale=0.3)) < TOL
+
+
+def test_explicit_sdpa_batched_into_out():
+    q = torch.randn(2, 9, 2, 32)
+    out = torch.full_like(q, float("nan"))
+    assert vision_attention(q, q, q, out=out, backend="sdpa") is out
+    assert relative_error(out, reference_attention(q, q, q)) < TOL
+
+
+def test_pinned_sdpa_kernel_refuses_unequal_segments():
+    q, k, v, cu = make_packed([12, 5], heads=1, head_dim=32, dtype=torch.float32)
+    with pytest.raises(BackendUnavailable, match="equal segment lengths only"):
+        vision_attention(q, k, v, cu, 12, backend="sdpa_flash")
+
+
+def test_unavailable_backends_raise_never_fall_back():
+    q, k, v, cu = make_packed([12, 5], heads=1, head_dim=32, dtype=torch.float32)
+    with pytest.raises(BackendUnavailable, match="'varlen' runs on CUDA tensors only"):
+        vision_attention(q, k, v, cu, 12, backend="varlen")
+    with pytest.raises(BackendUnavailable, match="'varlen' needs max_seqlen"):
+        vision_attention(q, k, v, cu, backend="varlen")
+    with pytest.raises(BackendUnavailable, match="'flash_attn'"):
+        vision_attention(q, k, v, cu, 12, backend="flash_attn")
+    with pytest.raises(ValueError, match="backend='cudnn' is not one of"):
+        vision_attention(q, k, v, cu, backend="cudnn")
+    with pytest.raises(ValueError, match="config applies to vitune's Triton kernel"):
+        vision_attention(q, k, v, cu, backend="sdpa", config={"block_m": 32})
+
+
+def test_auto_runs_the_measured_winner_where_it_applies(tmp_path, monkeypatch):
+    doc = {"schema_version": 1, "gpu": "interpreter", "interpreter": True,
+           "buckets": [{"head_dim": 32, "dtype": "float32", "regime": "window", "seqlen": 12,
+                        "backend": "sdpa_flash"}]}
+    (tmp_path / "interpreter.yaml").write_text(yaml.safe_dump(doc))
+    monkeypatch.setattr(selector, "_user_paths", [])
+    selector.load_configs(tmp_path)
+    calls = []
+    monkeypatch.setitem(api.RUNNERS, "sdpa_flash", lambda *a: calls.append("sdpa") or a[0])
+    monkeypatch.setattr(api, "launch_vision_attention",
+                        lambda q, k, v, out, cu, scale, cfg: calls.append("triton") or out)
+    try:
+        q, k, v, cu = make_packed([12, 12], heads=1, head_dim=32, dtype=torch.float32)
+        vision_attention(q, k, v, cu, 12)  # equal lengths: the measured winner
+        q, k, v, cu = make_packed([12, 7], heads=1, head_dim=32, dtype=torch.float32)
+        vision_attention(q, k, v, cu, 12)  # unequal: SDPA cannot take it, vitune's kernel
+        assert calls == ["sdpa", "triton"]
+    finally:
+        selector.clear_cache()
