@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import math
 import os
-from dataclasses import astuple, replace
+from dataclasses import replace
 
 import torch
 
@@ -84,10 +84,11 @@ def vision_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
     # A new output is contiguous: its strides are multiples of 16 when head_dim is.
     out_aligned = tensor_strides_aligned(out) if out is not None else head_dim % 16 == 0
     chosen = backend
+    length_key = _length_key(q, cu_seqlens, max_seqlen)
     if backend == "auto":
         chosen = "triton" if config is not None else _auto_backend(
             q.device.type, -1 if q.device.index is None else q.device.index, head_dim, q.dtype,
-            _regime_length(q, cu_seqlens, max_seqlen))
+            length_key)
         if chosen.startswith("sdpa") and cu_seqlens is not None and not equal_segments(
                 q, cu_seqlens, max_seqlen):
             chosen = "triton"  # the measured SDPA win was for equal lengths
@@ -98,8 +99,7 @@ def vision_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
         return RUNNERS[chosen](q, k, v, cu_seqlens, max_seqlen, scale, out)
     cfg = KernelConfig(*_decide_config(
         q.device.type, -1 if q.device.index is None else q.device.index, head_dim, q.dtype,
-        _regime_length(q, cu_seqlens, max_seqlen),
-        None if config is None else astuple(config),
+        length_key, None if config is None else config.as_tuple(),
         tensor_strides_aligned(q, k, v) and out_aligned,
         (q.stride(), k.stride(), v.stride(), None if out is None else out.stride())))
     if torch.compiler.is_compiling():  # one opaque custom op in the graph
@@ -107,6 +107,11 @@ def vision_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
     if out is None:
         out = torch.empty_like(q, memory_format=torch.contiguous_format)
     return launch_vision_attention(q, k, v, out, cu_seqlens, scale, cfg)
+
+
+def clear_decision_cache() -> None:
+    _decide_config_cached.cache_clear()
+    _auto_backend_cached.cache_clear()
 
 
 def device_gpu(device: torch.device) -> GpuIdentity:
@@ -250,22 +255,21 @@ def _validate_segments(q: torch.Tensor, cu_seqlens: torch.Tensor | None,
         raise ValueError(f"max_seqlen={max_seqlen} is below the longest segment ({max(lengths)})")
 
 
-@torch.compiler.assume_constant_result
-def _auto_backend(device_type: str, device_index: int, head_dim: int, dtype: torch.dtype,
-                  length: float) -> str:
+def _auto_backend_uncached(device_type: str, device_index: int, head_dim: int,
+                           dtype: torch.dtype, length_key: int) -> str:
     """The backend measured fastest for this GPU and bucket ("triton" when untuned)."""
     device = torch.device(device_type, device_index) if device_index >= 0 else \
         torch.device(device_type)
-    return choose(device_gpu(device), head_dim, dtype, length).backend
+    return choose(device_gpu(device), head_dim, dtype, 2 ** (length_key / 4)).backend
 
 
-@torch.compiler.assume_constant_result
-def _decide_config(device_type: str, device_index: int, head_dim: int, dtype: torch.dtype,
-                   length: float, config: tuple | None, strides_aligned: bool,
-                   strides: tuple) -> tuple:
+def _decide_config_uncached(device_type: str, device_index: int, head_dim: int,
+                            dtype: torch.dtype, length_key: int, config: tuple | None,
+                            strides_aligned: bool, strides: tuple) -> tuple:
     """The kernel config's fields for this call: the given config checked against the
     rules, or the selector's choice. Plain values in and out, so torch.compile runs it once
-    at trace time and keeps the result as a constant."""
+    at trace time and keeps the result as a constant; cached per key for the hot path."""
+    length = 2 ** (length_key / 4)
     device = torch.device(device_type, device_index) if device_index >= 0 else \
         torch.device(device_type)
     gpu = device_gpu(device)
@@ -284,7 +288,35 @@ def _decide_config(device_type: str, device_index: int, head_dim: int, dtype: to
                 "needs every stride of q, k, v and out to be a multiple of 16 elements; got "
                 f"strides (q, k, v, out) {strides}: use head_split=False or block_m=32")
         cfg = replace(cfg, head_split=False)
-    return astuple(cfg)
+    return cfg.as_tuple()
+
+
+# Eager calls hit a per-key cache; under torch.compile the same function runs once at trace
+# time and its result is a constant of the graph (dynamo traces into lru_cache wrappers, so
+# the two wrappers are kept apart).
+_auto_backend_cached = functools.lru_cache(maxsize=4096)(_auto_backend_uncached)
+_auto_backend_const = torch.compiler.assume_constant_result(_auto_backend_uncached)
+_decide_config_cached = functools.lru_cache(maxsize=4096)(_decide_config_uncached)
+_decide_config_const = torch.compiler.assume_constant_result(_decide_config_uncached)
+
+
+def _auto_backend(*args) -> str:
+    if torch.compiler.is_compiling():
+        return _auto_backend_const(*args)
+    return _auto_backend_cached(*args)
+
+
+def _decide_config(*args) -> tuple:
+    if torch.compiler.is_compiling():
+        return _decide_config_const(*args)
+    return _decide_config_cached(*args)
+
+
+def _length_key(q: torch.Tensor, cu_seqlens: torch.Tensor | None,
+                max_seqlen: int | None) -> int:
+    """The regime length on a quarter-octave grid (what the selector distinguishes), so
+    decisions cache per key."""
+    return round(math.log2(max(_regime_length(q, cu_seqlens, max_seqlen), 1.0)) * 4)
 
 
 def _regime_length(q: torch.Tensor, cu_seqlens: torch.Tensor | None,

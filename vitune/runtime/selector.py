@@ -58,6 +58,9 @@ def load_configs(path: str | os.PathLike) -> None:
 def clear_cache() -> None:
     _choose.cache_clear()
     _file.cache_clear()
+    from vitune.runtime import api  # the call's own per-key cache sits on top of this one
+
+    api.clear_decision_cache()
 
 
 def choose(gpu: GpuIdentity, head_dim: int, dtype: torch.dtype, seqlen: float) -> Choice:

@@ -50,6 +50,11 @@ class KernelConfig:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    def as_tuple(self) -> tuple:
+        """Fields in declaration order (cheap: no deep copy, unlike dataclasses.astuple)."""
+        return (self.block_m, self.block_n, self.num_warps, self.num_stages, self.head_split,
+                self.heads_fastest)
+
     @classmethod
     def from_dict(cls, data: dict) -> KernelConfig:
         """Build from a mapping with known keys only; values are checked by `check_config`."""
