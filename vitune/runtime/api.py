@@ -81,25 +81,21 @@ def vision_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
     if config is not None and not isinstance(config, KernelConfig):
         raise TypeError(
             f"config must be a KernelConfig, a dict or None, got {type(config).__name__}")
-    # A new output is contiguous: its strides are multiples of 16 when head_dim is.
-    out_aligned = tensor_strides_aligned(out) if out is not None else head_dim % 16 == 0
-    chosen = backend
+    device_index = -1 if q.device.index is None else q.device.index
     length_key = _length_key(q, cu_seqlens, max_seqlen)
+    chosen = backend
     if backend == "auto":
         chosen = "triton" if config is not None else _auto_backend(
-            q.device.type, -1 if q.device.index is None else q.device.index, head_dim, q.dtype,
-            length_key)
-        if chosen.startswith("sdpa") and cu_seqlens is not None and not equal_segments(
-                q, cu_seqlens, max_seqlen):
-            chosen = "triton"  # the measured SDPA win was for equal lengths
-        if chosen in ("varlen", "flash_attn") and (max_seqlen is None or cu_seqlens is None
-                                                    or q.device.type != "cuda"):
+            q.device.type, device_index, head_dim, q.dtype, length_key)
+        if not _can_run(chosen, q, cu_seqlens, max_seqlen):
             chosen = "triton"
     if chosen != "triton":
         return RUNNERS[chosen](q, k, v, cu_seqlens, max_seqlen, scale, out)
+    # A new output is contiguous: its strides are multiples of 16 when head_dim is.
+    out_aligned = tensor_strides_aligned(out) if out is not None else head_dim % 16 == 0
     cfg = KernelConfig(*_decide_config(
-        q.device.type, -1 if q.device.index is None else q.device.index, head_dim, q.dtype,
-        length_key, None if config is None else config.as_tuple(),
+        q.device.type, device_index, head_dim, q.dtype, length_key,
+        None if config is None else config.as_tuple(),
         tensor_strides_aligned(q, k, v) and out_aligned,
         (q.stride(), k.stride(), v.stride(), None if out is None else out.stride())))
     if torch.compiler.is_compiling():  # one opaque custom op in the graph
@@ -107,6 +103,17 @@ def vision_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
     if out is None:
         out = torch.empty_like(q, memory_format=torch.contiguous_format)
     return launch_vision_attention(q, k, v, out, cu_seqlens, scale, cfg)
+
+
+def _can_run(backend: str, q: torch.Tensor, cu_seqlens: torch.Tensor | None,
+             max_seqlen: int | None) -> bool:
+    """Whether a measured winner applies to this call, from shapes alone (no sync): SDPA's
+    wins were measured on equal segment lengths; the varlen kernels need max_seqlen and CUDA."""
+    if backend.startswith("sdpa"):
+        return cu_seqlens is None or equal_segments(q, cu_seqlens, max_seqlen)
+    if backend in ("varlen", "flash_attn"):
+        return cu_seqlens is not None and max_seqlen is not None and q.device.type == "cuda"
+    return True
 
 
 def clear_decision_cache() -> None:

@@ -200,23 +200,28 @@ def _search(plan: SearchPlan, worker: IsolatedWorker, seed_offset: int,
 def _crown(study: optuna.Study, study_name: str, workload: Workload, bucket: Bucket,
            gpu: GpuIdentity, worker: IsolatedWorker, opts: TuneOptions,
            default: KernelConfig) -> BucketResult:
-    """Re-time the top few configs back to back and crown the fastest; measure peers."""
+    """Re-time the top few configs (and the default) back to back and crown the fastest;
+    measure the peers in the same worker."""
     complete = sorted((t for t in study.get_trials(deepcopy=False)
                        if t.state == optuna.trial.TrialState.COMPLETE),
                       key=lambda t: -(t.value or 0.0))
     counts = {"total": len(study.trials), "complete": len(complete),
               "failed": sum(t.state == optuna.trial.TrialState.FAIL for t in study.trials)}
-    best_cfg, best_tflops, default_tflops = None, None, None
-    for t in complete[:RETIME_TOP]:
-        cfg = KernelConfig(**t.params)
+    # The built-in default is re-timed in the same batch, so "vs default" is like for like.
+    candidates = list(dict.fromkeys([KernelConfig(**t.params) for t in complete[:RETIME_TOP]]
+                                    + [default]))
+    retimed = {}
+    for cfg in candidates:
+        if check_config(cfg, workload.head_dim, workload.torch_dtype, gpu.arch) is not None:
+            continue
         outcome = worker.call(TrialRequest(workload, "triton", cfg.to_dict(),
                                            gpu.is_interpreter, opts.rep_ms),
                               opts.trial_timeout_s)
-        if outcome.ok and (best_tflops is None or outcome.value["tflops"] > best_tflops):
-            best_cfg, best_tflops = cfg, outcome.value["tflops"]
-    for t in complete:
-        if KernelConfig(**t.params) == default:
-            default_tflops = t.value
+        if outcome.ok:
+            retimed[cfg] = outcome.value["tflops"]
+    best_cfg = max(retimed, key=retimed.get) if retimed else None
+    best_tflops = retimed.get(best_cfg) if best_cfg else None
+    default_tflops = retimed.get(default)
     peers = {}
     if not gpu.is_interpreter:  # the interpreter's wall times say nothing about peers
         for name in (*GPU_PEERS, "sglang-style-fixed"):
