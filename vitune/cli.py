@@ -1,4 +1,4 @@
-"""Command line: `vitune tune|show|validate|bench|sweep ...`."""
+"""Command line: `vitune tune|show|validate|bench|sweep|plot ...`."""
 
 from __future__ import annotations
 
@@ -252,6 +252,27 @@ def cmd_show(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_plot(args: argparse.Namespace) -> int:
+    from vitune.bench.plots import plot_convergence, plot_cross_gpu, plot_throughput, read_rows
+
+    written = []
+    if args.results:
+        rows = read_rows(args.results)
+        if not rows:
+            _fail(f"no measured rows in {args.results}")
+        written += plot_throughput(rows, args.out)
+        for backend in args.cross_gpu:
+            if (path := plot_cross_gpu(rows, args.out, backend)) is not None:
+                written.append(path)
+    if args.storage:
+        written += plot_convergence(args.storage, args.out)
+    if not written:
+        _fail("nothing to plot: give --results FILE... and/or --storage URL")
+    for path in written:
+        print(f"wrote {path}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vitune", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true")
@@ -273,6 +294,14 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("--preset", default="qwen2.5-vl",
                       choices=("qwen2.5-vl", "heads", "tiny"))
     show.set_defaults(func=cmd_show)
+
+    plot = sub.add_parser("plot", help="charts from bench results and tuning studies")
+    plot.add_argument("--results", nargs="*", default=[], help="bench JSONL files")
+    plot.add_argument("--storage", help="Optuna storage of tuning studies (convergence)")
+    plot.add_argument("--cross-gpu", nargs="*", default=["vitune-default", "sdpa-cudnn"],
+                      help="backends to compare across the GPUs found in --results")
+    plot.add_argument("--out", default="plots")
+    plot.set_defaults(func=cmd_plot)
 
     bench = sub.add_parser("bench", help="every backend on every workload, same run")
     add_workload_args(bench)

@@ -33,7 +33,8 @@ def iter_bench(workloads: list[Workload], backends: list[str], device: torch.dev
             peer = PEERS[name](w, q, k, v, cu)
             row = {"workload": w.name, "backend": name, "regime": w.regime,
                    "head_dim": w.head_dim, "heads": w.heads, "dtype": w.dtype,
-                   "segments": len(w.seqlens), "total_tokens": w.total_tokens, **env}
+                   "segments": len(w.seqlens), "total_tokens": w.total_tokens,
+                   "max_seqlen": w.max_seqlen, **env}
             if peer is None:
                 yield {**row, "status": "n/a"}
                 continue

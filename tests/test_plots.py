@@ -1,0 +1,49 @@
+"""`vitune plot`: charts from bench rows and from a study storage, titled with the GPU."""
+
+import json
+
+import optuna
+
+from vitune.bench.plots import plot_convergence, plot_cross_gpu, plot_throughput, read_rows
+from vitune.cli import main
+
+
+def rows_for(device, scale):
+    env = {"device_name": device, "torch": "2.x", "triton": "3.x", "date": "2026-11-27",
+           "status": "ok"}
+    rows = []
+    for backend in ("vitune-default", "sdpa-cudnn"):
+        for length in (1024, 4096, 16384):
+            rows.append({"workload": f"1x{length} d80", "backend": backend, "regime": "full",
+                         "head_dim": 80, "max_seqlen": length, "tflops": scale * length / 100,
+                         **env})
+        rows.append({"workload": "windows", "backend": backend, "regime": "window",
+                     "head_dim": 80, "max_seqlen": 64, "tflops": scale * 40, **env})
+    return rows
+
+
+def test_throughput_window_and_cross_gpu_charts(tmp_path):
+    rows = rows_for("GPU A", 1.0) + rows_for("GPU B", 1.5)
+    written = plot_throughput(rows, tmp_path)
+    assert sorted(p.name for p in written) == ["throughput-gpu-a.png", "throughput-gpu-b.png",
+                                               "windows-gpu-a.png", "windows-gpu-b.png"]
+    assert all(p.stat().st_size > 5000 for p in written)
+    assert plot_cross_gpu(rows, tmp_path, "sdpa-cudnn").name == "cross-gpu-sdpa-cudnn.png"
+    assert plot_cross_gpu(rows_for("GPU A", 1.0), tmp_path, "sdpa-cudnn") is None  # one GPU
+
+
+def test_convergence_from_a_study_and_the_cli(tmp_path):
+    storage = f"sqlite:///{tmp_path / 'studies.db'}"
+    study = optuna.create_study(storage=storage, study_name="h100:d80-bfloat16-full-L4096:x",
+                                direction="maximize")
+    for value in (1.0, 3.0, 2.0):
+        study.add_trial(optuna.trial.create_trial(value=value))
+    assert [p.name for p in plot_convergence(storage, tmp_path)] == [
+        "convergence-h100-d80-bfloat16-full-l4096-x.png"]
+
+    results = tmp_path / "bench.jsonl"
+    results.write_text("".join(json.dumps(r) + "\n" for r in rows_for("GPU A", 1.0)))
+    assert len(read_rows([results])) == 8
+    assert main(["plot", "--results", str(results), "--storage", storage,
+                 "--out", str(tmp_path / "out")]) == 0
+    assert (tmp_path / "out" / "throughput-gpu-a.png").exists()

@@ -1,0 +1,155 @@
+"""Charts from measured results: throughput vs segment length per head_dim, the window
+regime on its own, cross-GPU comparison, and tuning convergence from a study storage.
+Every title names the GPU, the software versions and the date of the run it shows."""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only, no display
+import matplotlib.pyplot as plt  # noqa: E402
+
+from vitune.tuner.workloads import PRESETS  # noqa: E402
+
+_KNOWN = {w.name: w for preset in PRESETS.values() for w in preset}
+
+
+def read_rows(paths: list[str | Path]) -> list[dict]:
+    rows = []
+    for path in paths:
+        with open(path) as f:
+            rows += [json.loads(line) for line in f if line.strip()]
+    return [r for r in rows if r.get("status") == "ok"]
+
+
+def _max_seqlen(row: dict) -> int | None:
+    if "max_seqlen" in row:
+        return row["max_seqlen"]
+    known = _KNOWN.get(row["workload"])
+    return known.max_seqlen if known else None
+
+
+def _title(rows: list[dict], what: str) -> str:
+    r = rows[0]
+    return (f"{what}: {r.get('device_name')} | torch {r.get('torch')}, triton "
+            f"{r.get('triton')} | {r.get('date')}")
+
+
+def _slug(text: str) -> str:
+    return "".join(c if c.isalnum() else "-" for c in text.lower()).strip("-")
+
+
+def plot_throughput(rows: list[dict], out_dir: str | Path) -> list[Path]:
+    """Per GPU: useful TFLOP/s vs longest segment, one panel per head_dim, one line per
+    backend (full attention); and the window regime as a bar chart of its own."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for device, dev_rows in _group(rows, "device_name").items():
+        full = [r for r in dev_rows if r.get("regime") == "full"]
+        if full:
+            dims = sorted({r["head_dim"] for r in full})
+            fig, axes = plt.subplots(1, len(dims), figsize=(4.5 * len(dims), 4), squeeze=False)
+            for ax, dim in zip(axes[0], dims, strict=True):
+                for backend, b_rows in _group([r for r in full if r["head_dim"] == dim],
+                                              "backend").items():
+                    points = sorted((_max_seqlen(r), r["tflops"]) for r in b_rows
+                                    if _max_seqlen(r))
+                    ax.plot(*zip(*points, strict=True), marker="o", label=backend)
+                ax.set_xscale("log", base=2)
+                ax.set_title(f"head_dim {dim}")
+                ax.set_xlabel("longest segment (tokens)")
+                ax.set_ylabel("useful TFLOP/s")
+                ax.grid(alpha=0.3)
+            axes[0][-1].legend(fontsize=7)
+            fig.suptitle(_title(dev_rows, "full attention"), fontsize=9)
+            written.append(_save(fig, out_dir / f"throughput-{_slug(device)}.png"))
+        window = [r for r in dev_rows if r.get("regime") == "window"]
+        if window:
+            written.append(_bars(window, out_dir / f"windows-{_slug(device)}.png",
+                                 _title(dev_rows, "window regime (<= 64-token segments)")))
+    return written
+
+
+def plot_cross_gpu(rows: list[dict], out_dir: str | Path, backend: str) -> Path | None:
+    """One backend's TFLOP/s per workload, one bar per GPU."""
+    chosen = [r for r in rows if r["backend"] == backend]
+    if len({r["device_name"] for r in chosen}) < 2:
+        return None
+    fig, ax = plt.subplots(figsize=(10, 4))
+    workloads = list(dict.fromkeys(r["workload"] for r in chosen))
+    devices = list(_group(chosen, "device_name"))
+    width = 0.8 / len(devices)
+    for i, device in enumerate(devices):
+        values = {r["workload"]: r["tflops"] for r in chosen if r["device_name"] == device}
+        versions = next(r for r in chosen if r["device_name"] == device)
+        ax.bar([j + i * width for j in range(len(workloads))],
+               [values.get(w, 0.0) for w in workloads], width,
+               label=f"{device} (torch {versions['torch']}, triton {versions['triton']}, "
+                     f"{versions['date']})")
+    ax.set_xticks([j + 0.4 - width / 2 for j in range(len(workloads))], workloads,
+                  rotation=30, ha="right", fontsize=7)
+    ax.set_ylabel("useful TFLOP/s")
+    ax.set_title(f"{backend} across GPUs", fontsize=9)
+    ax.legend(fontsize=7)
+    return _save(fig, Path(out_dir) / f"cross-gpu-{_slug(backend)}.png")
+
+
+def plot_convergence(storage: str, out_dir: str | Path) -> list[Path]:
+    """Best-so-far TFLOP/s vs trial number, one chart per study."""
+    import optuna
+
+    from vitune.tuner.search import open_storage
+
+    store = open_storage(storage)
+    written = []
+    for summary in optuna.get_all_study_summaries(store):
+        study = optuna.load_study(study_name=summary.study_name, storage=store)
+        best, xs, ys, fails = 0.0, [], [], 0
+        for t in sorted(study.trials, key=lambda t: t.number):
+            if t.state == optuna.trial.TrialState.COMPLETE:
+                best = max(best, t.value or 0.0)
+            elif t.state == optuna.trial.TrialState.FAIL:
+                fails += 1
+            if best:
+                xs.append(t.number)
+                ys.append(best)
+        if not xs:
+            continue
+        fig, ax = plt.subplots(figsize=(5, 3.5))
+        ax.step(xs, ys, where="post")
+        ax.set_xlabel("trial")
+        ax.set_ylabel("best useful TFLOP/s so far")
+        ax.set_title(f"{summary.study_name}\n{len(study.trials)} trials, {fails} failed",
+                     fontsize=8)
+        ax.grid(alpha=0.3)
+        written.append(_save(fig, Path(out_dir) / f"convergence-{_slug(summary.study_name)}.png"))
+    return written
+
+
+def _bars(rows: list[dict], path: Path, title: str) -> Path:
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    by_backend = {b: max(r["tflops"] for r in rs) for b, rs in _group(rows, "backend").items()}
+    ax.barh(list(by_backend), list(by_backend.values()))
+    ax.set_xlabel("useful TFLOP/s")
+    ax.set_title(title, fontsize=8)
+    return _save(fig, path)
+
+
+def _group(rows: list[dict], key: str) -> dict[str, list[dict]]:
+    groups: dict[str, list[dict]] = defaultdict(list)
+    for r in rows:
+        groups[r[key]].append(r)
+    return dict(groups)
+
+
+def _save(fig, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
