@@ -68,11 +68,43 @@ def _print_table(rows: list[dict], columns: list[str], pivot: str) -> None:
     Console(width=200).print(table)
 
 
+def cmd_encoder_bench(args: argparse.Namespace) -> int:
+    import torch
+
+    from vitune.bench.encoder import ENCODER_BACKENDS, MIXED_IMAGES, bench_encoder
+    from vitune.tuner.environment import environment
+
+    device = _cuda_device()
+    sizes = MIXED_IMAGES
+    if args.images:
+        try:
+            sizes = [tuple(int(x) for x in s.lower().split("x")) for s in args.images.split(",")]
+        except ValueError:
+            _fail(f"--images takes HEIGHTxWIDTH,... (e.g. 1080x1920,448x448), got {args.images!r}")
+    backends = list(ENCODER_BACKENDS) if args.backends == "all" else args.backends.split(",")
+    rows = bench_encoder(sizes, backends, device, torch.bfloat16, reps=args.reps)
+    env = environment(device)
+    rows = [{**r, "encoder": args.encoder, **env} for r in rows]
+    write_jsonl(rows, Path(args.out))
+    base = next((r for r in rows if r["backend"] == "sdpa-masked" and r["status"] == "ok"), None)
+    print(f"{args.encoder} encoder, {rows[0].get('tokens', '?')} tokens, {env['device_name']}, "
+          f"torch {env['torch']}, triton {env['triton']}, {env['date']}")
+    for r in rows:
+        if r["status"] != "ok":
+            print(f"  {r['backend']:20s} n/a ({r['reason']})")
+            continue
+        vs = f"  {r['tokens_per_s'] / base['tokens_per_s']:.2f}x masked SDPA" if base else ""
+        print(f"  {r['backend']:20s} {r['tokens_per_s']:12,.0f} tokens/s{vs}")
+    return 0
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
+    if args.encoder:
+        return cmd_encoder_bench(args)
     from vitune.bench.kernels import iter_bench
 
     backends = list(BACKENDS) if args.backends == "all" else args.backends.split(",")
-    unknown = [b for b in backends if b not in BACKENDS]
+    unknown = [b for b in backends if b not in BACKENDS]  # kernel benchmark
     if unknown:
         sys.exit(f"vitune: unknown backend(s) {unknown}; known: {list(BACKENDS)}")
     rows = []
@@ -307,6 +339,13 @@ def build_parser() -> argparse.ArgumentParser:
     add_workload_args(bench)
     bench.add_argument("--backends", default="all",
                        help=f"comma-separated, or 'all': {', '.join(BACKENDS)}")
+    bench.add_argument("--encoder", choices=("qwen2.5-vl",),
+                       help="end-to-end encoder benchmark instead of kernels; --backends "
+                            "then names sdpa-masked, varlen_attn, sglang-style-fixed, "
+                            "vitune-auto")
+    bench.add_argument("--images", help="encoder batch as HEIGHTxWIDTH,... (default: six "
+                                        "mixed sizes from 448x448 to 1080x1920)")
+    bench.add_argument("--reps", type=int, default=10)
     bench.add_argument("--out", default="results/bench.jsonl")
     bench.set_defaults(func=cmd_bench)
 
