@@ -46,7 +46,7 @@ def iter_bench(workloads: list[Workload], backends: list[str], device: torch.dev
             t = time_gpu(peer.run)
             yield {**row, "status": "ok", "rel_error": err, "median_ms": t.median_ms,
                    "p20_ms": t.p20_ms, "p80_ms": t.p80_ms,
-                   "tflops": w.useful_flops() / (t.median_ms * 1e-3) / 1e12,
+                   "tflops": w.tflops(t.median_ms),
                    "gbps": w.min_bytes() / (t.median_ms * 1e-3) / 1e9}
         del q, k, v, ref
         torch.cuda.empty_cache()

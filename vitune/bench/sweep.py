@@ -48,7 +48,7 @@ def sweep_configs(workloads: list[Workload], device: torch.device,
                                  config=cfg), rep_ms=rep_ms)
             rows.append({**row, "status": "ok", "rel_error": err, "median_ms": t.median_ms,
                          "p20_ms": t.p20_ms, "p80_ms": t.p80_ms,
-                         "tflops": w.useful_flops() / (t.median_ms * 1e-3) / 1e12})
+                         "tflops": w.tflops(t.median_ms)})
             log.info("%s %s %.1f TFLOP/s", w.name, cfg.short(), rows[-1]["tflops"])
         torch.cuda.empty_cache()
     return rows

@@ -74,4 +74,4 @@ def run_trial(req: TrialRequest) -> dict:
         t = time_gpu(run, rep_ms=req.rep_ms)
         median, p20, p80 = t.median_ms, t.p20_ms, t.p80_ms
     return {"median_ms": median, "p20_ms": p20, "p80_ms": p80, "rel_error": err,
-            "tflops": w.useful_flops() / (median * 1e-3) / 1e12}
+            "tflops": w.tflops(median)}

@@ -43,6 +43,10 @@ class Workload:
         """4 * L^2 * head_dim per head and segment: no credit for padding or masked work."""
         return 4.0 * self.heads * self.head_dim * math.fsum(n * n for n in self.seqlens)
 
+    def tflops(self, median_ms: float) -> float:
+        """Useful TFLOP/s of one call that took median_ms."""
+        return self.useful_flops() / (median_ms * 1e-3) / 1e12
+
     def min_bytes(self) -> int:
         """q, k, v read once and o written once."""
         elt = torch.tensor([], dtype=self.torch_dtype).element_size()

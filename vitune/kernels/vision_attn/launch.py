@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-
 import torch
 import triton
 
@@ -60,7 +58,3 @@ def tensor_strides_aligned(*tensors: torch.Tensor) -> bool:
     """Every stride but the head_dim one is a multiple of 16 elements."""
     return all(s % 16 == 0 for x in tensors for s in x.stride()[:-1])
 
-
-def useful_flops(seqlens: list[int], heads: int, head_dim: int) -> float:
-    """Matrix work that counts: 4 * L^2 * head_dim per head and segment (no padding credit)."""
-    return 4.0 * heads * head_dim * math.fsum(length * length for length in seqlens)
