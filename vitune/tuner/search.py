@@ -181,7 +181,9 @@ def _search(plan: SearchPlan, worker: IsolatedWorker, seed_offset: int,
         trial.set_user_attr("searcher", seed_offset)
         cfg = KernelConfig(**trial.params)
         reason = check_config(cfg, w.head_dim, w.torch_dtype, gpu.arch)
-        if reason is None:
+        if reason is not None:
+            trial.set_user_attr("rejected_by_rules", True)  # never compiled
+        else:
             outcome = worker.call(TrialRequest(w, "triton", cfg.to_dict(), gpu.is_interpreter,
                                                opts.rep_ms), opts.trial_timeout_s)
             if outcome.ok:

@@ -102,4 +102,20 @@ CONTEXT_WORKLOADS = (
     Workload("1x4096 d88", (4096,), head_dim=88),
 )
 
-PRESETS: dict[str, tuple[Workload, ...]] = {"context": CONTEXT_WORKLOADS}
+
+
+def _length_sweep() -> tuple[Workload, ...]:
+    """Throughput curves: per vision head_dim, full attention over 16k tokens cut into
+    segments of 256 to 16384, plus Qwen's 64-token windows of a 1920x1080 image."""
+    workloads = []
+    for d in (64, 72, 80, 88, 128):
+        workloads.append(Workload(f"windows 1920x1080 d{d}", qwen_window_seqlens(1080, 1920),
+                                  head_dim=d))
+        for length in (256, 1024, 4096, 16384):
+            workloads.append(Workload(f"{16384 // length}x{length} d{d}",
+                                      (length,) * (16384 // length), head_dim=d))
+    return tuple(workloads)
+
+
+PRESETS: dict[str, tuple[Workload, ...]] = {"context": CONTEXT_WORKLOADS,
+                                            "lengths": _length_sweep()}

@@ -1,0 +1,44 @@
+"""Compare a sampled search with the exhaustive sweep of the same space (issue target:
+within 3% of the sweep's best with at most 25% of its valid trials).
+
+Usage: python scripts/compare_search.py SWEEP_STORAGE SEARCH_STORAGE
+where each storage holds the studies of one `vitune tune` run (--sampler grid for the sweep).
+Buckets are matched by study name without the storage-specific prefix."""
+
+import sys
+
+import optuna
+
+from vitune.tuner.search import open_storage
+
+
+def summarize(url: str) -> dict[str, tuple[float, int]]:
+    """bucket -> (best TFLOP/s, valid trials: completed, or failed after compiling)."""
+    storage = open_storage(url)
+    out = {}
+    for summary in optuna.get_all_study_summaries(storage):
+        study = optuna.load_study(study_name=summary.study_name, storage=storage)
+        done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+        ran = [t for t in study.trials if t.state == optuna.trial.TrialState.FAIL
+               and not t.user_attrs.get("rejected_by_rules")]
+        bucket = summary.study_name.split(":", 1)[1]
+        out[bucket] = (max((t.value for t in done), default=0.0), len(done) + len(ran))
+    return out
+
+
+def main() -> int:
+    sweep, search = summarize(sys.argv[1]), summarize(sys.argv[2])
+    ok = True
+    print(f"{'bucket':45s} {'sweep best':>10s} {'trials':>6s} {'search best':>11s} "
+          f"{'trials':>6s} {'gap':>6s} {'share':>6s}")
+    for bucket, (best, n) in sorted(sweep.items()):
+        found, m = search.get(bucket, (0.0, 0))
+        gap, share = 1 - found / best if best else 1.0, m / n if n else 0.0
+        ok &= gap <= 0.03 and share <= 0.25
+        print(f"{bucket:45s} {best:10.1f} {n:6d} {found:11.1f} {m:6d} {gap:6.1%} {share:6.0%}")
+    print("target met" if ok else "target missed")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
