@@ -73,6 +73,7 @@ class IsolatedWorker:
         try:
             ok, value = self._conn.recv()
         except EOFError:
+            self._proc.join(timeout=10)  # the pipe closes just before the exit is reaped
             code = self._proc.exitcode
             self.close()
             return Outcome(False, reason=f"worker process died (exit code {code})")
