@@ -97,7 +97,7 @@ def test_two_workers_share_one_study_in_a_journal_file(tmp_path):
     out = tmp_path / "cfg"
     journal = tmp_path / "studies.journal"
     assert main(["tune", "--interpret", "--head-dim", "32", "--dtype", "float16",
-                 "--seqlens", "16", "8", "--trials", "1000", "--timeout", "20",
+                 "--seqlens", "16", "8", "--trials", "1000", "--timeout", "30",
                  "--out", str(out), "--workers", "2", "--storage", f"journal:{journal}"]) == 0
     from vitune.tuner.search import open_storage
 
