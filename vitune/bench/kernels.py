@@ -6,19 +6,13 @@ import logging
 
 import torch
 
-from vitune.kernels.vision_attn.reference import TOLERANCE, reference_attention, relative_error
+from vitune.kernels.vision_attn.reference import TOLERANCE, reference_attention
 from vitune.tuner.environment import environment
 from vitune.tuner.measure import time_gpu
-from vitune.tuner.peers import PEERS, Prepared
+from vitune.tuner.peers import PEERS, check_backend
 from vitune.tuner.workloads import Workload
 
 log = logging.getLogger(__name__)
-
-
-def check_backend(peer: Prepared, ref: torch.Tensor) -> float:
-    """Relative error of one backend's output against the reference on this input."""
-    result = peer.run()
-    return relative_error(peer.packed(result[0] if isinstance(result, tuple) else result), ref)
 
 
 def iter_bench(workloads: list[Workload], backends: list[str], device: torch.device):

@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import logging
-from functools import partial
 
 import torch
 from triton.compiler.errors import CompilationError
 from triton.runtime.errors import OutOfResources
 
-from vitune.kernels.vision_attn.reference import TOLERANCE, reference_attention, relative_error
+from vitune.kernels.vision_attn.reference import TOLERANCE, reference_attention
 from vitune.kernels.vision_attn.space import valid_configs
-from vitune.runtime.api import device_arch, vision_attention
+from vitune.runtime.api import device_arch
 from vitune.tuner.environment import environment
 from vitune.tuner.measure import time_gpu
+from vitune.tuner.peers import check_backend, vitune_with
 from vitune.tuner.workloads import Workload
 
 log = logging.getLogger(__name__)
@@ -29,23 +29,19 @@ def sweep_configs(workloads: list[Workload], device: torch.device,
         q, k, v = w.make_qkv(device)
         cu = w.cu_seqlens(device)
         ref = reference_attention(q, k, v, cu, compute_dtype=torch.float32)
-        out = torch.empty_like(q, memory_format=torch.contiguous_format)
         for cfg in valid_configs(w.head_dim, w.torch_dtype, arch):
             row = {"workload": w.name, "regime": w.regime, "config": cfg.short(),
                    **cfg.to_dict(), **env}
-            out.fill_(float("nan"))
+            peer = vitune_with(cfg)(w, q, k, v, cu)
             try:
-                vision_attention(q, k, v, cu, w.max_seqlen, out=out, config=cfg)
-                torch.cuda.synchronize(device)
+                err = check_backend(peer, ref)
             except (OutOfResources, CompilationError) as exc:  # recorded, never timed
                 rows.append({**row, "status": "error", "error": f"{type(exc).__name__}: {exc}"})
                 continue
-            err = relative_error(out, ref)
             if not err < TOLERANCE[w.torch_dtype]:
                 rows.append({**row, "status": "wrong", "rel_error": err})
                 continue
-            t = time_gpu(partial(vision_attention, q, k, v, cu, w.max_seqlen, out=out,
-                                 config=cfg), rep_ms=rep_ms)
+            t = time_gpu(peer.run, rep_ms=rep_ms)
             rows.append({**row, "status": "ok", "rel_error": err, "median_ms": t.median_ms,
                          "p20_ms": t.p20_ms, "p80_ms": t.p80_ms,
                          "tflops": w.tflops(t.median_ms)})

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
+from vitune.kernels.vision_attn.reference import relative_error
 from vitune.kernels.vision_attn.space import KernelConfig
 from vitune.runtime.api import vision_attention
 from vitune.tuner.workloads import Workload
@@ -89,8 +90,20 @@ def _vitune(config_for: Callable[[Workload], KernelConfig | None]
     return prepare
 
 
+def vitune_with(cfg: KernelConfig | None) -> Callable[..., Prepared | None]:
+    """vitune's kernel with one fixed config (None: what the runtime would pick)."""
+    return _vitune(lambda w: cfg)
+
+
+def check_backend(peer: Prepared, ref: torch.Tensor) -> float:
+    """Relative error of one backend's output against the reference on this input (vitune's
+    output buffer starts poisoned with NaN, so unwritten elements fail)."""
+    result = peer.run()
+    return relative_error(peer.packed(result[0] if isinstance(result, tuple) else result), ref)
+
+
 PEERS: dict[str, Callable[..., Prepared | None]] = {
-    "vitune-default": _vitune(lambda w: None),
+    "vitune-default": vitune_with(None),
     "sglang-style-fixed": _vitune(lambda w: sglang_style_config(w.head_dim)),
     "sdpa-flash": _sdpa("FLASH_ATTENTION"),
     "sdpa-cudnn": _sdpa("CUDNN_ATTENTION"),

@@ -34,33 +34,23 @@ def _inputs_for(workload, device: str):
 
 
 def run_trial(req: TrialRequest) -> dict:
-    import torch
-
-    from vitune.kernels.vision_attn.reference import TOLERANCE, relative_error
+    from vitune.kernels.vision_attn.reference import TOLERANCE
     from vitune.kernels.vision_attn.space import KernelConfig
-    from vitune.runtime.api import vision_attention
-    from vitune.tuner.peers import PEERS
+    from vitune.tuner.peers import PEERS, check_backend, vitune_with
 
     w = req.workload
-    device = "cpu" if req.interpret else "cuda"
-    q, k, v, cu, ref = _inputs_for(w, device)
+    q, k, v, cu, ref = _inputs_for(w, "cpu" if req.interpret else "cuda")
     if req.backend == "triton":
-        cfg = KernelConfig.from_dict(req.config) if req.config is not None else None
-        out = torch.full_like(q, float("nan"), memory_format=torch.contiguous_format)
-
-        def run():
-            return vision_attention(q, k, v, cu, w.max_seqlen, out=out, config=cfg)
+        prepare = vitune_with(KernelConfig.from_dict(req.config) if req.config else None)
     else:
-        peer = PEERS[req.backend](w, q, k, v, cu)
-        if peer is None:
-            raise ValueError(f"{req.backend} cannot run {w.name}")
-        run = peer.run
-    result = run()
-    if req.backend != "triton":
-        result = peer.packed(result[0] if isinstance(result, tuple) else result)
-    err = relative_error(result, ref)
+        prepare = PEERS[req.backend]
+    peer = prepare(w, q, k, v, cu)
+    if peer is None:
+        raise ValueError(f"{req.backend} cannot run {w.name}")
+    err = check_backend(peer, ref)
     if not err <= TOLERANCE[w.torch_dtype]:
         raise ValueError(f"wrong result: relative error {err:.2e} > {TOLERANCE[w.torch_dtype]}")
+    run = peer.run
     if req.interpret:  # CPU wall time of the interpreter: exercises the pipeline only
         times = []
         for _ in range(3):
