@@ -19,14 +19,18 @@ from pathlib import Path
 
 import torch
 
-from vitune.kernels.vision_attn.space import KernelConfig, check_config, default_config
+from vitune.kernels.vision_attn.space import (
+    WINDOW_MAX_SEQLEN,
+    KernelConfig,
+    check_config,
+    default_config,
+)
 from vitune.runtime.gpu import GpuIdentity
 from vitune.runtime.schema import ConfigFileError, bucket_config, load_config_file
 
 log = logging.getLogger(__name__)
 CONFIG_DIR_ENV = "VITUNE_CONFIG_DIR"
 SHIPPED_DIR = Path(__file__).resolve().parent.parent / "configs"
-WINDOW_MAX = 128  # segments up to this many tokens are the window regime
 
 
 @dataclass(frozen=True)
@@ -86,7 +90,7 @@ def candidate_files(gpu: GpuIdentity) -> list[tuple[str, Path]]:
 @functools.cache
 def _choose(gpu: GpuIdentity, head_dim: int, dtype: torch.dtype, log_len: int) -> Choice:
     seqlen = 2 ** (log_len / 4)
-    regime = "window" if seqlen <= WINDOW_MAX else "full"
+    regime = "window" if seqlen <= WINDOW_MAX_SEQLEN else "full"
     dtype_name = str(dtype).removeprefix("torch.")
     for level, path in candidate_files(gpu):
         doc = _file(path)

@@ -25,15 +25,15 @@ from vitune.kernels.vision_attn.space import (
 )
 from vitune.runtime.backends import PEER_BACKENDS
 from vitune.runtime.gpu import GpuIdentity
-from vitune.tuner.isolation import IsolatedWorker
+from vitune.tuner.isolation import IsolatedWorker, Outcome
 from vitune.tuner.peers import sglang_style_config
-from vitune.tuner.presets import Bucket
+from vitune.tuner.presets import Bucket, bucket_of
 from vitune.tuner.trial import TrialRequest
 from vitune.tuner.workloads import Workload
 
 log = logging.getLogger(__name__)
 SAMPLERS = ("tpe", "gp", "cmaes", "random", "grid")
-GPU_PEERS = ("sdpa-cudnn", "sdpa-flash", "varlen_attn", "flash_attn")
+GPU_PEERS = ("sdpa-cudnn", "sdpa-flash", "varlen_attn", "flash_attn", "sglang-style-fixed")
 RETIME_TOP = 3
 
 
@@ -128,7 +128,7 @@ def tune_bucket(workload: Workload, gpu: GpuIdentity, worker: IsolatedWorker,
     Each entry of `helper_envs` starts one more search process on the same study (one per
     extra GPU, e.g. {"CUDA_VISIBLE_DEVICES": "1"}); they may overshoot the budget by a trial
     each."""
-    bucket = Bucket(workload.head_dim, workload.dtype, workload.regime, workload.max_seqlen)
+    bucket = bucket_of(workload)
     dtype = workload.torch_dtype
     study_name = f"{opts.study_prefix or gpu.key}:{bucket.key}:{kernel_hash()}"
     n_valid = sum(1 for _ in valid_configs(workload.head_dim, dtype, gpu.arch))
@@ -161,6 +161,13 @@ def tune_bucket(workload: Workload, gpu: GpuIdentity, worker: IsolatedWorker,
     return _crown(study, study_name, workload, bucket, gpu, worker, opts, default)
 
 
+def _measure(worker: IsolatedWorker, workload: Workload, gpu: GpuIdentity, opts: TuneOptions,
+             backend: str = "triton", cfg: KernelConfig | None = None) -> Outcome:
+    """Check and time one backend (vitune's kernel with `cfg`, or a peer) in the worker."""
+    return worker.call(TrialRequest(workload, backend, cfg.to_dict() if cfg else None,
+                                    gpu.is_interpreter, opts.rep_ms), opts.trial_timeout_s)
+
+
 def _helper_main(plan: SearchPlan, env: dict[str, str], index: int) -> None:
     with IsolatedWorker("vitune.tuner.trial:run_trial", env) as worker:
         _search(plan, worker, seed_offset=index, on_trial=None)
@@ -184,8 +191,7 @@ def _search(plan: SearchPlan, worker: IsolatedWorker, seed_offset: int,
         if reason is not None:
             trial.set_user_attr("rejected_by_rules", True)  # never compiled
         else:
-            outcome = worker.call(TrialRequest(w, "triton", cfg.to_dict(), gpu.is_interpreter,
-                                               opts.rep_ms), opts.trial_timeout_s)
+            outcome = _measure(worker, w, gpu, opts, cfg=cfg)
             if outcome.ok:
                 trial.set_user_attr("median_ms", outcome.value["median_ms"])
                 study.tell(trial, outcome.value["tflops"])
@@ -204,11 +210,11 @@ def _crown(study: optuna.Study, study_name: str, workload: Workload, bucket: Buc
            default: KernelConfig) -> BucketResult:
     """Re-time the top few configs (and the default) back to back and crown the fastest;
     measure the peers in the same worker."""
-    complete = sorted((t for t in study.get_trials(deepcopy=False)
-                       if t.state == optuna.trial.TrialState.COMPLETE),
+    trials = study.get_trials(deepcopy=False)
+    complete = sorted((t for t in trials if t.state == optuna.trial.TrialState.COMPLETE),
                       key=lambda t: -(t.value or 0.0))
-    counts = {"total": len(study.trials), "complete": len(complete),
-              "failed": sum(t.state == optuna.trial.TrialState.FAIL for t in study.trials)}
+    counts = {"total": len(trials), "complete": len(complete),
+              "failed": sum(t.state == optuna.trial.TrialState.FAIL for t in trials)}
     # The built-in default is re-timed in the same batch, so "vs default" is like for like.
     candidates = list(dict.fromkeys([KernelConfig(**t.params) for t in complete[:RETIME_TOP]]
                                     + [default]))
@@ -216,9 +222,7 @@ def _crown(study: optuna.Study, study_name: str, workload: Workload, bucket: Buc
     for cfg in candidates:
         if check_config(cfg, workload.head_dim, workload.torch_dtype, gpu.arch) is not None:
             continue
-        outcome = worker.call(TrialRequest(workload, "triton", cfg.to_dict(),
-                                           gpu.is_interpreter, opts.rep_ms),
-                              opts.trial_timeout_s)
+        outcome = _measure(worker, workload, gpu, opts, cfg=cfg)
         if outcome.ok:
             retimed[cfg] = outcome.value["tflops"]
     best_cfg = max(retimed, key=retimed.get) if retimed else None
@@ -226,12 +230,8 @@ def _crown(study: optuna.Study, study_name: str, workload: Workload, bucket: Buc
     default_tflops = retimed.get(default)
     peers = {}
     if not gpu.is_interpreter:  # the interpreter's wall times say nothing about peers
-        for name in (*GPU_PEERS, "sglang-style-fixed"):
-            req = (TrialRequest(workload, "triton", sglang_style_config(
-                workload.head_dim).to_dict(), False, opts.rep_ms)
-                if name == "sglang-style-fixed"
-                else TrialRequest(workload, name, None, False, opts.rep_ms))
-            outcome = worker.call(req, opts.trial_timeout_s)
+        for name in GPU_PEERS:
+            outcome = _measure(worker, workload, gpu, opts, backend=name)
             if outcome.ok:
                 peers[name] = outcome.value["tflops"]
     return BucketResult(bucket, workload, best_cfg, best_tflops, default_tflops, peers,

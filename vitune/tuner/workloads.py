@@ -7,6 +7,8 @@ from dataclasses import dataclass
 
 import torch
 
+from vitune.kernels.vision_attn.space import WINDOW_MAX_SEQLEN
+
 
 @dataclass(frozen=True)
 class Workload:
@@ -29,7 +31,7 @@ class Workload:
     @property
     def regime(self) -> str:
         """'window' for many short segments (memory bound), 'full' otherwise."""
-        return "window" if self.max_seqlen <= 128 else "full"
+        return "window" if self.max_seqlen <= WINDOW_MAX_SEQLEN else "full"
 
     @property
     def equal_lengths(self) -> bool:

@@ -19,6 +19,7 @@ WGMMA_ARCHS = ("hopper", "blackwell")
 HEAD_DIMS = tuple(range(32, 257, 8))  # every multiple of 8 from 32 to 256
 MAX_HEAD_CHUNKS = 3  # the kernel carries at most three head-dim chunks (acc0..acc2)
 MIN_CHUNK = 16  # tl.dot needs every dimension >= 16
+WINDOW_MAX_SEQLEN = 128  # segments up to this long are the (memory-bound) window regime
 
 # Every tunable choice and the values the tuner may pick. The kernel reads nothing else.
 SEARCH_SPACE: dict[str, tuple] = {
@@ -195,7 +196,7 @@ def default_config(head_dim: int, dtype: torch.dtype, arch: ArchSpec,
     """The built-in config when nothing tuned is at hand, per regime: short windows (mean
     segment length <= 128) are memory bound, long segments compute bound. Cached: it runs
     on every call that passes no config."""
-    window = mean_seqlen is not None and mean_seqlen <= 128
+    window = mean_seqlen is not None and mean_seqlen <= WINDOW_MAX_SEQLEN
     return _default_config(head_dim, dtype, arch, window)
 
 
