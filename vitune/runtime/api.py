@@ -25,7 +25,7 @@ from vitune.kernels.vision_attn.space import (
 from vitune.runtime.backends import BACKENDS, RUNNERS, equal_segments
 from vitune.runtime.gpu import GpuIdentity, identify, interpreter_identity
 from vitune.runtime.ops import call_op
-from vitune.runtime.selector import choose
+from vitune.runtime.selector import choose, length_key
 
 VALIDATE_ENV = "VITUNE_VALIDATE"
 
@@ -321,9 +321,8 @@ def _decide_config(*args) -> tuple:
 
 def _length_key(q: torch.Tensor, cu_seqlens: torch.Tensor | None,
                 max_seqlen: int | None) -> int:
-    """The regime length on a quarter-octave grid (what the selector distinguishes), so
-    decisions cache per key."""
-    return round(math.log2(max(_regime_length(q, cu_seqlens, max_seqlen), 1.0)) * 4)
+    """The regime length on the selector's grid, so decisions cache per key."""
+    return length_key(_regime_length(q, cu_seqlens, max_seqlen))
 
 
 def _regime_length(q: torch.Tensor, cu_seqlens: torch.Tensor | None,

@@ -67,11 +67,15 @@ def clear_cache() -> None:
     api.clear_decision_cache()
 
 
+def length_key(seqlen: float) -> int:
+    """A segment length on a quarter-octave grid: lengths within ~19% of each other share a
+    cache entry (the nearest-bucket answer rarely differs inside that band)."""
+    return round(math.log2(max(seqlen, 1.0)) * 4)
+
+
 def choose(gpu: GpuIdentity, head_dim: int, dtype: torch.dtype, seqlen: float) -> Choice:
     """The config for a call; `seqlen` is the longest (or typical) segment length."""
-    # Lengths within ~19% of each other share a cache entry (the nearest-bucket answer
-    # rarely differs inside that band).
-    return _choose(gpu, head_dim, dtype, round(math.log2(max(seqlen, 1.0)) * 4))
+    return _choose(gpu, head_dim, dtype, length_key(seqlen))
 
 
 def candidate_files(gpu: GpuIdentity) -> list[tuple[str, Path]]:
