@@ -191,7 +191,9 @@ def _search(plan: SearchPlan, worker: IsolatedWorker, seed_offset: int,
         if reason is not None:
             trial.set_user_attr("rejected_by_rules", True)  # never compiled
         else:
+            started = time.perf_counter()
             outcome = _measure(worker, w, gpu, opts, cfg=cfg)
+            trial.set_user_attr("wall_s", round(time.perf_counter() - started, 2))
             if outcome.ok:
                 trial.set_user_attr("median_ms", outcome.value["median_ms"])
                 study.tell(trial, outcome.value["tflops"])
