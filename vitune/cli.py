@@ -98,9 +98,27 @@ def cmd_encoder_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_overhead_bench(args: argparse.Namespace) -> int:
+    from vitune.bench.overhead import host_overhead
+    from vitune.tuner.environment import environment
+
+    device = _cuda_device()
+    env = environment(device)
+    rows = [{**r, **env} for r in host_overhead(device)]
+    write_jsonl(rows, Path(args.out))
+    print(f"host time per call, {rows[0]['tokens']} tokens x {rows[0]['heads']} heads "
+          f"d{rows[0]['head_dim']} ({rows[0]['config']}), {env['device_name']}, torch "
+          f"{env['torch']}, triton {env['triton']}, {env['date']}")
+    for r in rows:
+        print(f"  {r['way']:34s} {r['us_per_call']:7.1f} us  ({r['overhead_us']:+.1f} us)")
+    return 0
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     if args.encoder:
         return cmd_encoder_bench(args)
+    if args.overhead:
+        return cmd_overhead_bench(args)
     from vitune.bench.kernels import iter_bench
 
     backends = list(BACKENDS) if args.backends == "all" else args.backends.split(",")
@@ -343,6 +361,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="end-to-end encoder benchmark instead of kernels; --backends "
                             "then names sdpa-masked, varlen_attn, sglang-style-fixed, "
                             "vitune-auto")
+    bench.add_argument("--overhead", action="store_true",
+                       help="host time per call of vision_attention(backend='auto') against "
+                            "launching the chosen kernel directly")
     bench.add_argument("--images", help="encoder batch as HEIGHTxWIDTH,... (default: six "
                                         "mixed sizes from 448x448 to 1080x1920)")
     bench.add_argument("--reps", type=int, default=10)

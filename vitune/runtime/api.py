@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import math
 import os
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 import torch
 
@@ -62,6 +62,66 @@ def vision_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
     or the environment variable VITUNE_VALIDATE=1: cu_seqlens starts at 0, never decreases,
     ends at total_tokens, and max_seqlen is at least the longest segment.
     """
+    key = _call_key(q, k, v, cu_seqlens, max_seqlen, scale, out, config, backend, validate)
+    plan = _plans.get(key) if key is not None else None
+    if plan is None:
+        plan = _plan_call(q, k, v, cu_seqlens, max_seqlen, scale, out, config, backend,
+                          validate)
+        if key is not None:
+            if len(_plans) >= MAX_PLANS:
+                _plans.clear()
+            _plans[key] = plan
+    if plan.backend != "triton":
+        return RUNNERS[plan.backend](q, k, v, cu_seqlens, max_seqlen, plan.scale, out)
+    if torch.compiler.is_compiling():  # one opaque custom op in the graph
+        return call_op(q, k, v, out, cu_seqlens, plan.scale, plan.config)
+    if out is None:
+        out = torch.empty_like(q, memory_format=torch.contiguous_format)
+    return launch_vision_attention(q, k, v, out, cu_seqlens, plan.scale, plan.config)
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """What a call does once its arguments passed the checks: the backend, the kernel
+    config (for "triton") and the softmax scale."""
+
+    backend: str
+    config: KernelConfig | None
+    scale: float
+
+
+# Call signature -> plan. The signature holds everything the checks and the decision read
+# (dtypes, devices, shapes, strides, the scalar arguments and their types), so a repeated
+# call skips both: this is the hot path of a serving process (selector issue: < 10 us).
+_plans: dict[tuple, _Plan] = {}
+MAX_PLANS = 4096
+
+
+def _call_key(q, k, v, cu_seqlens, max_seqlen, scale, out, config, backend,
+              validate) -> tuple | None:
+    """The call's signature, or None where a call must take the checked path: while
+    tracing, when asked to validate (reads device memory), with a dict config (unhashable),
+    with tensors that require grad (the check depends on the grad mode) or non-tensors."""
+    if validate or (validate is None and os.environ.get(VALIDATE_ENV, "0") not in ("", "0")):
+        return None
+    if torch.compiler.is_compiling() or isinstance(config, dict):
+        return None
+    try:
+        if q.requires_grad or k.requires_grad or v.requires_grad:
+            return None
+        return (q.dtype, q.device, q.shape, q.stride(), k.dtype, k.device, k.shape, k.stride(),
+                v.dtype, v.device, v.shape, v.stride(),
+                None if cu_seqlens is None else (cu_seqlens.dtype, cu_seqlens.device,
+                                                 cu_seqlens.shape, cu_seqlens.stride()),
+                None if out is None else (out.dtype, out.device, out.shape, out.stride()),
+                max_seqlen, type(max_seqlen), scale, type(scale), config, backend)
+    except (AttributeError, TypeError):  # not tensors, or unhashable: the checks say why
+        return None
+
+
+def _plan_call(q, k, v, cu_seqlens, max_seqlen, scale, out, config, backend,
+               validate) -> _Plan:
+    """Check every argument (raising a clear error naming the bad one) and decide."""
     if backend not in BACKENDS:
         raise ValueError(f"backend={backend!r} is not one of {list(BACKENDS)}")
     if config is not None and backend not in ("auto", "triton"):
@@ -90,7 +150,7 @@ def vision_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
         if not _can_run(chosen, q, cu_seqlens, max_seqlen):
             chosen = "triton"
     if chosen != "triton":
-        return RUNNERS[chosen](q, k, v, cu_seqlens, max_seqlen, scale, out)
+        return _Plan(chosen, None, scale)
     # A new output is contiguous: its strides are multiples of 16 when head_dim is.
     out_aligned = tensor_strides_aligned(out) if out is not None else head_dim % 16 == 0
     cfg = KernelConfig(*_decide_config(
@@ -98,11 +158,7 @@ def vision_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
         None if config is None else config.as_tuple(),
         tensor_strides_aligned(q, k, v) and out_aligned,
         (q.stride(), k.stride(), v.stride(), None if out is None else out.stride())))
-    if torch.compiler.is_compiling():  # one opaque custom op in the graph
-        return call_op(q, k, v, out, cu_seqlens, scale, cfg)
-    if out is None:
-        out = torch.empty_like(q, memory_format=torch.contiguous_format)
-    return launch_vision_attention(q, k, v, out, cu_seqlens, scale, cfg)
+    return _Plan("triton", cfg, scale)
 
 
 def _can_run(backend: str, q: torch.Tensor, cu_seqlens: torch.Tensor | None,
@@ -117,6 +173,7 @@ def _can_run(backend: str, q: torch.Tensor, cu_seqlens: torch.Tensor | None,
 
 
 def clear_decision_cache() -> None:
+    _plans.clear()
     _decide_config_cached.cache_clear()
     _auto_backend_cached.cache_clear()
 
