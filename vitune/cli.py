@@ -222,7 +222,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     opts = TuneOptions(trials=args.trials, timeout_s=args.timeout, sampler=args.sampler,
                        storage=storage, study_prefix=args.study_name,
-                       trial_timeout_s=args.trial_timeout)
+                       trial_timeout_s=args.trial_timeout, compile_jobs=args.compile_jobs)
     console = Console()
     label = " (TRITON INTERPRETER: CPU wall times, not a GPU's)" if gpu.is_interpreter else ""
     console.print(f"tuning {len(workloads)} buckets for [bold]{gpu.key}[/] ({gpu.name}){label}")
@@ -393,6 +393,9 @@ def add_tune_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--timeout", type=float, help="seconds per bucket")
     p.add_argument("--trial-timeout", type=float, default=300, help="seconds per trial")
     p.add_argument("--sampler", choices=SAMPLERS, default="tpe")
+    p.add_argument("--compile-jobs", type=int,
+                   help="kernels compiled in parallel ahead of timing, per search process "
+                        "(default: half the CPU cores, at most 8; 0: compile in the trial)")
     p.add_argument("--storage", help="Optuna storage: an RDB URL (sqlite:///..., "
                    "postgresql://...) or journal:PATH for a journal file "
                    "(default sqlite:///<out>/studies.db)")

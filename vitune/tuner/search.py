@@ -3,6 +3,7 @@ process, every trial kept in the study storage so a killed run resumes where it 
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import hashlib
 import logging
@@ -25,6 +26,7 @@ from vitune.kernels.vision_attn.space import (
 )
 from vitune.runtime.backends import PEER_BACKENDS
 from vitune.runtime.gpu import GpuIdentity
+from vitune.tuner.compile_pool import CompilePool, default_compile_jobs
 from vitune.tuner.isolation import IsolatedWorker, Outcome
 from vitune.tuner.peers import sglang_style_config
 from vitune.tuner.presets import Bucket, bucket_of
@@ -35,6 +37,7 @@ log = logging.getLogger(__name__)
 SAMPLERS = ("tpe", "gp", "cmaes", "random", "grid")
 GPU_PEERS = ("sdpa-cudnn", "sdpa-flash", "varlen_attn", "flash_attn", "sglang-style-fixed")
 RETIME_TOP = 3
+MAX_REJECTED_IN_A_ROW = 200  # a sampler stuck in the invalid part of the space
 
 
 def kernel_hash() -> str:
@@ -57,6 +60,7 @@ class TuneOptions:
     seed: int = 0
     rep_ms: float = 100
     known_winners: list[KernelConfig] = field(default_factory=list)
+    compile_jobs: int | None = None  # parallel compiles per search process (None: auto)
 
 
 @dataclass
@@ -153,7 +157,8 @@ def tune_bucket(workload: Workload, gpu: GpuIdentity, worker: IsolatedWorker,
     for helper in helpers:
         helper.start()
     try:
-        _search(plan, worker, seed_offset=0, on_trial=on_trial)
+        with _compile_pool(plan, {}) as compiler:
+            _search(plan, worker, seed_offset=0, on_trial=on_trial, compiler=compiler)
     finally:
         for helper in helpers:
             helper.join()
@@ -161,50 +166,94 @@ def tune_bucket(workload: Workload, gpu: GpuIdentity, worker: IsolatedWorker,
     return _crown(study, study_name, workload, bucket, gpu, worker, opts, default)
 
 
+def _request(workload: Workload, gpu: GpuIdentity, opts: TuneOptions, cfg: KernelConfig | None,
+             backend: str = "triton") -> TrialRequest:
+    return TrialRequest(workload, backend, cfg.to_dict() if cfg else None, gpu.is_interpreter,
+                        opts.rep_ms)
+
+
 def _measure(worker: IsolatedWorker, workload: Workload, gpu: GpuIdentity, opts: TuneOptions,
              backend: str = "triton", cfg: KernelConfig | None = None) -> Outcome:
     """Check and time one backend (vitune's kernel with `cfg`, or a peer) in the worker."""
-    return worker.call(TrialRequest(workload, backend, cfg.to_dict() if cfg else None,
-                                    gpu.is_interpreter, opts.rep_ms), opts.trial_timeout_s)
+    return worker.call(_request(workload, gpu, opts, cfg, backend), opts.trial_timeout_s)
 
 
 def _helper_main(plan: SearchPlan, env: dict[str, str], index: int) -> None:
-    with IsolatedWorker("vitune.tuner.trial:run_trial", env) as worker:
-        _search(plan, worker, seed_offset=index, on_trial=None)
+    with IsolatedWorker("vitune.tuner.trial:run_trial", env) as worker, \
+            _compile_pool(plan, env) as compiler:
+        _search(plan, worker, seed_offset=index, on_trial=None, compiler=compiler)
+
+
+def _compile_pool(plan: SearchPlan, env: dict[str, str]) -> contextlib.AbstractContextManager:
+    """Parallel compiles on a GPU (the interpreter compiles nothing)."""
+    jobs = plan.opts.compile_jobs
+    if plan.gpu.is_interpreter or jobs == 0:
+        return contextlib.nullcontext()
+    return CompilePool(jobs or default_compile_jobs(), env, plan.opts.trial_timeout_s)
+
+
+def _measured(study: optuna.Study) -> int:
+    """Finished trials that ran (compiled, checked, timed); rule rejections cost nothing and
+    do not count against the budget."""
+    return sum(not t.user_attrs.get("rejected_by_rules") for t in _finished(study))
 
 
 def _search(plan: SearchPlan, worker: IsolatedWorker, seed_offset: int,
-            on_trial: Callable[[int, int, float | None], None] | None) -> None:
-    """The ask-check-run-tell loop; any number of processes may run it on one study."""
+            on_trial: Callable[[int, int, float | None], None] | None,
+            compiler: CompilePool | None = None) -> None:
+    """The ask-check-compile-run-tell loop; any number of processes may run it on one
+    study. Each round asks up to `compiler.jobs` configs, compiles the valid ones at once,
+    then checks and times them one by one on the GPU."""
     w, gpu, opts = plan.workload, plan.gpu, plan.opts
     study = optuna.load_study(study_name=plan.study_name, storage=open_storage(opts.storage),
                               sampler=make_sampler(plan.sampler, opts.seed + seed_offset))
     distributions = _distributions()
-    while len(_finished(study)) < plan.budget and (
+    rejected_in_a_row = 0
+    while (measured := _measured(study)) < plan.budget and (
             plan.deadline is None or time.time() < plan.deadline):
-        if plan.sampler == "grid" and _grid_exhausted(study):
-            break
-        trial = study.ask(distributions)
-        trial.set_user_attr("searcher", seed_offset)
-        cfg = KernelConfig(**trial.params)
-        reason = check_config(cfg, w.head_dim, w.torch_dtype, gpu.arch)
-        if reason is not None:
+        batch: list[tuple[optuna.Trial, KernelConfig]] = []
+        while len(batch) < min(compiler.jobs if compiler else 1, plan.budget - measured):
+            if plan.sampler == "grid" and _grid_exhausted(study):
+                break
+            if rejected_in_a_row >= MAX_REJECTED_IN_A_ROW:
+                log.warning("%s: the sampler proposed %d invalid configs in a row; stopping",
+                            plan.study_name, rejected_in_a_row)
+                break
+            trial = study.ask(distributions)
+            trial.set_user_attr("searcher", seed_offset)
+            cfg = KernelConfig(**trial.params)
+            reason = check_config(cfg, w.head_dim, w.torch_dtype, gpu.arch)
+            if reason is None:
+                batch.append((trial, cfg))
+                rejected_in_a_row = 0
+                continue
+            rejected_in_a_row += 1
             trial.set_user_attr("rejected_by_rules", True)  # never compiled
-        else:
-            started = time.perf_counter()
-            outcome = _measure(worker, w, gpu, opts, cfg=cfg)
-            trial.set_user_attr("wall_s", round(time.perf_counter() - started, 2))
-            if outcome.ok:
+            trial.set_user_attr("reason", reason)
+            study.tell(trial, state=optuna.trial.TrialState.FAIL)
+        if not batch:
+            break
+        compiled = compiler.compile([_request(w, gpu, opts, cfg) for _, cfg in batch]) \
+            if compiler else [None] * len(batch)
+        for (trial, cfg), pre in zip(batch, compiled, strict=True):
+            if pre is not None and not pre.ok:
+                reason = f"compile: {pre.reason}"
+            else:
+                if pre is not None:
+                    trial.set_user_attr("compile_s", round(pre.value["compile_s"], 2))
+                started = time.perf_counter()
+                outcome = _measure(worker, w, gpu, opts, cfg=cfg)
+                trial.set_user_attr("wall_s", round(time.perf_counter() - started, 2))
+                reason = None if outcome.ok else outcome.reason
+            if reason is None:
                 trial.set_user_attr("median_ms", outcome.value["median_ms"])
                 study.tell(trial, outcome.value["tflops"])
             else:
-                reason = outcome.reason
-        if reason is not None:
-            trial.set_user_attr("reason", reason)
-            study.tell(trial, state=optuna.trial.TrialState.FAIL)
-            log.debug("%s %s failed: %s", plan.study_name, cfg.short(), reason)
-        if on_trial is not None:
-            on_trial(len(_finished(study)), plan.budget, _best_value(study))
+                trial.set_user_attr("reason", reason)
+                study.tell(trial, state=optuna.trial.TrialState.FAIL)
+                log.debug("%s %s failed: %s", plan.study_name, cfg.short(), reason)
+            if on_trial is not None:
+                on_trial(_measured(study), plan.budget, _best_value(study))
 
 
 def _crown(study: optuna.Study, study_name: str, workload: Workload, bucket: Bucket,

@@ -33,6 +33,29 @@ def _inputs_for(workload, device: str):
     return _inputs[workload]
 
 
+def precompile(req: TrialRequest) -> dict:
+    """Compile vitune's kernel for `req.config` on the workload's arguments without running
+    it: Triton keeps the binary in its on-disk cache, so the timing worker only loads it.
+    Several of these run at once (vitune.tuner.compile_pool) while one GPU times trials."""
+    import torch
+
+    from vitune.kernels.vision_attn.launch import launch_vision_attention
+    from vitune.kernels.vision_attn.space import KernelConfig
+
+    w = req.workload
+    if w not in _tensors:
+        _tensors.clear()
+        _tensors[w] = (*w.make_qkv("cuda"), w.cu_seqlens("cuda"))
+    q, k, v, cu = _tensors[w]
+    start = time.perf_counter()
+    launch_vision_attention(q, k, v, torch.empty_like(q), cu, w.head_dim ** -0.5,
+                            KernelConfig.from_dict(req.config), warmup=True)
+    return {"compile_s": time.perf_counter() - start}
+
+
+_tensors: dict = {}  # workload -> (q, k, v, cu) of a compile worker
+
+
 def run_trial(req: TrialRequest) -> dict:
     from vitune.kernels.vision_attn.reference import TOLERANCE
     from vitune.kernels.vision_attn.space import KernelConfig

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import torch
 import triton
 
@@ -19,9 +21,10 @@ def kernel_is_interpreted() -> bool:
 
 def launch_vision_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
                             out: torch.Tensor, cu_seqlens: torch.Tensor | None, scale: float,
-                            cfg: KernelConfig) -> torch.Tensor:
+                            cfg: KernelConfig, warmup: bool = False) -> torch.Tensor:
     """Packed [T, H, D] with cu_seqlens, or batched [B, S, H, D] without. Strides of every
-    axis but the last are free; nothing is copied."""
+    axis but the last are free; nothing is copied. With `warmup`, the kernel is compiled for
+    these arguments (into Triton's on-disk cache) but not run."""
     if cu_seqlens is not None:
         batch, (seq_len, heads, head_dim) = 1, q.shape
         n_segments = cu_seqlens.numel() - 1
@@ -38,7 +41,9 @@ def launch_vision_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
     _, o1, o2 = chunk_offsets(head_dim, cfg.head_split)
     n_m_blocks = triton.cdiv(seq_len, cfg.block_m)
     grid = (n_m_blocks * heads * batch,)
-    vision_attn_fwd[grid](
+    kernel = functools.partial(vision_attn_fwd.warmup, grid=grid) if warmup else \
+        vision_attn_fwd[grid]
+    kernel(
         q, k, v, out, cu,
         seq_len, n_segments, max(n_segments - 1, 0).bit_length(),
         heads, n_m_blocks,

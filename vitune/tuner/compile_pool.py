@@ -1,0 +1,51 @@
+"""Compile a batch of trials' kernels in parallel, ahead of timing them one by one.
+
+A trial's time is mostly Triton compiling the config (seconds), while measuring it takes a
+fraction of a second of GPU time. Compiling needs CPU cores, not the GPU, so a batch of
+configs is compiled at once in isolated processes (a compiler crash costs one trial), filling
+Triton's on-disk cache; the timing worker then loads each binary instead of compiling it.
+"""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+
+from vitune.tuner.isolation import IsolatedWorker, Outcome
+from vitune.tuner.trial import TrialRequest
+
+
+def default_compile_jobs() -> int:
+    """Half the CPU cores, at most 8: the rest serve the timing worker and the sampler."""
+    return max(1, min(8, (os.cpu_count() or 2) // 2))
+
+
+class CompilePool:
+    """`jobs` compile processes; `compile(requests)` takes at most `jobs` requests."""
+
+    def __init__(self, jobs: int, env: dict[str, str] | None = None,
+                 timeout_s: float = 300) -> None:
+        self.jobs = jobs
+        self._timeout_s = timeout_s
+        self._workers = [IsolatedWorker("vitune.tuner.trial:precompile", env)
+                         for _ in range(jobs)]
+        self._threads = ThreadPoolExecutor(jobs)
+
+    def compile(self, requests: list[TrialRequest]) -> list[Outcome]:
+        if len(requests) > self.jobs:
+            raise ValueError(f"{len(requests)} requests for {self.jobs} compile processes")
+        # Request i goes to worker i: each worker serves one thread at a time.
+        return list(self._threads.map(
+            lambda i: self._workers[i].call(requests[i], self._timeout_s),
+            range(len(requests))))
+
+    def close(self) -> None:
+        self._threads.shutdown()
+        for worker in self._workers:
+            worker.close()
+
+    def __enter__(self) -> CompilePool:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
