@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # What the next GPU session should run, in stages that each fit one device call (10 min):
-#   STAGE=tune    qwen2.5-vl tune on the GPU present (wall time = the <= 10 min target)
-#   STAGE=grid    the exhaustive sweep of the same buckets (resumes: repeat the call until it
-#                 finishes), then scripts/compare_search.py
-#   STAGE=bench   kernel bench over the lengths preset, encoder bench, plots
+#   STAGE=ship    qwen2.5-vl tune (its wall time is the <= 10 min target), then the overhead,
+#                 encoder and lengths benchmarks with the configs it wrote
+#   STAGE=search  exhaustive sweep on all GPUs; sampled search on 1 and on 2 GPUs (wall
+#                 times); scripts/compare_search.py (sweep vs the 1-GPU search)
+#   STAGE=tune    qwen2.5-vl tune only
 #   STAGE=tests   the whole GPU lane (incl. compile and CUDA graphs)
 # Optuna is not on the device image: run ../shared/device/fetch-wheels.sh here first, carry
 # .whl, and this script installs it. Studies live in results/gpu (name it in carry to resume
@@ -17,15 +18,31 @@ fi
 export PYTHONPATH=$PWD:${PYTHONPATH:-} PYTHONUNBUFFERED=1
 DB=results/gpu; mkdir -p "$DB"
 trap 'cp -r "$DB"/. "$OUT"/ 2>/dev/null' EXIT
+# Each step has its own time limit, so a slow one leaves time (and $OUT) for the rest.
+step() { local limit=$1; shift; echo "== $* (limit ${limit}s)"; local t0=$SECONDS
+         timeout "$limit" "$@"; echo "== rc=$? in $((SECONDS - t0)) s"; }
 case "${STAGE:-tests}" in
+  ship)  # tune on this GPU, then measure everything with the configs it wrote
+    step 300 python3 -m vitune.cli tune --gpu auto --preset qwen2.5-vl --trials 40 \
+      --out "$DB/configs" --storage "sqlite:///$PWD/$DB/tpe.db" > "$OUT/tune.log" 2>&1
+    tail -12 "$OUT/tune.log"
+    export VITUNE_CONFIG_DIR=$PWD/$DB/configs
+    step 40 python3 -m vitune.cli bench --overhead --out "$DB/overhead.jsonl"
+    step 100 python3 -m vitune.cli bench --encoder qwen2.5-vl --out "$DB/encoder.jsonl"
+    step "${BENCH_S:-150}" python3 -m vitune.cli bench --preset lengths \
+      --out "$DB/bench-lengths.jsonl" > "$OUT/bench.log" 2>&1; tail -45 "$OUT/bench.log" ;;
+  search)  # the exhaustive sweep on every GPU, then one and two GPUs on the sampled search
+    step 270 python3 -m vitune.cli tune --gpu auto --preset qwen2.5-vl --sampler grid \
+      --trials 100000 --workers gpus --out /tmp/vt/grid --storage "sqlite:///$PWD/$DB/grid.db" \
+      > "$OUT/grid.log" 2>&1; tail -12 "$OUT/grid.log"
+    for n in 1 2; do
+      step 150 python3 -m vitune.cli tune --gpu auto --preset qwen2.5-vl --trials 40 \
+        --workers $n --out /tmp/vt/tpe$n --storage "sqlite:///$PWD/$DB/tpe$n.db" \
+        > "$OUT/tpe$n.log" 2>&1; tail -9 "$OUT/tpe$n.log"
+    done
+    python3 scripts/compare_search.py "sqlite:///$PWD/$DB/grid.db" "sqlite:///$PWD/$DB/tpe1.db" ;;
   tune)  time python3 -m vitune.cli tune --gpu auto --preset qwen2.5-vl --trials 40 \
            --out "$DB/configs" --storage "sqlite:///$PWD/$DB/tpe.db" 2>&1 | tail -40 ;;
-  grid)  python3 -m vitune.cli tune --gpu auto --preset qwen2.5-vl --sampler grid --trials 100000 \
-           --out "$DB/grid-configs" --storage "sqlite:///$PWD/$DB/grid.db" 2>&1 | tail -20
-         python3 scripts/compare_search.py "sqlite:///$PWD/$DB/grid.db" "sqlite:///$PWD/$DB/tpe.db" ;;
-  bench) python3 -m vitune.cli bench --preset lengths --out "$DB/bench-lengths.jsonl" | tail -30
-         python3 -m vitune.cli bench --encoder qwen2.5-vl --out "$DB/encoder.jsonl"
-         python3 -m vitune.cli plot --results "$DB/bench-lengths.jsonl" --out "$DB/plots" ;;
   tests) python3 -m pytest -m gpu -q -n "${JOBS:-14}" -p no:cacheprovider tests/ \
            > "$OUT/gpu_tests.log" 2>&1; grep -E "^FAILED|passed|failed" "$OUT/gpu_tests.log" | tail ;;
 esac

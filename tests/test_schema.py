@@ -96,3 +96,18 @@ def test_merge_replaces_same_bucket_and_keeps_others():
     merged = merge_buckets([BUCKET, other], [newer])
     assert len(merged) == 2
     assert {b["regime"]: b["tflops"] for b in merged} == {"window": 50.0, "full": 45.5}
+
+
+def test_written_file_is_readable_by_others(tmp_path):
+    """Atomic writes go through mkstemp (mode 0600); the result must not stay private."""
+    import os
+
+    from vitune.runtime.atomic import write_atomic
+
+    old = os.umask(0o022)
+    try:
+        write_atomic(tmp_path / "h100.yaml", "schema_version: 1\n")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "h100.yaml").stat().st_mode & 0o777 == 0o644
+    assert not list(tmp_path.glob(".*.tmp"))

@@ -5,25 +5,19 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import sys
-import tempfile
 from pathlib import Path
 
+from vitune.runtime.atomic import write_atomic
 from vitune.tuner.workloads import PRESETS
 
-BACKENDS = ("vitune-default", "sglang-style-fixed", "sdpa-flash", "sdpa-cudnn", "sdpa-memeff",
-            "sdpa-masked", "varlen_attn", "flash_attn")
+BACKENDS = ("vitune-auto", "vitune-tuned", "vitune-default", "sglang-style-fixed",
+            "sdpa-flash", "sdpa-cudnn", "sdpa-memeff", "sdpa-masked", "varlen_attn", "flash_attn")
 
 
 def write_jsonl(rows: list[dict], path: Path) -> None:
     """Atomic: the file is either the old one or the complete new one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        for row in rows:
-            f.write(json.dumps(row) + "\n")
-    os.replace(tmp, path)
+    write_atomic(path, "".join(json.dumps(row) + "\n" for row in rows))
 
 
 def _pick_workloads(args: argparse.Namespace):
@@ -348,7 +342,7 @@ def build_parser() -> argparse.ArgumentParser:
     plot = sub.add_parser("plot", help="charts from bench results and tuning studies")
     plot.add_argument("--results", nargs="*", default=[], help="bench JSONL files")
     plot.add_argument("--storage", help="Optuna storage of tuning studies (convergence)")
-    plot.add_argument("--cross-gpu", nargs="*", default=["vitune-default", "sdpa-cudnn"],
+    plot.add_argument("--cross-gpu", nargs="*", default=["vitune-tuned", "sdpa-cudnn"],
                       help="backends to compare across the GPUs found in --results")
     plot.add_argument("--out", default="plots")
     plot.set_defaults(func=cmd_plot)

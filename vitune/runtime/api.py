@@ -350,7 +350,8 @@ def _decide_config_uncached(device_type: str, device_index: int, head_dim: int,
             raise ValueError(
                 f"config {cfg.short()} splits head_dim={head_dim} on the wgmma path, which "
                 "needs every stride of q, k, v and out to be a multiple of 16 elements; got "
-                f"strides (q, k, v, out) {strides}: use head_split=False or block_m=32")
+                f"strides (q, k, v, out) {strides}: use head_split=False, block_m=32 or "
+                "num_warps=2")
         cfg = replace(cfg, head_split=False)
     return cfg.as_tuple()
 

@@ -9,13 +9,12 @@ make a kernel read out of bounds; every error names the file and the entry at fa
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 from pathlib import Path
 
 import yaml
 
 from vitune.kernels.vision_attn.space import HEAD_DIMS, SEARCH_SPACE, KernelConfig
+from vitune.runtime.atomic import write_atomic
 
 SCHEMA_VERSION = 1
 DTYPES = ("float16", "bfloat16", "float32")
@@ -158,14 +157,4 @@ def write_config_file(path: str | Path, doc: dict) -> None:
     """Validate, then replace `path` atomically: readers see the old file or the new one."""
     path = Path(path)
     validate_document(doc, str(path))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            yaml.safe_dump(doc, f, sort_keys=False)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(path, yaml.safe_dump(doc, sort_keys=False))

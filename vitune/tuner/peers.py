@@ -14,8 +14,8 @@ from dataclasses import dataclass
 import torch
 
 from vitune.kernels.vision_attn.reference import relative_error
-from vitune.kernels.vision_attn.space import KernelConfig
-from vitune.runtime.api import vision_attention
+from vitune.kernels.vision_attn.space import KernelConfig, default_config
+from vitune.runtime.api import device_arch, vision_attention
 from vitune.tuner.workloads import Workload
 
 
@@ -80,19 +80,23 @@ def _varlen_style(module: str, name: str) -> Callable[..., Prepared | None]:
     return prepare
 
 
-def _vitune(config_for: Callable[[Workload], KernelConfig | None]
-            ) -> Callable[..., Prepared | None]:
+def _vitune(config_for: Callable[[Workload, torch.device], KernelConfig | None],
+            backend: str = "auto") -> Callable[..., Prepared | None]:
     def prepare(w: Workload, q, k, v, cu) -> Prepared:
         out = torch.full_like(q, float("nan"), memory_format=torch.contiguous_format)
-        cfg = config_for(w)
+        cfg = config_for(w, q.device)
         return Prepared(lambda: vision_attention(q, k, v, cu, w.max_seqlen, out=out,
-                                                 config=cfg))
+                                                 config=cfg, backend=backend))
     return prepare
 
 
 def vitune_with(cfg: KernelConfig | None) -> Callable[..., Prepared | None]:
     """vitune's kernel with one fixed config (None: what the runtime would pick)."""
-    return _vitune(lambda w: cfg)
+    return _vitune(lambda w, device: cfg)
+
+
+def _builtin_default(w: Workload, device: torch.device) -> KernelConfig:
+    return default_config(w.head_dim, w.torch_dtype, device_arch(device), w.max_seqlen)
 
 
 def check_backend(peer: Prepared, ref: torch.Tensor) -> float:
@@ -103,8 +107,13 @@ def check_backend(peer: Prepared, ref: torch.Tensor) -> float:
 
 
 PEERS: dict[str, Callable[..., Prepared | None]] = {
-    "vitune-default": vitune_with(None),
-    "sglang-style-fixed": _vitune(lambda w: sglang_style_config(w.head_dim)),
+    # What a user gets: the selector's backend (a peer where it measured faster) and config.
+    "vitune-auto": vitune_with(None),
+    # vitune's Triton kernel with the tuned config (the built-in one where none was tuned).
+    "vitune-tuned": _vitune(lambda w, device: None, backend="triton"),
+    # vitune's Triton kernel with the built-in per-architecture default, ignoring tuned files.
+    "vitune-default": _vitune(_builtin_default),
+    "sglang-style-fixed": _vitune(lambda w, device: sglang_style_config(w.head_dim)),
     "sdpa-flash": _sdpa("FLASH_ATTENTION"),
     "sdpa-cudnn": _sdpa("CUDNN_ATTENTION"),
     "sdpa-memeff": _sdpa("EFFICIENT_ATTENTION"),

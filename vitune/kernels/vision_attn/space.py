@@ -172,10 +172,12 @@ def check_config(cfg: KernelConfig, head_dim: int, dtype: torch.dtype,
 
 
 def needs_aligned_strides(cfg: KernelConfig, head_dim: int, arch: ArchSpec) -> bool:
-    """Split head dims on the wgmma path give wrong results or illegal addresses when a stride
-    is not a multiple of 16 elements (measured: head_dim 72/88 rows, Triton 3.6, H200,
-    2026-11-27; the same head_dim 72 stored with stride 80 was right)."""
-    return (arch.name in WGMMA_ARCHS and cfg.block_m >= 64
+    """Split head dims on the wgmma path (block_m >= 64 with a full warpgroup, >= 4 warps)
+    give wrong results or illegal addresses when a stride is not a multiple of 16 elements
+    (measured: head_dim 72/88 rows, Triton 3.6, H200 and H100, 2026-11-27; the same head_dim
+    72 stored with stride 80 was right). With 2 warps Triton uses mma v2 instead: all 28
+    such split configs at head_dim 72 and 88 were right (scripts/probe_rules.py, H100)."""
+    return (arch.name in WGMMA_ARCHS and cfg.block_m >= 64 and cfg.num_warps >= 4
             and head_chunks(head_dim, cfg.head_split)[1] > 0)
 
 
