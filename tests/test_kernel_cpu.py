@@ -104,3 +104,15 @@ def test_malformed_cu_seqlens_never_reads_out_of_bounds_without_validate():
     assert torch.isfinite(out).all()
     ref = reference_attention(q[:10], k[:10], v[:10], torch.tensor([0, 10]))
     assert relative_error(out[:10], ref) < 1e-4
+
+
+@pytest.mark.parametrize("width", [44, 48])
+def test_strides_with_and_without_the_multiple_of_8_hint(width):
+    """Head rows stored 44 wide (strides not multiples of 8: no alignment hint) or 48 wide
+    (hinted) give the same right answer."""
+    gen = torch.Generator().manual_seed(width)
+    base = torch.randn(30, 3, 2, width, generator=gen).to(torch.float16)
+    q, k, v = (base[:, i, :, :40] for i in range(3))
+    cu = torch.tensor([0, 13, 30], dtype=torch.int32)
+    out = run_poisoned(q, k, v, cu, config=SMALL)
+    assert relative_error(out, reference_attention(q, k, v, cu)) < TOLERANCE[torch.float16]

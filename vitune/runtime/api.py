@@ -62,8 +62,24 @@ def vision_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
     or the environment variable VITUNE_VALIDATE=1: cu_seqlens starts at 0, never decreases,
     ends at total_tokens, and max_seqlen is at least the longest segment.
     """
-    key = _call_key(q, k, v, cu_seqlens, max_seqlen, scale, out, config, backend, validate)
-    plan = _plans.get(key) if key is not None else None
+    compiling = torch.compiler.is_compiling()
+    if validate is None:  # (dynamo traces os.environ.get, not the mapping behind it)
+        validate = _env_flag_slow() if compiling else validate_from_env()
+    key = plan = None
+    if not validate and not compiling and type(config) is not dict:
+        try:  # the hot path: a signature seen before skips the checks and the decision
+            if not (q.requires_grad or k.requires_grad or v.requires_grad):
+                key = (q.dtype, q.device, q.shape, q.stride(), k.dtype, k.device, k.shape,
+                       k.stride(), v.dtype, v.device, v.shape, v.stride(),
+                       None if cu_seqlens is None else (
+                           cu_seqlens.dtype, cu_seqlens.device, cu_seqlens.shape,
+                           cu_seqlens.stride()),
+                       None if out is None else (out.dtype, out.device, out.shape,
+                                                 out.stride()),
+                       max_seqlen, type(max_seqlen), scale, type(scale), config, backend)
+                plan = _plans.get(key)
+        except (AttributeError, TypeError):  # not tensors, or unhashable: the checks say why
+            key = None
     if plan is None:
         plan = _plan_call(q, k, v, cu_seqlens, max_seqlen, scale, out, config, backend,
                           validate)
@@ -73,7 +89,7 @@ def vision_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
             _plans[key] = plan
     if plan.backend != "triton":
         return RUNNERS[plan.backend](q, k, v, cu_seqlens, max_seqlen, plan.scale, out)
-    if torch.compiler.is_compiling():  # one opaque custom op in the graph
+    if compiling:  # one opaque custom op in the graph
         return call_op(q, k, v, out, cu_seqlens, plan.scale, plan.config)
     if out is None:
         out = torch.empty_like(q, memory_format=torch.contiguous_format)
@@ -93,30 +109,29 @@ class _Plan:
 # Call signature -> plan. The signature holds everything the checks and the decision read
 # (dtypes, devices, shapes, strides, the scalar arguments and their types), so a repeated
 # call skips both: this is the hot path of a serving process (selector issue: < 10 us).
+# Calls that validate, trace under torch.compile, pass a dict config or tensors that require
+# grad (the check depends on the grad mode) always take the checked path.
 _plans: dict[tuple, _Plan] = {}
 MAX_PLANS = 4096
 
+# os.environ.get re-encodes the key on every call (about 1 us, a tenth of the hot path's
+# budget); the encoded key is looked up in the mapping os.environ keeps in sync instead.
+_ENV_DATA = getattr(os.environ, "_data", None)
+_ENV_KEY = os.environ.encodekey(VALIDATE_ENV) if hasattr(os.environ, "encodekey") else None
 
-def _call_key(q, k, v, cu_seqlens, max_seqlen, scale, out, config, backend,
-              validate) -> tuple | None:
-    """The call's signature, or None where a call must take the checked path: while
-    tracing, when asked to validate (reads device memory), with a dict config (unhashable),
-    with tensors that require grad (the check depends on the grad mode) or non-tensors."""
-    if validate or (validate is None and os.environ.get(VALIDATE_ENV, "0") not in ("", "0")):
-        return None
-    if torch.compiler.is_compiling() or isinstance(config, dict):
-        return None
-    try:
-        if q.requires_grad or k.requires_grad or v.requires_grad:
-            return None
-        return (q.dtype, q.device, q.shape, q.stride(), k.dtype, k.device, k.shape, k.stride(),
-                v.dtype, v.device, v.shape, v.stride(),
-                None if cu_seqlens is None else (cu_seqlens.dtype, cu_seqlens.device,
-                                                 cu_seqlens.shape, cu_seqlens.stride()),
-                None if out is None else (out.dtype, out.device, out.shape, out.stride()),
-                max_seqlen, type(max_seqlen), scale, type(scale), config, backend)
-    except (AttributeError, TypeError):  # not tensors, or unhashable: the checks say why
-        return None
+
+def validate_from_env() -> bool:
+    """Whether VITUNE_VALIDATE asks for the synchronising checks (read on every call)."""
+    if isinstance(_ENV_DATA, dict) and _ENV_KEY is not None:
+        raw = _ENV_DATA.get(_ENV_KEY)
+        value = None if raw is None else os.environ.decodevalue(raw)
+    else:
+        return _env_flag_slow()
+    return value not in (None, "", "0")
+
+
+def _env_flag_slow() -> bool:
+    return os.environ.get(VALIDATE_ENV, "0") not in ("", "0")
 
 
 def _plan_call(q, k, v, cu_seqlens, max_seqlen, scale, out, config, backend,
@@ -132,8 +147,6 @@ def _plan_call(q, k, v, cu_seqlens, max_seqlen, scale, out, config, backend,
         _check_out(out, q)
     scale = _check_scale(scale, head_dim)
     max_seqlen = _check_max_seqlen(max_seqlen)
-    if validate is None:
-        validate = os.environ.get(VALIDATE_ENV, "0") not in ("", "0")
     if validate:
         _validate_segments(q, cu_seqlens, max_seqlen)
     if isinstance(config, dict):

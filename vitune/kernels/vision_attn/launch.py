@@ -54,6 +54,7 @@ def launch_vision_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
         BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n,
         HEADS_FASTEST=cfg.heads_fastest,
         PRECISION="ieee" if q.dtype == torch.float32 else "tf32",
+        STRIDES_DIV8=all(s % 8 == 0 for group in strides for s in group),
         num_warps=cfg.num_warps, num_stages=cfg.num_stages,
     )
     return out
