@@ -4,6 +4,7 @@
 #                 encoder and lengths benchmarks with the configs it wrote
 #   STAGE=search  exhaustive sweep on all GPUs; sampled search on 1 and on 2 GPUs (wall
 #                 times); scripts/compare_search.py (sweep vs the 1-GPU search)
+#   STAGE=final   GPU tests of a kernel change, overhead/encoder benches, head-dim benches
 #   STAGE=tune    qwen2.5-vl tune only
 #   STAGE=tests   the whole GPU lane (incl. compile and CUDA graphs)
 # Optuna is not on the device image: run ../shared/device/fetch-wheels.sh here first, carry
@@ -41,6 +42,17 @@ case "${STAGE:-tests}" in
         > "$OUT/tpe$n.log" 2>&1; tail -9 "$OUT/tpe$n.log"
     done
     python3 scripts/compare_search.py "sqlite:///$PWD/$DB/grid.db" "sqlite:///$PWD/$DB/tpe1.db" ;;
+  final)  # after a kernel change: its GPU tests, then overhead, encoder and head-dim benches
+    step 120 python3 -m pytest -q -m gpu -p no:cacheprovider tests/test_kernel_gpu.py \
+      tests/test_compile.py -k "${TESTS_K:-not every_valid_config or (d72 and w2)}" \
+      > "$OUT/gpu_tests.log" 2>&1; tail -4 "$OUT/gpu_tests.log"
+    export VITUNE_CONFIG_DIR=$PWD/vitune/configs
+    step 40 python3 -m vitune.cli bench --overhead --out "$DB/overhead.jsonl"
+    step 100 python3 -m vitune.cli bench --encoder qwen2.5-vl --out "$DB/encoder.jsonl"
+    wl=$(for d in ${BENCH_DIMS:-72 88 128}; do for n in "windows 1920x1080" 64x256 16x1024 \
+      4x4096 1x16384; do printf '%s d%s,' "$n" "$d"; done; done)
+    step "${BENCH_S:-150}" python3 -m vitune.cli bench --preset lengths --workloads "${wl%,}" \
+      --out "$DB/bench-dims.jsonl" > "$OUT/bench.log" 2>&1; tail -25 "$OUT/bench.log" ;;
   tune)  time python3 -m vitune.cli tune --gpu auto --preset qwen2.5-vl --trials 40 \
            --out "$DB/configs" --storage "sqlite:///$PWD/$DB/tpe.db" 2>&1 | tail -40 ;;
   tests) python3 -m pytest -m gpu -q -n "${JOBS:-14}" -p no:cacheprovider tests/ \
