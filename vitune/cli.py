@@ -343,7 +343,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     plot = sub.add_parser("plot", help="charts from bench results and tuning studies")
     plot.add_argument("--results", nargs="*", default=[], help="bench JSONL files")
-    plot.add_argument("--storage", help="Optuna storage of tuning studies (convergence)")
+    plot.add_argument("--storage", nargs="*", default=[],
+                      help="Optuna storages of tuning studies (convergence; several, e.g. a "
+                           "search and an exhaustive sweep, share each study's chart)")
     plot.add_argument("--cross-gpu", nargs="*", default=["vitune-tuned", "sdpa-cudnn"],
                       help="backends to compare across the GPUs found in --results")
     plot.add_argument("--out", default="plots")

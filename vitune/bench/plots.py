@@ -99,35 +99,46 @@ def plot_cross_gpu(rows: list[dict], out_dir: str | Path, backend: str) -> Path 
     return _save(fig, Path(out_dir) / f"cross-gpu-{_slug(backend)}.png")
 
 
-def plot_convergence(storage: str, out_dir: str | Path) -> list[Path]:
-    """Best-so-far TFLOP/s vs trial number, one chart per study."""
+def plot_convergence(storages: str | list[str], out_dir: str | Path) -> list[Path]:
+    """Best-so-far TFLOP/s against trials that ran (configs the validity rules rejected
+    cost nothing and are not counted), one chart per study name, one line per storage: pass
+    a sampled search's storage and an exhaustive sweep's to see how fast each gets there."""
     import optuna
 
     from vitune.tuner.search import open_storage
 
-    store = open_storage(storage)
+    curves: dict[str, list[tuple[str, list[int], list[float], str]]] = {}
+    for url in [storages] if isinstance(storages, str) else storages:
+        store = open_storage(url)
+        for summary in optuna.get_all_study_summaries(store):
+            study = optuna.load_study(study_name=summary.study_name, storage=store)
+            best, ran, failed, xs, ys = 0.0, 0, 0, [], []
+            for t in sorted(study.trials, key=lambda t: t.number):
+                if t.user_attrs.get("rejected_by_rules") or not t.state.is_finished():
+                    continue
+                ran += 1
+                if t.state == optuna.trial.TrialState.COMPLETE:
+                    best = max(best, t.value or 0.0)
+                else:
+                    failed += 1
+                if best:
+                    xs.append(ran)
+                    ys.append(best)
+            if xs:
+                label = f"{Path(url).stem}: {ran} ran, {failed} failed, best {best:.1f}"
+                curves.setdefault(summary.study_name, []).append((label, xs, ys, url))
     written = []
-    for summary in optuna.get_all_study_summaries(store):
-        study = optuna.load_study(study_name=summary.study_name, storage=store)
-        best, xs, ys, fails = 0.0, [], [], 0
-        for t in sorted(study.trials, key=lambda t: t.number):
-            if t.state == optuna.trial.TrialState.COMPLETE:
-                best = max(best, t.value or 0.0)
-            elif t.state == optuna.trial.TrialState.FAIL:
-                fails += 1
-            if best:
-                xs.append(t.number)
-                ys.append(best)
-        if not xs:
-            continue
-        fig, ax = plt.subplots(figsize=(5, 3.5))
-        ax.step(xs, ys, where="post")
-        ax.set_xlabel("trial")
+    for name, lines in curves.items():
+        fig, ax = plt.subplots(figsize=(5.5, 3.5))
+        for label, xs, ys, _ in lines:
+            ax.step(xs, ys, where="post", label=label)
+        ax.set_xscale("log")
+        ax.set_xlabel("trials that ran (compiled, checked, timed)")
         ax.set_ylabel("best useful TFLOP/s so far")
-        ax.set_title(f"{summary.study_name}\n{len(study.trials)} trials, {fails} failed",
-                     fontsize=8)
+        ax.set_title(name, fontsize=8)
+        ax.legend(fontsize=7)
         ax.grid(alpha=0.3)
-        written.append(_save(fig, Path(out_dir) / f"convergence-{_slug(summary.study_name)}.png"))
+        written.append(_save(fig, Path(out_dir) / f"convergence-{_slug(name)}.png"))
     return written
 
 
