@@ -9,20 +9,19 @@ import sys
 
 import optuna
 
-from vitune.tuner.search import open_storage
+from vitune.tuner.search import open_storage, trial_ran
 
 
 def summarize(url: str) -> dict[str, tuple[float, int]]:
-    """bucket -> (best TFLOP/s, valid trials: completed, or failed after compiling)."""
+    """bucket -> (best TFLOP/s, trials that ran: compiled, checked and timed)."""
     storage = open_storage(url)
     out = {}
     for summary in optuna.get_all_study_summaries(storage):
         study = optuna.load_study(study_name=summary.study_name, storage=storage)
-        done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
-        ran = [t for t in study.trials if t.state == optuna.trial.TrialState.FAIL
-               and not t.user_attrs.get("rejected_by_rules")]
+        ran = [t for t in study.trials if trial_ran(t)]
+        done = [t for t in ran if t.state == optuna.trial.TrialState.COMPLETE]
         bucket = summary.study_name.split(":", 1)[1]
-        out[bucket] = (max((t.value for t in done), default=0.0), len(done) + len(ran))
+        out[bucket] = (max((t.value for t in done), default=0.0), len(ran))
     return out
 
 

@@ -242,16 +242,17 @@ def cmd_tune(args: argparse.Namespace) -> int:
                       f"finished trial in {storage}; run the same command to resume")
         return 130
     table = Table(title=f"winners on {gpu.key}{label}")
-    for col in ("bucket", "winner", "TFLOP/s", "vs default", "vs best peer"):
-        table.add_column(col)
+    for col in ("bucket", "winner", "TFLOP/s", "vs default", "vs best peer", "trials ran"):
+        table.add_column(col, no_wrap=True)
     for r in results:
-        best_peer = max(r.peers.values(), default=None)
+        peer = max(r.peers, key=r.peers.get, default=None)
         table.add_row(r.bucket.key, r.config.short() if r.config else "none",
                       f"{r.tflops:.3g}" if r.tflops else "-",
                       f"{r.tflops / r.default_tflops:.2f}x" if r.tflops and r.default_tflops
                       else "-",
-                      f"{r.tflops / best_peer:.2f}x" if r.tflops and best_peer else "-")
-    console.print(table)
+                      f"{r.tflops / r.peers[peer]:.2f}x {peer}" if r.tflops and peer else "-",
+                      str(r.trials.get("ran", "-")))
+    Console(width=max(console.width, 150)).print(table)
     console.print(f"wrote {output_path(out, gpu)}")
     return 0
 

@@ -105,7 +105,7 @@ def plot_convergence(storages: str | list[str], out_dir: str | Path) -> list[Pat
     a sampled search's storage and an exhaustive sweep's to see how fast each gets there."""
     import optuna
 
-    from vitune.tuner.search import open_storage
+    from vitune.tuner.search import open_storage, trial_ran
 
     curves: dict[str, list[tuple[str, list[int], list[float], str]]] = {}
     for url in [storages] if isinstance(storages, str) else storages:
@@ -114,7 +114,7 @@ def plot_convergence(storages: str | list[str], out_dir: str | Path) -> list[Pat
             study = optuna.load_study(study_name=summary.study_name, storage=store)
             best, ran, failed, xs, ys = 0.0, 0, 0, [], []
             for t in sorted(study.trials, key=lambda t: t.number):
-                if t.user_attrs.get("rejected_by_rules") or not t.state.is_finished():
+                if not trial_ran(t):
                     continue
                 ran += 1
                 if t.state == optuna.trial.TrialState.COMPLETE:

@@ -26,7 +26,7 @@ PROVENANCE_KEYS = {"device_name", "capability", "torch", "triton", "cuda", "pyth
                    "kernel_hash", "date", "sms"}
 BUCKET_KEYS = {"head_dim", "dtype", "regime", "seqlen", "backend", "config", "tflops",
                "default_tflops", "peers", "trials", "study", "date"}
-TRIAL_KEYS = {"total", "complete", "failed"}
+TRIAL_KEYS = {"total", "ran", "complete", "failed", "rejected", "repeats"}
 
 
 class ConfigFileError(ValueError):

@@ -1,13 +1,13 @@
-"""The Optuna search: one study per (GPU, bucket, kernel version), trials in a worker
-process, every trial kept in the study storage so a killed run resumes where it stopped."""
+"""The Optuna search of `vitune tune`: one study per (GPU, bucket, kernel version), searched
+by this process and one more per extra GPU (vitune.tuner.team) with the loop of
+vitune.tuner.loop; every trial is kept in the study storage, so a killed run resumes where
+it stopped. Then the best few are re-timed and crowned, and the peers measured."""
 
 from __future__ import annotations
 
-import contextlib
 import datetime
 import hashlib
 import logging
-import multiprocessing as mp
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -18,7 +18,6 @@ import optuna
 from vitune.kernels.vision_attn import kernel as kernel_module
 from vitune.kernels.vision_attn import space as space_module
 from vitune.kernels.vision_attn.space import (
-    SEARCH_SPACE,
     KernelConfig,
     check_config,
     default_config,
@@ -26,18 +25,28 @@ from vitune.kernels.vision_attn.space import (
 )
 from vitune.runtime.backends import PEER_BACKENDS
 from vitune.runtime.gpu import GpuIdentity
-from vitune.tuner.compile_pool import CompilePool, default_compile_jobs
-from vitune.tuner.isolation import IsolatedWorker, Outcome
+from vitune.tuner.compile_pool import CompilePool
+from vitune.tuner.isolation import IsolatedWorker
+from vitune.tuner.loop import (
+    SearchPlan,
+    canonical,
+    make_sampler,
+    measure,
+    open_storage,
+    search,
+    trial_ran,
+)
 from vitune.tuner.peers import sglang_style_config
 from vitune.tuner.presets import Bucket, bucket_of
-from vitune.tuner.trial import TrialRequest
+from vitune.tuner.team import SearchTeam
 from vitune.tuner.workloads import Workload
 
+__all__ = ["SAMPLERS", "BucketResult", "TuneOptions", "bucket_entry", "kernel_hash",
+           "make_sampler", "open_storage", "trial_ran", "tune_bucket"]
 log = logging.getLogger(__name__)
 SAMPLERS = ("tpe", "gp", "cmaes", "random", "grid")
 GPU_PEERS = ("sdpa-cudnn", "sdpa-flash", "varlen_attn", "flash_attn", "sglang-style-fixed")
 RETIME_TOP = 3
-MAX_REJECTED_IN_A_ROW = 200  # a sampler stuck in the invalid part of the space
 
 
 def kernel_hash() -> str:
@@ -51,7 +60,7 @@ def kernel_hash() -> str:
 
 @dataclass
 class TuneOptions:
-    trials: int = 40
+    trials: int = 40  # trials that ran (compiled, checked, timed) per bucket
     timeout_s: float | None = None  # per bucket
     sampler: str = "tpe"
     storage: str = "sqlite:///vitune-studies.db"
@@ -75,72 +84,21 @@ class BucketResult:
     study_name: str
 
 
-def open_storage(url: str) -> str | optuna.storages.BaseStorage:
-    """An Optuna RDB URL as is; `journal:PATH` as a journal file (several processes may
-    append to it, no database server needed)."""
-    if url.startswith("journal:"):
-        from optuna.storages.journal import JournalFileBackend
-
-        return optuna.storages.JournalStorage(JournalFileBackend(url.removeprefix("journal:")))
-    return url
-
-
-def make_sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:
-    if name == "tpe":
-        return optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True)
-    if name == "random":
-        return optuna.samplers.RandomSampler(seed=seed)
-    if name == "grid":
-        return optuna.samplers.GridSampler({k: list(v) for k, v in SEARCH_SPACE.items()},
-                                           seed=seed)
-    if name == "gp":
-        return optuna.samplers.GPSampler(seed=seed)
-    if name == "cmaes":
-        return optuna.samplers.CmaEsSampler(seed=seed, warn_independent_sampling=False)
-    raise ValueError(f"unknown sampler {name!r}; choose one of {list(SAMPLERS)}")
-
-
-def _distributions() -> dict[str, optuna.distributions.BaseDistribution]:
-    return {name: optuna.distributions.CategoricalDistribution(list(choices))
-            for name, choices in SEARCH_SPACE.items()}
-
-
-def _finished(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
-    states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.FAIL)
-    return study.get_trials(deepcopy=False, states=states)
-
-
-@dataclass(frozen=True)
-class SearchPlan:
-    """What every search process of one bucket needs (picklable: helpers get a copy)."""
-
-    workload: Workload
-    gpu: GpuIdentity
-    study_name: str
-    sampler: str
-    budget: int  # finished trials the study should hold
-    deadline: float | None  # time.time() after which no new trial starts
-    opts: TuneOptions
-
-
-def tune_bucket(workload: Workload, gpu: GpuIdentity, worker: IsolatedWorker,
-                opts: TuneOptions,
-                on_trial: Callable[[int, int, float | None], None] | None = None,
-                helper_envs: tuple[dict[str, str], ...] = ()) -> BucketResult:
-    """Search one bucket until its study holds `opts.trials` finished trials (counting the
-    ones a previous run left) or `opts.timeout_s` passes; then re-time the best few.
-    Each entry of `helper_envs` starts one more search process on the same study (one per
-    extra GPU, e.g. {"CUDA_VISIBLE_DEVICES": "1"}); they may overshoot the budget by a trial
-    each."""
+def plan_bucket(workload: Workload, gpu: GpuIdentity, opts: TuneOptions) -> SearchPlan:
+    """Create (or reopen) the bucket's study, enqueue the configs worth trying first (the
+    built-in default, the SGLang-style constants, winners of other buckets and GPUs), and
+    say how to search it: exhaustively when the valid space is no larger than the budget."""
+    if opts.sampler not in SAMPLERS:
+        raise ValueError(f"unknown sampler {opts.sampler!r}; choose one of {list(SAMPLERS)}")
     bucket = bucket_of(workload)
     dtype = workload.torch_dtype
     study_name = f"{opts.study_prefix or gpu.key}:{bucket.key}:{kernel_hash()}"
     n_valid = sum(1 for _ in valid_configs(workload.head_dim, dtype, gpu.arch))
-    sampler_name = opts.sampler
-    if sampler_name != "grid" and n_valid <= opts.trials:
+    sampler = opts.sampler
+    if sampler != "grid" and n_valid <= opts.trials:
         log.info("%s: %d valid configs <= %d trials: exhaustive", bucket.key, n_valid,
                  opts.trials)
-        sampler_name = "grid"
+        sampler = "grid"
     study = optuna.create_study(storage=open_storage(opts.storage), study_name=study_name,
                                 direction="maximize", load_if_exists=True)
     study.set_user_attr("workload", workload.name)
@@ -148,145 +106,69 @@ def tune_bucket(workload: Workload, gpu: GpuIdentity, worker: IsolatedWorker,
     for cfg in [default, sglang_style_config(workload.head_dim), *opts.known_winners]:
         if check_config(cfg, workload.head_dim, dtype, gpu.arch) is None:
             study.enqueue_trial(cfg.to_dict(), skip_if_exists=True)
-    plan = SearchPlan(workload, gpu, study_name, sampler_name,
-                      opts.trials if sampler_name != "grid" else min(opts.trials, _grid_size()),
-                      None if opts.timeout_s is None else time.time() + opts.timeout_s, opts)
-    ctx = mp.get_context("spawn")
-    helpers = [ctx.Process(target=_helper_main, args=(plan, env, i + 1))
-               for i, env in enumerate(helper_envs)]
-    for helper in helpers:
-        helper.start()
+    deadline = None if opts.timeout_s is None else time.time() + opts.timeout_s
+    return SearchPlan(workload, gpu, study_name, sampler, opts.storage, opts.trials, deadline,
+                      opts.seed, opts.rep_ms, opts.trial_timeout_s)
+
+
+def tune_bucket(workload: Workload, gpu: GpuIdentity, worker: IsolatedWorker,
+                opts: TuneOptions,
+                on_trial: Callable[[int, int, float | None], None] | None = None,
+                compiler: CompilePool | None = None,
+                team: SearchTeam | None = None) -> BucketResult:
+    """Search one bucket until its study holds `opts.trials` trials that ran (counting
+    those a previous run left), every valid config has run, or `opts.timeout_s` passes;
+    then re-time the best few and measure the peers. `team` members (one per extra GPU)
+    search the same study meanwhile; they may overshoot the budget by a round each."""
+    plan = plan_bucket(workload, gpu, opts)
+    if team is not None:
+        team.start(plan)
     try:
-        with _compile_pool(plan, {}) as compiler:
-            _search(plan, worker, seed_offset=0, on_trial=on_trial, compiler=compiler)
+        search(plan, worker, seed_offset=0, on_trial=on_trial, compiler=compiler)
     finally:
-        for helper in helpers:
-            helper.join()
-    study = optuna.load_study(study_name=study_name, storage=open_storage(opts.storage))
-    return _crown(study, study_name, workload, bucket, gpu, worker, opts, default)
+        if team is not None:
+            team.wait()
+    study = optuna.load_study(study_name=plan.study_name, storage=open_storage(opts.storage))
+    default = default_config(workload.head_dim, workload.torch_dtype, gpu.arch,
+                             workload.max_seqlen)
+    return _crown(study, plan, worker, default)
 
 
-def _request(workload: Workload, gpu: GpuIdentity, opts: TuneOptions, cfg: KernelConfig | None,
-             backend: str = "triton") -> TrialRequest:
-    return TrialRequest(workload, backend, cfg.to_dict() if cfg else None, gpu.is_interpreter,
-                        opts.rep_ms)
-
-
-def _measure(worker: IsolatedWorker, workload: Workload, gpu: GpuIdentity, opts: TuneOptions,
-             backend: str = "triton", cfg: KernelConfig | None = None) -> Outcome:
-    """Check and time one backend (vitune's kernel with `cfg`, or a peer) in the worker."""
-    return worker.call(_request(workload, gpu, opts, cfg, backend), opts.trial_timeout_s)
-
-
-def _helper_main(plan: SearchPlan, env: dict[str, str], index: int) -> None:
-    with IsolatedWorker("vitune.tuner.trial:run_trial", env) as worker, \
-            _compile_pool(plan, env) as compiler:
-        _search(plan, worker, seed_offset=index, on_trial=None, compiler=compiler)
-
-
-def _compile_pool(plan: SearchPlan, env: dict[str, str]) -> contextlib.AbstractContextManager:
-    """Parallel compiles on a GPU (the interpreter compiles nothing)."""
-    jobs = plan.opts.compile_jobs
-    if plan.gpu.is_interpreter or jobs == 0:
-        return contextlib.nullcontext()
-    return CompilePool(jobs or default_compile_jobs(), env, plan.opts.trial_timeout_s)
-
-
-def _measured(study: optuna.Study) -> int:
-    """Finished trials that ran (compiled, checked, timed); rule rejections cost nothing and
-    do not count against the budget."""
-    return sum(not t.user_attrs.get("rejected_by_rules") for t in _finished(study))
-
-
-def _search(plan: SearchPlan, worker: IsolatedWorker, seed_offset: int,
-            on_trial: Callable[[int, int, float | None], None] | None,
-            compiler: CompilePool | None = None) -> None:
-    """The ask-check-compile-run-tell loop; any number of processes may run it on one
-    study. Each round asks up to `compiler.jobs` configs, compiles the valid ones at once,
-    then checks and times them one by one on the GPU."""
-    w, gpu, opts = plan.workload, plan.gpu, plan.opts
-    study = optuna.load_study(study_name=plan.study_name, storage=open_storage(opts.storage),
-                              sampler=make_sampler(plan.sampler, opts.seed + seed_offset))
-    distributions = _distributions()
-    rejected_in_a_row = 0
-    while (measured := _measured(study)) < plan.budget and (
-            plan.deadline is None or time.time() < plan.deadline):
-        batch: list[tuple[optuna.Trial, KernelConfig]] = []
-        while len(batch) < min(compiler.jobs if compiler else 1, plan.budget - measured):
-            if plan.sampler == "grid" and _grid_exhausted(study):
-                break
-            if rejected_in_a_row >= MAX_REJECTED_IN_A_ROW:
-                log.warning("%s: the sampler proposed %d invalid configs in a row; stopping",
-                            plan.study_name, rejected_in_a_row)
-                break
-            trial = study.ask(distributions)
-            trial.set_user_attr("searcher", seed_offset)
-            cfg = KernelConfig(**trial.params)
-            reason = check_config(cfg, w.head_dim, w.torch_dtype, gpu.arch)
-            if reason is None:
-                batch.append((trial, cfg))
-                rejected_in_a_row = 0
-                continue
-            rejected_in_a_row += 1
-            trial.set_user_attr("rejected_by_rules", True)  # never compiled
-            trial.set_user_attr("reason", reason)
-            study.tell(trial, state=optuna.trial.TrialState.FAIL)
-        if not batch:
-            break
-        compiled = compiler.compile([_request(w, gpu, opts, cfg) for _, cfg in batch]) \
-            if compiler else [None] * len(batch)
-        for (trial, cfg), pre in zip(batch, compiled, strict=True):
-            if pre is not None and not pre.ok:
-                reason = f"compile: {pre.reason}"
-            else:
-                if pre is not None:
-                    trial.set_user_attr("compile_s", round(pre.value["compile_s"], 2))
-                started = time.perf_counter()
-                outcome = _measure(worker, w, gpu, opts, cfg=cfg)
-                trial.set_user_attr("wall_s", round(time.perf_counter() - started, 2))
-                reason = None if outcome.ok else outcome.reason
-            if reason is None:
-                trial.set_user_attr("median_ms", outcome.value["median_ms"])
-                study.tell(trial, outcome.value["tflops"])
-            else:
-                trial.set_user_attr("reason", reason)
-                study.tell(trial, state=optuna.trial.TrialState.FAIL)
-                log.debug("%s %s failed: %s", plan.study_name, cfg.short(), reason)
-            if on_trial is not None:
-                on_trial(_measured(study), plan.budget, _best_value(study))
-
-
-def _crown(study: optuna.Study, study_name: str, workload: Workload, bucket: Bucket,
-           gpu: GpuIdentity, worker: IsolatedWorker, opts: TuneOptions,
+def _crown(study: optuna.Study, plan: SearchPlan, worker: IsolatedWorker,
            default: KernelConfig) -> BucketResult:
     """Re-time the top few configs (and the default) back to back and crown the fastest;
     measure the peers in the same worker."""
+    workload, gpu = plan.workload, plan.gpu
     trials = study.get_trials(deepcopy=False)
-    complete = sorted((t for t in trials if t.state == optuna.trial.TrialState.COMPLETE),
+    ran = [t for t in trials if trial_ran(t)]
+    complete = sorted((t for t in ran if t.state == optuna.trial.TrialState.COMPLETE),
                       key=lambda t: -(t.value or 0.0))
-    counts = {"total": len(trials), "complete": len(complete),
-              "failed": sum(t.state == optuna.trial.TrialState.FAIL for t in trials)}
+    counts = {"total": len(trials), "ran": len(ran), "complete": len(complete),
+              "failed": len(ran) - len(complete),
+              "rejected": sum(bool(t.user_attrs.get("rejected_by_rules")) for t in trials),
+              "repeats": sum("repeat_of" in t.user_attrs for t in trials)}
     # The built-in default is re-timed in the same batch, so "vs default" is like for like.
-    candidates = list(dict.fromkeys([KernelConfig(**t.params) for t in complete[:RETIME_TOP]]
-                                    + [default]))
+    top = [canonical(KernelConfig(**t.params), workload.head_dim)
+           for t in complete[:RETIME_TOP]]
+    candidates = list(dict.fromkeys([*top, canonical(default, workload.head_dim)]))
     retimed = {}
     for cfg in candidates:
         if check_config(cfg, workload.head_dim, workload.torch_dtype, gpu.arch) is not None:
             continue
-        outcome = _measure(worker, workload, gpu, opts, cfg=cfg)
+        outcome = measure(worker, plan, cfg)
         if outcome.ok:
             retimed[cfg] = outcome.value["tflops"]
     best_cfg = max(retimed, key=retimed.get) if retimed else None
     best_tflops = retimed.get(best_cfg) if best_cfg else None
-    default_tflops = retimed.get(default)
+    default_tflops = retimed.get(canonical(default, workload.head_dim))
     peers = {}
     if not gpu.is_interpreter:  # the interpreter's wall times say nothing about peers
         for name in GPU_PEERS:
-            outcome = _measure(worker, workload, gpu, opts, backend=name)
+            outcome = measure(worker, plan, None, backend=name)
             if outcome.ok:
                 peers[name] = outcome.value["tflops"]
-    return BucketResult(bucket, workload, best_cfg, best_tflops, default_tflops, peers,
-                        counts, study_name)
+    return BucketResult(bucket_of(workload), workload, best_cfg, best_tflops, default_tflops,
+                        peers, counts, plan.study_name)
 
 
 def bucket_entry(result: BucketResult) -> dict:
@@ -309,20 +191,3 @@ def bucket_entry(result: BucketResult) -> dict:
 def _sig(x: float | None) -> float | None:
     """Four significant digits: readable YAML, and interpreter rates do not round to 0."""
     return None if x is None else float(f"{x:.4g}")
-
-
-def _best_value(study: optuna.Study) -> float | None:
-    values = [t.value for t in study.get_trials(deepcopy=False)
-              if t.state == optuna.trial.TrialState.COMPLETE]
-    return max(values) if values else None
-
-
-def _grid_size() -> int:
-    size = 1
-    for choices in SEARCH_SPACE.values():
-        size *= len(choices)
-    return size
-
-
-def _grid_exhausted(study: optuna.Study) -> bool:
-    return len(study.trials) >= _grid_size()

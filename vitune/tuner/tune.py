@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from collections.abc import Callable
@@ -16,9 +17,11 @@ from vitune.runtime.schema import (
     merge_buckets,
     write_config_file,
 )
+from vitune.tuner.compile_pool import CompilePool, default_compile_jobs
 from vitune.tuner.environment import environment
 from vitune.tuner.isolation import IsolatedWorker
 from vitune.tuner.search import BucketResult, TuneOptions, bucket_entry, kernel_hash, tune_bucket
+from vitune.tuner.team import SearchTeam
 from vitune.tuner.workloads import Workload
 
 log = logging.getLogger(__name__)
@@ -87,10 +90,20 @@ def tune(workloads: list[Workload], gpu: GpuIdentity, out_dir: str | Path, opts:
     opts.known_winners = opts.known_winners or known_winners(out_dir)
     main_env, *helper_envs = worker_envs(gpu, workers)
     results: list[BucketResult] = []
-    with IsolatedWorker("vitune.tuner.trial:run_trial", main_env) as worker:
+    with contextlib.ExitStack() as stack:
+        # Started once for the whole run: workers, compile pools and extra search processes
+        # stay warm from bucket to bucket.
+        worker = stack.enter_context(IsolatedWorker("vitune.tuner.trial:run_trial", main_env))
+        team = stack.enter_context(SearchTeam(helper_envs, opts.compile_jobs)) \
+            if helper_envs else None
+        compiler = None
+        if not gpu.is_interpreter and opts.compile_jobs != 0:
+            compiler = stack.enter_context(CompilePool(opts.compile_jobs or
+                                                       default_compile_jobs(), main_env,
+                                                       opts.trial_timeout_s))
         for w in workloads:
             on_trial = on_bucket_start(w) if on_bucket_start else None
-            result = tune_bucket(w, gpu, worker, opts, on_trial, tuple(helper_envs))
+            result = tune_bucket(w, gpu, worker, opts, on_trial, compiler, team)
             results.append(result)
             save_results(path, gpu, [result])
     return results

@@ -1,0 +1,114 @@
+"""The search loop with a stand-in trial worker (no kernel runs, so it is fast): every
+proposal is told back, only trials that ran count, repeats are never re-run, a stalled
+sampler still makes progress, the search stops when the valid space is exhausted, and
+compiles go in rounds."""
+
+import optuna
+import pytest
+import torch
+
+from vitune.kernels.vision_attn.space import KernelConfig, valid_configs
+from vitune.runtime.gpu import interpreter_identity
+from vitune.tuner import loop
+from vitune.tuner.compile_pool import CompilePool, default_compile_jobs
+from vitune.tuner.isolation import Outcome
+from vitune.tuner.workloads import Workload
+
+GPU = interpreter_identity()
+BIG_FP32 = Workload("d256 fp32", (40, 9), heads=1, head_dim=256, dtype="float32")  # 12 valid
+
+
+class FakeWorker:
+    """Stands in for the trial worker: a made-up rate per config; records what it ran."""
+
+    def __init__(self, fail_block_n=None):
+        self.ran = []
+        self.fail_block_n = fail_block_n
+
+    def call(self, req, timeout_s):
+        cfg = KernelConfig.from_dict(req.config)
+        self.ran.append(cfg)
+        if cfg.block_n == self.fail_block_n:
+            return Outcome(False, reason="ValueError: wrong result: relative error 3e-01")
+        rate = cfg.block_m + cfg.block_n + cfg.num_stages
+        return Outcome(True, {"median_ms": 1.0 / rate, "tflops": float(rate)})
+
+
+def make_plan(tmp_path, workload, sampler, budget):
+    storage = f"sqlite:///{tmp_path / 's.db'}"
+    optuna.create_study(storage=storage, study_name="s", direction="maximize")
+    return loop.SearchPlan(workload, GPU, "s", sampler, storage, budget, deadline=None, seed=0,
+                           rep_ms=1, trial_timeout_s=60)
+
+
+def trials(plan):
+    return optuna.load_study(study_name="s", storage=plan.storage).trials
+
+
+def test_every_proposal_is_told_and_only_trials_that_ran_count(tmp_path):
+    plan = make_plan(tmp_path, BIG_FP32, "random", budget=6)
+    worker = FakeWorker()
+    loop.search(plan, worker, seed_offset=0)
+    ts = trials(plan)
+    assert len(worker.ran) == 6 == len(set(worker.ran))  # never the same config twice
+    assert sum(loop.trial_ran(t) for t in ts) == 6
+    rejected = [t for t in ts if t.user_attrs.get("rejected_by_rules")]
+    assert rejected and all(t.value == 0.0 and t.user_attrs["reason"] for t in rejected)
+    by_number = {t.number: t for t in ts}
+    for t in ts:
+        if "repeat_of" in t.user_attrs:
+            assert t.value == by_number[t.user_attrs["repeat_of"]].value
+
+
+def test_search_stops_when_every_valid_config_ran(tmp_path):
+    valid = set(valid_configs(256, torch.float32, GPU.arch))
+    plan = make_plan(tmp_path, BIG_FP32, "tpe", budget=10**6)
+    worker = FakeWorker(fail_block_n=64)
+    loop.search(plan, worker, seed_offset=0)
+    assert set(worker.ran) == valid and len(worker.ran) == len(valid)
+    failed = [t for t in trials(plan) if loop.trial_ran(t) and t.state.name == "FAIL"]
+    assert failed and all("wrong result" in t.user_attrs["reason"] for t in failed)
+
+
+def test_a_sampler_stuck_on_one_config_still_makes_progress(tmp_path, monkeypatch):
+    stuck = next(valid_configs(256, torch.float32, GPU.arch))
+    monkeypatch.setattr(loop, "make_sampler", lambda name, seed: optuna.samplers.
+                        PartialFixedSampler(stuck.to_dict(), optuna.samplers.RandomSampler()))
+    plan = make_plan(tmp_path, BIG_FP32, "tpe", budget=4)
+    worker = FakeWorker()
+    loop.search(plan, worker, seed_offset=0)
+    assert len(worker.ran) == 4 == len(set(worker.ran)) and worker.ran[0] == stuck
+
+
+class FakeCompiler:
+    """Stands in for CompilePool: records round sizes, fails every second request."""
+
+    jobs = 3
+
+    def __init__(self):
+        self.rounds = []
+
+    def compile(self, requests):
+        self.rounds.append(len(requests))
+        return [Outcome(False, reason="out of resources: shared memory") if i % 2 else
+                Outcome(True, {"compile_s": 0.5}) for i in range(len(requests))]
+
+
+def test_configs_compile_in_rounds_and_compile_failures_are_failed_trials(tmp_path):
+    plan = make_plan(tmp_path, BIG_FP32, "random", budget=5)
+    compiler, worker = FakeCompiler(), FakeWorker()
+    loop.search(plan, worker, seed_offset=0, compiler=compiler)
+    assert max(compiler.rounds) <= 3 and sum(compiler.rounds) == 5
+    ran = [t for t in trials(plan) if loop.trial_ran(t)]
+    failed = [t for t in ran if t.state.name == "FAIL"]
+    assert len(ran) == 5 and len(worker.ran) == 5 - len(failed)
+    assert failed and all(t.user_attrs["reason"].startswith("compile: out of resources")
+                          for t in failed)
+    assert all(t.user_attrs["compile_s"] == 0.5 for t in ran if t.state.name == "COMPLETE")
+
+
+def test_compile_pool_refuses_more_requests_than_processes():
+    with CompilePool(jobs=1) as pool:
+        with pytest.raises(ValueError, match="2 requests for 1 compile processes"):
+            pool.compile([None, None])
+    assert 1 <= default_compile_jobs() <= 8

@@ -1,0 +1,217 @@
+"""The ask-check-compile-run-tell loop of one search process on one bucket's study.
+
+Every proposal of the sampler is told back, so the sampler learns from it:
+- a config the validity rules reject is told 0 TFLOP/s (it never compiles; the sampler
+  learns to avoid that corner of the space) and marked `rejected_by_rules`;
+- a config this study already ran (samplers repeat categorical points) is told the value it
+  got then and marked `repeat_of`, instead of being compiled and timed again;
+- a new valid config is compiled (a round of them at once, see compile_pool), checked
+  against the reference and timed: COMPLETE with its TFLOP/s, or FAIL with the reason.
+Only the last kind counts against the budget. After a run of proposals that bring nothing
+new, a random config that has not run yet is enqueued, so no sampler can stall the search;
+when every valid config has run, the bucket's space is exhausted and the search stops.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+
+import optuna
+
+from vitune.kernels.vision_attn.space import (
+    SEARCH_SPACE,
+    KernelConfig,
+    check_config,
+    head_chunks,
+    valid_configs,
+)
+from vitune.runtime.gpu import GpuIdentity
+from vitune.tuner.isolation import IsolatedWorker, Outcome
+from vitune.tuner.trial import TrialRequest
+from vitune.tuner.workloads import Workload
+
+log = logging.getLogger(__name__)
+RANDOM_AFTER = 10  # proposals in a row that bring nothing new before a random new config
+Progress = Callable[[int, int, float | None], None]  # (ran, budget, best TFLOP/s so far)
+
+
+@dataclass(frozen=True)
+class SearchPlan:
+    """What every search process of one bucket needs (picklable: helpers get a copy)."""
+
+    workload: Workload
+    gpu: GpuIdentity
+    study_name: str
+    sampler: str
+    storage: str
+    budget: int  # trials that ran, counting those a previous run left
+    deadline: float | None  # time.time() after which no new trial starts
+    seed: int
+    rep_ms: float
+    trial_timeout_s: float
+
+
+def trial_ran(t: optuna.trial.FrozenTrial) -> bool:
+    """A finished trial whose config was compiled, checked and timed here (not a rule
+    rejection, not a repeat of an earlier trial)."""
+    return (t.state.is_finished() and not t.user_attrs.get("rejected_by_rules")
+            and "repeat_of" not in t.user_attrs)
+
+
+def open_storage(url: str) -> str | optuna.storages.BaseStorage:
+    """An Optuna RDB URL as is; `journal:PATH` as a journal file (several processes may
+    append to it, no database server needed)."""
+    if url.startswith("journal:"):
+        from optuna.storages.journal import JournalFileBackend
+
+        return optuna.storages.JournalStorage(JournalFileBackend(url.removeprefix("journal:")))
+    return url
+
+
+def make_sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:
+    if name == "tpe":
+        return optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True)
+    if name == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    if name == "grid":
+        return optuna.samplers.GridSampler({k: list(v) for k, v in SEARCH_SPACE.items()},
+                                           seed=seed)
+    if name == "gp":
+        return optuna.samplers.GPSampler(seed=seed)
+    if name == "cmaes":
+        return optuna.samplers.CmaEsSampler(seed=seed, warn_independent_sampling=False)
+    raise ValueError(f"unknown sampler {name!r}")
+
+
+def canonical(cfg: KernelConfig, head_dim: int) -> KernelConfig:
+    """One name per kernel: at power-of-two head dims head_split changes nothing."""
+    if head_chunks(head_dim, True) == head_chunks(head_dim, False):
+        return replace(cfg, head_split=True)
+    return cfg
+
+
+def measure(worker: IsolatedWorker, plan: SearchPlan, cfg: KernelConfig | None,
+            backend: str = "triton") -> Outcome:
+    """Check and time one backend (vitune's kernel with `cfg`, or a peer) in the worker."""
+    return worker.call(request(plan, cfg, backend), plan.trial_timeout_s)
+
+
+def request(plan: SearchPlan, cfg: KernelConfig | None, backend: str = "triton"
+            ) -> TrialRequest:
+    return TrialRequest(plan.workload, backend, cfg.to_dict() if cfg else None,
+                        plan.gpu.is_interpreter, plan.rep_ms)
+
+
+@dataclass
+class _Seen:
+    """What the study holds: configs that ran (with the trial), configs running elsewhere."""
+
+    ran: dict[KernelConfig, optuna.trial.FrozenTrial]
+    running: set[KernelConfig]
+    best: float | None
+
+    @classmethod
+    def of(cls, study: optuna.Study, head_dim: int, stale_after_s: float) -> _Seen:
+        ran, running, best = {}, set(), None
+        now = datetime.datetime.now()
+        for t in study.get_trials(deepcopy=False):
+            if not t.params:
+                continue
+            cfg = canonical(KernelConfig(**t.params), head_dim)
+            if trial_ran(t):
+                ran.setdefault(cfg, t)
+                if t.state == optuna.trial.TrialState.COMPLETE:
+                    best = t.value if best is None else max(best, t.value)
+            elif (t.state == optuna.trial.TrialState.RUNNING and t.datetime_start
+                  and (now - t.datetime_start).total_seconds() < stale_after_s):
+                running.add(cfg)  # (older ones are left over from a killed run)
+        return cls(ran, running, best)
+
+
+def search(plan: SearchPlan, worker: IsolatedWorker, seed_offset: int,
+           on_trial: Progress | None = None, compiler=None) -> None:
+    """Run trials on the plan's study until it holds `plan.budget` trials that ran, the
+    deadline passes or every valid config has run. Any number of processes may run this on
+    one study. Each round takes up to `compiler.jobs` new configs, compiles them at once,
+    then checks and times them one by one on this process's GPU."""
+    w = plan.workload
+    study = optuna.load_study(study_name=plan.study_name, storage=open_storage(plan.storage),
+                              sampler=make_sampler(plan.sampler, plan.seed + seed_offset))
+    distributions = {name: optuna.distributions.CategoricalDistribution(list(choices))
+                     for name, choices in SEARCH_SPACE.items()}
+    valid = list(valid_configs(w.head_dim, w.torch_dtype, plan.gpu.arch))
+    rng = random.Random(plan.seed + seed_offset)
+    stale_after = plan.trial_timeout_s * 2 + 60
+    nothing_new = 0
+    while plan.deadline is None or time.time() < plan.deadline:
+        seen = _Seen.of(study, w.head_dim, stale_after)
+        if on_trial is not None:
+            on_trial(len(seen.ran), plan.budget, seen.best)
+        room = plan.budget - len(seen.ran)
+        fresh = [c for c in valid if c not in seen.ran and c not in seen.running]
+        if room <= 0 or not fresh:
+            return
+        batch: list[tuple[optuna.Trial, KernelConfig]] = []
+        while len(batch) < min(compiler.jobs if compiler else 1, room, len(fresh)):
+            if nothing_new >= RANDOM_AFTER:
+                taken = {cfg for _, cfg in batch}
+                study.enqueue_trial(rng.choice([c for c in fresh if c not in taken]).to_dict())
+                nothing_new = 0
+            trial = study.ask(distributions)
+            trial.set_user_attr("searcher", seed_offset)
+            cfg = canonical(KernelConfig(**trial.params), w.head_dim)
+            reason = check_config(cfg, w.head_dim, w.torch_dtype, plan.gpu.arch)
+            if reason is not None:
+                trial.set_user_attr("rejected_by_rules", True)  # never compiled
+                trial.set_user_attr("reason", reason)
+                study.tell(trial, 0.0)
+                nothing_new += 1
+            elif cfg in seen.ran or cfg in seen.running or cfg in {c for _, c in batch}:
+                _tell_repeat(study, trial, seen.ran.get(cfg))
+                nothing_new += 1
+            else:
+                batch.append((trial, cfg))
+                nothing_new = 0
+        _run_batch(study, plan, worker, compiler, batch)
+
+
+def _tell_repeat(study: optuna.Study, trial: optuna.Trial,
+                 earlier: optuna.trial.FrozenTrial | None) -> None:
+    """Tell a repeated config what it got the first time (0 if it failed then); a config
+    still running elsewhere is told FAIL (no value yet)."""
+    if earlier is None:
+        trial.set_user_attr("repeat_of", -1)
+        study.tell(trial, state=optuna.trial.TrialState.FAIL)
+        return
+    trial.set_user_attr("repeat_of", earlier.number)
+    ok = earlier.state == optuna.trial.TrialState.COMPLETE
+    study.tell(trial, earlier.value if ok else 0.0)
+
+
+def _run_batch(study: optuna.Study, plan: SearchPlan, worker: IsolatedWorker, compiler,
+               batch: list[tuple[optuna.Trial, KernelConfig]]) -> None:
+    compiled = compiler.compile([request(plan, cfg) for _, cfg in batch]) if compiler \
+        else [None] * len(batch)
+    for (trial, cfg), pre in zip(batch, compiled, strict=True):
+        outcome = None
+        if pre is not None and not pre.ok:
+            reason = f"compile: {pre.reason}"
+        else:
+            if pre is not None:
+                trial.set_user_attr("compile_s", round(pre.value["compile_s"], 2))
+            started = time.perf_counter()
+            outcome = measure(worker, plan, cfg)
+            trial.set_user_attr("wall_s", round(time.perf_counter() - started, 2))
+            reason = None if outcome.ok else outcome.reason
+        if outcome is not None and outcome.ok:
+            trial.set_user_attr("median_ms", outcome.value["median_ms"])
+            study.tell(trial, outcome.value["tflops"])
+        else:
+            trial.set_user_attr("reason", reason)
+            study.tell(trial, state=optuna.trial.TrialState.FAIL)
+            log.debug("%s %s failed: %s", plan.study_name, cfg.short(), reason)
