@@ -2,9 +2,13 @@
 # What the next GPU session should run, in stages that each fit one device call (10 min):
 #   STAGE=ship    qwen2.5-vl tune (its wall time is the <= 10 min target), then the overhead,
 #                 encoder and lengths benchmarks with the configs it wrote
-#   STAGE=search  exhaustive sweep on all GPUs; sampled search on 1 and on 2 GPUs (wall
-#                 times); scripts/compare_search.py (sweep vs the 1-GPU search)
-#   STAGE=final   GPU tests of a kernel change, overhead/encoder benches, head-dim benches
+#   STAGE=grid    exhaustive sweep of the qwen2.5-vl buckets on all GPUs (a multi-GPU kind)
+#   STAGE=scaling sampled search on 1 and on 2 GPUs (wall times), then
+#                 scripts/compare_search.py against the sweep (carry results/gpu from the
+#                 grid call, or run both on one warm machine)
+#   STAGE=final   the whole GPU lane (every valid config), overhead and encoder benches,
+#                 head_dim 72/88/128 benches
+#   STAGE=heads   tune the heads preset (d64/72/80/88/128) into a copy of the shipped YAML
 #   STAGE=tune    qwen2.5-vl tune only
 #   STAGE=tests   the whole GPU lane (incl. compile and CUDA graphs)
 # Optuna is not on the device image: run ../shared/device/fetch-wheels.sh here first, carry
@@ -32,20 +36,23 @@ case "${STAGE:-tests}" in
     step 100 python3 -m vitune.cli bench --encoder qwen2.5-vl --out "$DB/encoder.jsonl"
     step "${BENCH_S:-150}" python3 -m vitune.cli bench --preset lengths \
       --out "$DB/bench-lengths.jsonl" > "$OUT/bench.log" 2>&1; tail -45 "$OUT/bench.log" ;;
-  search)  # the exhaustive sweep on every GPU, then one and two GPUs on the sampled search
-    step 270 python3 -m vitune.cli tune --gpu auto --preset qwen2.5-vl --sampler grid \
+  grid)  # the exhaustive sweep on every GPU (resumes: carry results/gpu and repeat)
+    step 560 python3 -m vitune.cli tune --gpu auto --preset qwen2.5-vl --sampler grid \
       --trials 100000 --workers gpus --out /tmp/vt/grid --storage "sqlite:///$PWD/$DB/grid.db" \
-      > "$OUT/grid.log" 2>&1; tail -12 "$OUT/grid.log"
+      > "$OUT/grid.log" 2>&1; tail -12 "$OUT/grid.log" ;;
+  scaling)  # the sampled search on one GPU, then on two (wall times), then the comparison
     for n in 1 2; do
-      step 150 python3 -m vitune.cli tune --gpu auto --preset qwen2.5-vl --trials 40 \
+      step 270 python3 -m vitune.cli tune --gpu auto --preset qwen2.5-vl --trials 40 \
         --workers $n --out /tmp/vt/tpe$n --storage "sqlite:///$PWD/$DB/tpe$n.db" \
         > "$OUT/tpe$n.log" 2>&1; tail -9 "$OUT/tpe$n.log"
     done
-    python3 scripts/compare_search.py "sqlite:///$PWD/$DB/grid.db" "sqlite:///$PWD/$DB/tpe1.db" ;;
+    if [ -f "$DB/grid.db" ]; then
+      python3 scripts/compare_search.py "sqlite:///$PWD/$DB/grid.db" "sqlite:///$PWD/$DB/tpe1.db"
+    fi ;;
   final)  # after a kernel change: its GPU tests, then overhead, encoder and head-dim benches
-    step 120 python3 -m pytest -q -m gpu -p no:cacheprovider tests/test_kernel_gpu.py \
-      tests/test_compile.py -k "${TESTS_K:-not every_valid_config or (d72 and w2)}" \
-      > "$OUT/gpu_tests.log" 2>&1; tail -4 "$OUT/gpu_tests.log"
+    step 200 python3 -m pytest -q -m gpu -n "${JOBS:-14}" -p no:cacheprovider \
+      tests/test_kernel_gpu.py tests/test_compile.py > "$OUT/gpu_tests.log" 2>&1
+    grep -E "^FAILED|passed|failed" "$OUT/gpu_tests.log" | tail -8
     export VITUNE_CONFIG_DIR=$PWD/vitune/configs
     step 40 python3 -m vitune.cli bench --overhead --out "$DB/overhead.jsonl"
     step 100 python3 -m vitune.cli bench --encoder qwen2.5-vl --out "$DB/encoder.jsonl"
@@ -53,6 +60,11 @@ case "${STAGE:-tests}" in
       4x4096 1x16384; do printf '%s d%s,' "$n" "$d"; done; done)
     step "${BENCH_S:-150}" python3 -m vitune.cli bench --preset lengths --workloads "${wl%,}" \
       --out "$DB/bench-dims.jsonl" > "$OUT/bench.log" 2>&1; tail -25 "$OUT/bench.log" ;;
+  heads)  # tune head dims 64/72/80/88/128 (window and full) into a copy of the shipped file
+    mkdir -p "$DB/configs"; cp vitune/configs/*.yaml "$DB/configs/" 2>/dev/null
+    step 560 python3 -m vitune.cli tune --gpu auto --preset heads --trials 40 \
+      --out "$DB/configs" --storage "sqlite:///$PWD/$DB/heads.db" > "$OUT/heads.log" 2>&1
+    tail -16 "$OUT/heads.log" ;;
   tune)  time python3 -m vitune.cli tune --gpu auto --preset qwen2.5-vl --trials 40 \
            --out "$DB/configs" --storage "sqlite:///$PWD/$DB/tpe.db" 2>&1 | tail -40 ;;
   tests) python3 -m pytest -m gpu -q -n "${JOBS:-14}" -p no:cacheprovider tests/ \
