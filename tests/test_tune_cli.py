@@ -18,11 +18,11 @@ pytestmark = pytest.mark.skipif(torch.cuda.is_available(), reason="CPU lane")
 
 
 def finished_trials(storage: str) -> dict[str, int]:
-    """Finished trials that ran (the budget does not count configs the rules rejected)."""
-    done = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.FAIL)
-    return {s.study_name: sum(not t.user_attrs.get("rejected_by_rules") for t in
-                              optuna.load_study(study_name=s.study_name, storage=storage)
-                              .get_trials(states=done))
+    """Trials that ran (the budget counts neither rule rejections nor repeats)."""
+    from vitune.tuner.search import trial_ran
+
+    return {s.study_name: sum(trial_ran(t) for t in
+                              optuna.load_study(study_name=s.study_name, storage=storage).trials)
             for s in optuna.get_all_study_summaries(storage)}
 
 
