@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -128,6 +129,39 @@ def cmd_bench(args: argparse.Namespace) -> int:
     _print_table(rows, backends, pivot="backend")
     print(f"wrote {len(rows)} rows to {args.out}")
     return 0
+
+
+def cmd_compile_check(args: argparse.Namespace) -> int:
+    """Compile every valid config for an architecture, with or without its GPU."""
+    import torch
+
+    from vitune.kernels.arch import ARCHS
+    from vitune.kernels.vision_attn.aot import compile_space
+    from vitune.kernels.vision_attn.space import estimate_smem_bytes
+
+    arch = ARCHS[args.arch]
+    dtype = getattr(torch, args.dtype)
+    failed, over, instructions, slack = [], [], {}, []
+    results = list(compile_space(arch, args.head_dim, dtype, args.jobs, args.limit))
+    for cfg, info in results:
+        if isinstance(info, str):
+            failed.append((cfg, info))
+            continue
+        instructions[info.matrix_instructions] = instructions.get(info.matrix_instructions,
+                                                                  0) + 1
+        if info.shared_bytes > arch.smem_per_block:
+            over.append((cfg, info.shared_bytes))
+        slack.append(info.shared_bytes / estimate_smem_bytes(cfg, args.head_dim, dtype))
+    print(f"{arch.name} (sm_{arch.min_capability[0]}{arch.min_capability[1]}), head_dim "
+          f"{args.head_dim}, {args.dtype}: {len(results)} valid configs compiled ahead of "
+          f"time, {len(failed)} failed, {len(over)} over the {arch.smem_per_block // 1024} KB "
+          f"shared-memory budget; matrix instructions {instructions}; real shared memory / "
+          f"estimate at most {max(slack, default=0):.2f}")
+    for cfg, reason in failed[:20]:
+        print(f"  FAILED {cfg.short()}: {reason}")
+    for cfg, used in over[:20]:
+        print(f"  OVER   {cfg.short()}: {used // 1024} KB")
+    return 1 if failed or over else 0
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
@@ -368,6 +402,18 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--reps", type=int, default=10)
     bench.add_argument("--out", default="results/bench.jsonl")
     bench.set_defaults(func=cmd_bench)
+
+    check = sub.add_parser("compile-check",
+                           help="compile every valid config for an architecture ahead of time "
+                                "(no GPU needed): compiler errors, real shared memory")
+    check.add_argument("--arch", default="blackwell",
+                       choices=("ampere", "ampere_consumer", "hopper", "blackwell",
+                                "blackwell_consumer"))
+    check.add_argument("--head-dim", type=int, default=80)
+    check.add_argument("--dtype", default="bfloat16", choices=("bfloat16", "float16", "float32"))
+    check.add_argument("--jobs", type=int, default=max(1, (os.cpu_count() or 2)))
+    check.add_argument("--limit", type=int, help="only the first N valid configs")
+    check.set_defaults(func=cmd_compile_check)
 
     sweep = sub.add_parser("sweep", help="time every valid kernel config on workloads")
     add_workload_args(sweep)

@@ -1,0 +1,54 @@
+"""Ahead-of-time compiles for Hopper (sm_90) and Blackwell (sm_100) on a machine without
+either: the defaults compile, get the architecture's matrix instructions, and take no more
+shared memory than the validity rules estimate (so the rules never admit a config that
+cannot launch). Runs in a subprocess: the test lane imports the interpreted kernel."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+SCRIPT = """
+import json, torch
+from vitune.kernels.arch import ARCHS
+from vitune.kernels.vision_attn.aot import compile_for
+from vitune.kernels.vision_attn.space import default_config, estimate_smem_bytes
+rows = []
+for arch, cap in (("hopper", 90), ("blackwell", 100)):
+    for mean in (64, 4096):
+        cfg = default_config(80, torch.bfloat16, ARCHS[arch], mean)
+        info = compile_for(cfg, 80, torch.bfloat16, cap)
+        rows.append(dict(arch=arch, cfg=cfg.short(), block_m=cfg.block_m, warps=cfg.num_warps,
+                         shared=info.shared_bytes, mma=info.matrix_instructions,
+                         estimate=estimate_smem_bytes(cfg, 80, torch.bfloat16),
+                         budget=ARCHS[arch].smem_per_block))
+print(json.dumps(rows))
+"""
+
+
+def _can_compile_ahead() -> bool:
+    try:
+        from triton.backends.compiler import GPUTarget  # noqa: F401
+        from triton.compiler import ASTSource  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+@pytest.mark.skipif(not _can_compile_ahead(), reason="this triton has no ahead-of-time API")
+@pytest.mark.skipif(torch.cuda.is_available(), reason="CPU lane (the GPU lane runs them)")
+def test_defaults_compile_for_hopper_and_blackwell_within_the_estimate():
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    done = subprocess.run([sys.executable, "-c", SCRIPT], env=env, capture_output=True,
+                          text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = json.loads(done.stdout.strip().splitlines()[-1])
+    assert len(rows) == 4
+    for r in rows:
+        assert 0 < r["shared"] <= min(r["estimate"], r["budget"]), r
+        # Hopper's warpgroup MMA needs 4+ warps and 64+ rows; Blackwell uses tcgen05 there.
+        if r["warps"] >= 4 and r["block_m"] >= 64:
+            assert r["mma"] == {"hopper": "wgmma", "blackwell": "tcgen05"}[r["arch"]], r

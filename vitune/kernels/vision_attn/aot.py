@@ -1,0 +1,103 @@
+"""Compile the kernel for a GPU architecture without that GPU (Triton's ahead-of-time path:
+the bundled ptxas builds sm_90 and sm_100 code on any machine). It tells whether a config
+compiles for Hopper or Blackwell, which matrix instructions it got and how much shared
+memory it really takes, so validity rules for a GPU that is not at hand can be checked.
+
+Needs the compiled kernel: run it in a process without TRITON_INTERPRET=1.
+"""
+
+from __future__ import annotations
+
+import inspect
+import multiprocessing as mp
+import os
+from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+
+import torch
+
+from vitune.kernels.arch import ArchSpec
+from vitune.kernels.vision_attn.space import (
+    KernelConfig,
+    chunk_offsets,
+    head_chunks,
+    valid_configs,
+)
+
+POINTER_TYPES = {torch.float16: "*fp16", torch.bfloat16: "*bf16", torch.float32: "*fp32"}
+POINTERS = ("Q", "K", "V", "Out")
+
+
+@dataclass(frozen=True)
+class CompiledInfo:
+    capability: int  # e.g. 90, 100
+    shared_bytes: int
+    num_regs: int | None  # known only where the driver reports it (not ahead of time)
+    matrix_instructions: str  # "wgmma" (Hopper), "tcgen05" (Blackwell), "mma" (older path)
+
+
+def compile_for(cfg: KernelConfig, head_dim: int, dtype: torch.dtype, capability: int,
+                varlen: bool = True) -> CompiledInfo:
+    """Compile vision_attn_fwd with `cfg` for compute capability `capability` (90 = sm_90)."""
+    import triton
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource
+
+    from vitune.kernels.vision_attn.kernel import vision_attn_fwd
+
+    if not isinstance(vision_attn_fwd, triton.runtime.JITFunction):
+        raise RuntimeError("compile_for needs the compiled kernel: unset TRITON_INTERPRET")
+    names = list(inspect.signature(vision_attn_fwd.fn).parameters)
+    d0, d1, d2 = head_chunks(head_dim, cfg.head_split)
+    _, o1, o2 = chunk_offsets(head_dim, cfg.head_split)
+    constexprs = dict(IS_VARLEN=varlen, HEAD_DIM=head_dim, D0=d0, D1=d1, D2=d2, O1=o1, O2=o2,
+                      BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n,
+                      HEADS_FASTEST=cfg.heads_fastest,
+                      PRECISION="ieee" if dtype == torch.float32 else "tf32",
+                      STRIDES_DIV8=False)
+    signature = {}
+    for name in names:
+        if name in constexprs:
+            signature[name] = "constexpr"
+        elif name in POINTERS:
+            signature[name] = POINTER_TYPES[dtype]
+        elif name == "CU":
+            signature[name] = "*i32"
+        elif name == "qk_scale":
+            signature[name] = "fp32"
+        else:
+            signature[name] = "i32"
+    source = ASTSource(fn=vision_attn_fwd, signature=signature,
+                       constexprs={(names.index(k),): v for k, v in constexprs.items()})
+    kernel = triton.compile(source, target=GPUTarget("cuda", capability, 32),
+                            options={"num_warps": cfg.num_warps, "num_stages": cfg.num_stages})
+    ptx = kernel.asm.get("ptx", "")
+    instructions = "tcgen05" if "tcgen05" in ptx else "wgmma" if "wgmma" in ptx else "mma"
+    return CompiledInfo(capability, int(kernel.metadata.shared),
+                        getattr(kernel, "n_regs", None), instructions)
+
+
+def _compile_or_reason(args: tuple) -> CompiledInfo | str:
+    try:
+        return compile_for(*args)
+    except Exception as exc:  # a compiler error is this config's result
+        return f"{type(exc).__name__}: {str(exc).strip().splitlines()[-1][:300]}"
+
+
+def compile_space(arch: ArchSpec, head_dim: int, dtype: torch.dtype, jobs: int,
+                  limit: int | None = None
+                  ) -> Iterator[tuple[KernelConfig, CompiledInfo | str]]:
+    """Compile every valid config (or the first `limit`) for `arch` in `jobs` processes;
+    yields (config, info or the compiler's reason) as they finish."""
+    capability = arch.min_capability[0] * 10 + arch.min_capability[1]
+    configs = list(valid_configs(head_dim, dtype, arch))[:limit]
+    saved = os.environ.pop("TRITON_INTERPRET", None)  # the children compile for real
+    try:
+        with ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn")) as pool:
+            results = pool.map(_compile_or_reason,
+                               [(cfg, head_dim, dtype, capability) for cfg in configs])
+            yield from zip(configs, results, strict=True)
+    finally:
+        if saved is not None:
+            os.environ["TRITON_INTERPRET"] = saved
