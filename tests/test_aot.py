@@ -25,7 +25,11 @@ for arch, cap in (("hopper", 90), ("blackwell", 100)):
                          shared=info.shared_bytes, mma=info.matrix_instructions,
                          estimate=estimate_smem_bytes(cfg, 80, torch.bfloat16),
                          budget=ARCHS[arch].smem_per_block))
-print(json.dumps(rows))
+from vitune.kernels.vision_attn.space import KernelConfig
+window = KernelConfig(block_m=64, block_n=32, num_warps=2, num_stages=2, heads_fastest=True)
+loads = {f"d{d}-unit{u}": compile_for(window, d, torch.bfloat16, 90, unit=u).vector_loads
+         for d, u in ((80, 1), (72, 1), (72, None))}
+print(json.dumps({"rows": rows, "vector_loads": loads}))
 """
 
 
@@ -45,10 +49,15 @@ def test_defaults_compile_for_hopper_and_blackwell_within_the_estimate():
     done = subprocess.run([sys.executable, "-c", SCRIPT], env=env, capture_output=True,
                           text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
-    rows = json.loads(done.stdout.strip().splitlines()[-1])
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    rows, loads = result["rows"], result["vector_loads"]
     assert len(rows) == 4
     for r in rows:
         assert 0 < r["shared"] <= min(r["estimate"], r["budget"]), r
         # Hopper's warpgroup MMA needs 4+ warps and 64+ rows; Blackwell uses tcgen05 there.
         if r["warps"] >= 4 and r["block_m"] >= 64:
             assert r["mma"] == {"hopper": "wgmma", "blackwell": "tcgen05"}[r["arch"]], r
+    # Rows of 72 elements (fused qkv strides 72, 3 * 16 * 72) get 16-byte loads only when
+    # the launcher passes strides in units of 8 (the default, unit=None), as 80 does.
+    assert loads["d80-unit1"] > 0 and loads["d72-unit1"] == 0
+    assert loads["d72-unitNone"] == loads["d80-unit1"]

@@ -108,11 +108,11 @@ def test_malformed_cu_seqlens_never_reads_out_of_bounds_without_validate():
 
 @pytest.mark.parametrize("width", [44, 40])
 def test_strides_with_and_without_the_multiple_of_8_hint(width):
-    """Head rows stored 44 wide (strides not multiples of 8: no alignment hint) or 40 wide
-    (multiples of 8, not all of 16: hinted) give the right answer."""
-    from vitune.kernels.vision_attn.launch import _needs_div8_hint
+    """Head rows stored 44 wide (strides not multiples of 8: passed as they are) or 40 wide
+    (multiples of 8, not all of 16: passed in units of 8) give the right answer."""
+    from vitune.kernels.vision_attn.launch import stride_unit
 
-    assert _needs_div8_hint([(0, 3 * 2 * width, width)]) == (width == 40)
+    assert stride_unit([(0, 3 * 2 * width, width)]) == (8 if width == 40 else 1)
     gen = torch.Generator().manual_seed(width)
     base = torch.randn(30, 3, 2, width, generator=gen).to(torch.float16)
     q, k, v = (base[:, i, :, :40] for i in range(3))

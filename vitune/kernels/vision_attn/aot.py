@@ -11,6 +11,7 @@ from __future__ import annotations
 import inspect
 import multiprocessing as mp
 import os
+import re
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ from dataclasses import dataclass
 import torch
 
 from vitune.kernels.arch import ArchSpec
+from vitune.kernels.vision_attn.launch import stride_unit
 from vitune.kernels.vision_attn.space import (
     KernelConfig,
     chunk_offsets,
@@ -35,11 +37,16 @@ class CompiledInfo:
     shared_bytes: int
     num_regs: int | None  # known only where the driver reports it (not ahead of time)
     matrix_instructions: str  # "wgmma" (Hopper), "tcgen05" (Blackwell), "mma" (older path)
+    global_loads: int  # ld.global instructions in the PTX
+    vector_loads: int  # of those, 16-byte (v4) ones
 
 
 def compile_for(cfg: KernelConfig, head_dim: int, dtype: torch.dtype, capability: int,
-                varlen: bool = True) -> CompiledInfo:
-    """Compile vision_attn_fwd with `cfg` for compute capability `capability` (90 = sm_90)."""
+                heads: int = 16, unit: int | None = None) -> CompiledInfo:
+    """Compile vision_attn_fwd with `cfg` for compute capability `capability` (90 = sm_90),
+    specialised as a launch on packed q, k, v views of one fused [T, 3, heads, head_dim]
+    tensor with a contiguous output would be (16-byte aligned pointers; ints that are
+    multiples of 16 marked so). `unit` overrides the launcher's stride unit (1 or 8)."""
     import triton
     from triton.backends.compiler import GPUTarget
     from triton.compiler import ASTSource
@@ -49,13 +56,19 @@ def compile_for(cfg: KernelConfig, head_dim: int, dtype: torch.dtype, capability
     if not isinstance(vision_attn_fwd, triton.runtime.JITFunction):
         raise RuntimeError("compile_for needs the compiled kernel: unset TRITON_INTERPRET")
     names = list(inspect.signature(vision_attn_fwd.fn).parameters)
+    fused = [(0, 3 * heads * head_dim, head_dim)] * 3
+    strides = [*fused, (0, heads * head_dim, head_dim)]
+    unit = stride_unit(strides) if unit is None else unit
+    ints = dict(zip([f"stride_{t}{a}" for t in "qkvo" for a in "bth"],
+                    [s // unit for group in strides for s in group], strict=True))
+    ints["n_heads"] = heads
     d0, d1, d2 = head_chunks(head_dim, cfg.head_split)
     _, o1, o2 = chunk_offsets(head_dim, cfg.head_split)
-    constexprs = dict(IS_VARLEN=varlen, HEAD_DIM=head_dim, D0=d0, D1=d1, D2=d2, O1=o1, O2=o2,
+    constexprs = dict(IS_VARLEN=True, HEAD_DIM=head_dim, D0=d0, D1=d1, D2=d2, O1=o1, O2=o2,
                       BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n,
                       HEADS_FASTEST=cfg.heads_fastest,
                       PRECISION="ieee" if dtype == torch.float32 else "tf32",
-                      STRIDES_DIV8=False)
+                      STRIDE_UNIT=unit)
     signature = {}
     for name in names:
         if name in constexprs:
@@ -68,14 +81,18 @@ def compile_for(cfg: KernelConfig, head_dim: int, dtype: torch.dtype, capability
             signature[name] = "fp32"
         else:
             signature[name] = "i32"
+    aligned = [n for n in names if n in (*POINTERS, "CU") or ints.get(n, 1) % 16 == 0]
     source = ASTSource(fn=vision_attn_fwd, signature=signature,
-                       constexprs={(names.index(k),): v for k, v in constexprs.items()})
+                       constexprs={(names.index(k),): v for k, v in constexprs.items()},
+                       attrs={(names.index(n),): [["tt.divisibility", 16]] for n in aligned})
     kernel = triton.compile(source, target=GPUTarget("cuda", capability, 32),
                             options={"num_warps": cfg.num_warps, "num_stages": cfg.num_stages})
     ptx = kernel.asm.get("ptx", "")
     instructions = "tcgen05" if "tcgen05" in ptx else "wgmma" if "wgmma" in ptx else "mma"
+    loads = re.findall(r"ld\.global\S*", ptx)
     return CompiledInfo(capability, int(kernel.metadata.shared),
-                        getattr(kernel, "n_regs", None), instructions)
+                        getattr(kernel, "n_regs", None), instructions, len(loads),
+                        sum(".v4." in op for op in loads))
 
 
 def _compile_or_reason(args: tuple) -> CompiledInfo | str:

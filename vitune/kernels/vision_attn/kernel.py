@@ -142,24 +142,8 @@ def vision_attn_fwd(
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
     HEADS_FASTEST: tl.constexpr,
     PRECISION: tl.constexpr,
-    STRIDES_DIV8: tl.constexpr,  # every stride is a multiple of 8 elements
+    STRIDE_UNIT: tl.constexpr,  # the strides above are in units of this many elements
 ):
-    if STRIDES_DIV8:
-        # Triton only proves divisibility by 16 from an int argument's value; head_dim 72 or
-        # 88 rows (strides 72, 88, 3 * 16 * 72, ...) are multiples of 8, which still allows
-        # 16-byte vector loads. Without the hint every load is split into 2-byte pieces.
-        stride_qb = tl.multiple_of(stride_qb, 8)
-        stride_qt = tl.multiple_of(stride_qt, 8)
-        stride_qh = tl.multiple_of(stride_qh, 8)
-        stride_kb = tl.multiple_of(stride_kb, 8)
-        stride_kt = tl.multiple_of(stride_kt, 8)
-        stride_kh = tl.multiple_of(stride_kh, 8)
-        stride_vb = tl.multiple_of(stride_vb, 8)
-        stride_vt = tl.multiple_of(stride_vt, 8)
-        stride_vh = tl.multiple_of(stride_vh, 8)
-        stride_ob = tl.multiple_of(stride_ob, 8)
-        stride_ot = tl.multiple_of(stride_ot, 8)
-        stride_oh = tl.multiple_of(stride_oh, 8)
     pid = tl.program_id(0)
     tiles_per_batch = n_heads * n_m_blocks
     b = pid // tiles_per_batch
@@ -202,10 +186,18 @@ def vision_attn_fwd(
 
     b64 = b.to(tl.int64)
     h64 = h.to(tl.int64)
-    q_base = Q + b64 * stride_qb + h64 * stride_qh
-    k_base = K + b64 * stride_kb + h64 * stride_kh
-    v_base = V + b64 * stride_vb + h64 * stride_vh
-    o_base = Out + b64 * stride_ob + h64 * stride_oh
+    # Strides arrive in units of STRIDE_UNIT elements (8 where all are multiples of 8 but
+    # not all of 16: head_dim 72 or 88 rows). Triton proves divisibility by 16 from an int
+    # argument's value and no less (a tl.multiple_of hint on the argument did not reach the
+    # loads); the product by the constant unit does, and gives 16-byte vector loads.
+    q_base = Q + (b64 * stride_qb + h64 * stride_qh) * STRIDE_UNIT
+    k_base = K + (b64 * stride_kb + h64 * stride_kh) * STRIDE_UNIT
+    v_base = V + (b64 * stride_vb + h64 * stride_vh) * STRIDE_UNIT
+    o_base = Out + (b64 * stride_ob + h64 * stride_oh) * STRIDE_UNIT
+    stride_qt = stride_qt * STRIDE_UNIT
+    stride_kt = stride_kt * STRIDE_UNIT
+    stride_vt = stride_vt * STRIDE_UNIT
+    stride_ot = stride_ot * STRIDE_UNIT
 
     q0 = _load_q(q_base, offs_m, in_range, stride_qt, 0, D0, 0, HEAD_DIM)
     acc0 = tl.zeros([BLOCK_M, D0], dtype=tl.float32)

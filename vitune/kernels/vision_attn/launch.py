@@ -41,30 +41,32 @@ def launch_vision_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
     _, o1, o2 = chunk_offsets(head_dim, cfg.head_split)
     n_m_blocks = triton.cdiv(seq_len, cfg.block_m)
     grid = (n_m_blocks * heads * batch,)
+    unit = stride_unit(strides)
     kernel = functools.partial(vision_attn_fwd.warmup, grid=grid) if warmup else \
         vision_attn_fwd[grid]
     kernel(
         q, k, v, out, cu,
         seq_len, n_segments, max(n_segments - 1, 0).bit_length(),
         heads, n_m_blocks,
-        *strides[0], *strides[1], *strides[2], *strides[3],
+        *(s // unit for group in strides for s in group),
         scale * LOG2E,
         IS_VARLEN=cu_seqlens is not None,
         HEAD_DIM=head_dim, D0=d0, D1=d1, D2=d2, O1=o1, O2=o2,
         BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n,
         HEADS_FASTEST=cfg.heads_fastest,
         PRECISION="ieee" if q.dtype == torch.float32 else "tf32",
-        STRIDES_DIV8=_needs_div8_hint(strides),
+        STRIDE_UNIT=unit,
         num_warps=cfg.num_warps, num_stages=cfg.num_stages,
     )
     return out
 
 
-def _needs_div8_hint(strides: list[tuple[int, int, int]]) -> bool:
-    """Every stride a multiple of 8 elements, but not all of 16: the case Triton cannot see
-    for itself (it proves divisibility by 16 only). Elsewhere the code stays as it was."""
+def stride_unit(strides: list[tuple[int, int, int]]) -> int:
+    """8 where every stride is a multiple of 8 elements but not all of 16 (rows of head_dim
+    72 or 88): the kernel gets strides in units of 8 so Triton can see 16-byte alignment,
+    which it proves from an argument's value only for multiples of 16. Else 1 (no change)."""
     flat = [s for group in strides for s in group]
-    return all(s % 8 == 0 for s in flat) and not all(s % 16 == 0 for s in flat)
+    return 8 if all(s % 8 == 0 for s in flat) and not all(s % 16 == 0 for s in flat) else 1
 
 
 def tensor_strides_aligned(*tensors: torch.Tensor) -> bool:
