@@ -8,6 +8,7 @@
 #                 grid call, or run both on one warm machine)
 #   STAGE=final   the whole GPU lane (every valid config), overhead and encoder benches,
 #                 head_dim 72/88/128 benches
+#   STAGE=probe   do split 72/88 configs on wgmma still miscompile with strides in units of 8?
 #   STAGE=heads   tune the heads preset (d64/72/80/88/128) into a copy of the shipped YAML
 #   STAGE=tune    qwen2.5-vl tune only
 #   STAGE=tests   the whole GPU lane (incl. compile and CUDA graphs)
@@ -60,6 +61,9 @@ case "${STAGE:-tests}" in
       4x4096 1x16384; do printf '%s d%s,' "$n" "$d"; done; done)
     step "${BENCH_S:-150}" python3 -m vitune.cli bench --preset lengths --workloads "${wl%,}" \
       --out "$DB/bench-dims.jsonl" > "$OUT/bench.log" 2>&1; tail -25 "$OUT/bench.log" ;;
+  probe)  # split head_dim 72/88 configs the alignment rule rejects (4 and 8 warps)
+    step 400 python3 scripts/probe_rules.py --jobs 12 --warps 4,8 > "$OUT/probe.log" 2>&1
+    grep -c "^ok" "$OUT/probe.log"; grep "^BAD" "$OUT/probe.log" | head -20; tail -1 "$OUT/probe.log" ;;
   heads)  # tune head dims 64/72/80/88/128 (window and full) into a copy of the shipped file
     mkdir -p "$DB/configs"; cp vitune/configs/*.yaml "$DB/configs/" 2>/dev/null
     step 560 python3 -m vitune.cli tune --gpu auto --preset heads --trials 40 \
