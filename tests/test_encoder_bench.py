@@ -28,3 +28,18 @@ def test_backends_agree_on_a_tiny_encoder():
     for name in ("sglang-style-fixed", "vitune-auto"):
         assert by[name]["status"] == "ok" and by[name]["rel_diff_vs_first"] < 1e-4
         assert by[name]["tokens"] == 3 * 64 and by[name]["tokens_per_s"] > 0
+
+
+@pytest.mark.skipif(torch.cuda.is_available() or not kernel_is_interpreted(), reason="CPU lane")
+def test_a_backend_out_of_memory_is_reported_and_the_rest_run(monkeypatch):
+    from vitune.bench import encoder
+
+    def huge_mask(q, k, v, cu, max_len):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 48.58 GiB. ...")
+
+    monkeypatch.setitem(encoder.ENCODER_BACKENDS, "sdpa-masked", huge_mask)
+    rows = bench_encoder([(112, 112)], ["sdpa-masked", "vitune-auto"], torch.device("cpu"),
+                         torch.float32, shape=TINY, reps=1)
+    assert rows[0] == {"backend": "sdpa-masked", "status": "oom",
+                       "reason": "CUDA out of memory"}
+    assert rows[1]["status"] == "ok" and rows[1]["rel_diff_vs_first"] is None
