@@ -29,7 +29,10 @@ from vitune.kernels.vision_attn.space import KernelConfig
 window = KernelConfig(block_m=64, block_n=32, num_warps=2, num_stages=2, heads_fastest=True)
 loads = {f"d{d}-unit{u}": compile_for(window, d, torch.bfloat16, 90, unit=u).vector_loads
          for d, u in ((80, 1), (72, 1), (72, None))}
-print(json.dumps({"rows": rows, "vector_loads": loads}))
+four = KernelConfig(block_m=64, block_n=32, num_warps=4, num_stages=2, heads_fastest=True)
+paths = {w: compile_for(c, 72, torch.bfloat16, 90).matrix_instructions
+         for w, c in (("2 warps", window), ("4 warps", four))}
+print(json.dumps({"rows": rows, "vector_loads": loads, "paths": paths}))
 """
 
 
@@ -51,6 +54,9 @@ def test_defaults_compile_for_hopper_and_blackwell_within_the_estimate():
     assert done.returncode == 0, done.stderr[-2000:]
     result = json.loads(done.stdout.strip().splitlines()[-1])
     rows, loads = result["rows"], result["vector_loads"]
+    # The premise of the head_dim 72/88 rule (space.needs_aligned_strides): 2 warps stay off
+    # Hopper's wgmma path, where the measured miscompile lives; 4 warps take it.
+    assert result["paths"] == {"2 warps": "mma", "4 warps": "wgmma"}
     assert len(rows) == 4
     for r in rows:
         assert 0 < r["shared"] <= min(r["estimate"], r["budget"]), r
