@@ -1,6 +1,7 @@
 """`vitune plot`: charts from bench rows and from a study storage, titled with the GPU."""
 
 import json
+from pathlib import Path
 
 import optuna
 
@@ -47,3 +48,26 @@ def test_convergence_from_a_study_and_the_cli(tmp_path):
     assert main(["plot", "--results", str(results), "--storage", storage,
                  "--out", str(tmp_path / "out")]) == 0
     assert (tmp_path / "out" / "throughput-gpu-a.png").exists()
+
+
+def test_cross_gpu_chart_from_tuned_files(tmp_path):
+    """Two GPUs' tuned files side by side; one file alone draws nothing."""
+    import shutil
+
+    import yaml
+
+    from vitune.bench.plots import plot_tuned_configs
+
+    shipped = Path(__file__).resolve().parent.parent / "vitune" / "configs" / "h100.yaml"
+    shutil.copy(shipped, tmp_path / "h100.yaml")
+    assert plot_tuned_configs(tmp_path, tmp_path / "out") is None
+    doc = yaml.safe_load(shipped.read_text())
+    doc["gpu"] = "h200"
+    doc["provenance"]["device_name"] = "NVIDIA H200"
+    for bucket in doc["buckets"][1:]:  # a bucket the other GPU has not tuned stays at 0
+        bucket["tflops"] *= 1.1
+    doc["buckets"] = doc["buckets"][1:]
+    (tmp_path / "h200.yaml").write_text(yaml.safe_dump(doc))
+    path = plot_tuned_configs(tmp_path, tmp_path / "out")
+    assert path.name == "cross-gpu-tuned.png" and path.stat().st_size > 5000
+    assert main(["plot", "--configs", str(tmp_path), "--out", str(tmp_path / "cli")]) == 0

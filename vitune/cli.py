@@ -334,7 +334,13 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def cmd_plot(args: argparse.Namespace) -> int:
-    from vitune.bench.plots import plot_convergence, plot_cross_gpu, plot_throughput, read_rows
+    from vitune.bench.plots import (
+        plot_convergence,
+        plot_cross_gpu,
+        plot_throughput,
+        plot_tuned_configs,
+        read_rows,
+    )
 
     written = []
     if args.results:
@@ -347,8 +353,11 @@ def cmd_plot(args: argparse.Namespace) -> int:
                 written.append(path)
     if args.storage:
         written += plot_convergence(args.storage, args.out)
+    if args.configs and (path := plot_tuned_configs(args.configs, args.out)):
+        written.append(path)
     if not written:
-        _fail("nothing to plot: give --results FILE... and/or --storage URL")
+        _fail("nothing to plot: give --results FILE..., --storage URL... and/or --configs DIR "
+              "(with two or more GPU files)")
     for path in written:
         print(f"wrote {path}")
     return 0
@@ -383,6 +392,8 @@ def build_parser() -> argparse.ArgumentParser:
                            "search and an exhaustive sweep, share each study's chart)")
     plot.add_argument("--cross-gpu", nargs="*", default=["vitune-tuned", "sdpa-cudnn"],
                       help="backends to compare across the GPUs found in --results")
+    plot.add_argument("--configs", help="folder of tuned <gpu>.yaml files: a cross-GPU chart "
+                                        "when it holds two or more")
     plot.add_argument("--out", default="plots")
     plot.set_defaults(func=cmd_plot)
 

@@ -99,6 +99,42 @@ def plot_cross_gpu(rows: list[dict], out_dir: str | Path, backend: str) -> Path 
     return _save(fig, Path(out_dir) / f"cross-gpu-{_slug(backend)}.png")
 
 
+def plot_tuned_configs(config_dir: str | Path, out_dir: str | Path) -> Path | None:
+    """The tuned files side by side when a folder holds several `<gpu>.yaml`: per bucket,
+    the tuned kernel's TFLOP/s on each GPU (solid) and the best peer measured in the same
+    run (hatched). None with fewer than two GPU files."""
+    from vitune.runtime.schema import load_config_file
+
+    docs = [load_config_file(p) for p in sorted(Path(config_dir).glob("*.yaml"))]
+    docs = [d for d in docs if not d.get("interpreter")]
+    if len(docs) < 2:
+        return None
+    buckets = list(dict.fromkeys(_bucket_label(b) for d in docs for b in d["buckets"]))
+    fig, ax = plt.subplots(figsize=(max(6, 1.6 * len(buckets)), 4))
+    width = 0.8 / len(docs)
+    for i, doc in enumerate(docs):
+        by_label = {_bucket_label(b): b for b in doc["buckets"]}
+        xs = [j + i * width for j in range(len(buckets))]
+        tuned = [by_label[b].get("tflops", 0.0) if b in by_label else 0.0 for b in buckets]
+        peers = [max(by_label[b].get("peers", {}).values(), default=0.0) if b in by_label
+                 else 0.0 for b in buckets]
+        prov = doc.get("provenance", {})
+        bars = ax.bar(xs, tuned, width, label=f"{doc['gpu']} tuned ({prov.get('device_name')}, "
+                      f"triton {prov.get('triton')}, {prov.get('date')})")
+        ax.bar(xs, peers, width, fill=False, hatch="//", edgecolor=bars[0].get_facecolor(),
+               label=f"{doc['gpu']} best peer")
+    ax.set_xticks([j + 0.4 - width / 2 for j in range(len(buckets))], buckets, rotation=30,
+                  ha="right", fontsize=7)
+    ax.set_ylabel("useful TFLOP/s")
+    ax.set_title("tuned configs across GPUs (each GPU's own tuning run)", fontsize=9)
+    ax.legend(fontsize=7)
+    return _save(fig, Path(out_dir) / "cross-gpu-tuned.png")
+
+
+def _bucket_label(bucket: dict) -> str:
+    return f"d{bucket['head_dim']} {bucket['dtype']} {bucket['regime']} L{bucket['seqlen']}"
+
+
 def plot_convergence(storages: str | list[str], out_dir: str | Path) -> list[Path]:
     """Best-so-far TFLOP/s against trials that ran (configs the validity rules rejected
     cost nothing and are not counted), one chart per study name, one line per storage: pass
