@@ -26,6 +26,18 @@ def test_show_names_level_for_a_named_gpu(capsys):
     assert "selector on gb200 (blackwell)" in out and "d80-bfloat16-window-L64" in out
 
 
+def test_show_reads_the_shipped_h100_file(capsys):
+    """The shipped file is found for an H100, with the backend each bucket runs."""
+    from vitune.runtime.selector import SHIPPED_DIR, clear_cache
+
+    clear_cache()
+    assert (SHIPPED_DIR / "h100.yaml").exists()
+    assert main(["show", "--gpu", "h100", "--preset", "qwen2.5-vl"]) == 0
+    out = capsys.readouterr().out
+    assert "exact GPU" in out and "h100.yaml" in out and "backend" in out
+    assert "triton" in out  # the window bucket runs vitune's kernel
+
+
 def test_show_rejects_unknown_gpu_key(capsys):
     with pytest.raises(SystemExit) as info:
         main(["show", "--gpu", "h1000"])

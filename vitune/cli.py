@@ -322,11 +322,11 @@ def cmd_show(args: argparse.Namespace) -> int:
     if gpu is None:
         _fail("no CUDA GPU here: name one with --gpu (e.g. --gpu h100)")
     table = Table(title=f"selector on {gpu.key} ({gpu.arch.name})")
-    for col in ("bucket", "config", "level", "source", "tuned TFLOP/s"):
+    for col in ("bucket", "backend", "config", "level", "source", "vitune TFLOP/s"):
         table.add_column(col)
     for w in TUNE_PRESETS[args.preset]:
         c = choose(gpu, w.head_dim, w.torch_dtype, w.max_seqlen)
-        table.add_row(bucket_of(w).key, c.config.short(), c.level,
+        table.add_row(bucket_of(w).key, c.backend, c.config.short(), c.level,
                       f"{c.path} [{c.bucket}]" if c.path else "-",
                       f"{c.tflops:.1f}" if c.tflops is not None else "-")
     Console(width=200).print(table)
