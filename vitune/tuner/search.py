@@ -84,10 +84,12 @@ class BucketResult:
     study_name: str
 
 
-def plan_bucket(workload: Workload, gpu: GpuIdentity, opts: TuneOptions) -> SearchPlan:
+def plan_bucket(workload: Workload, gpu: GpuIdentity, opts: TuneOptions
+                ) -> tuple[SearchPlan, KernelConfig]:
     """Create (or reopen) the bucket's study, enqueue the configs worth trying first (the
     built-in default, the SGLang-style constants, winners of other buckets and GPUs), and
-    say how to search it: exhaustively when the valid space is no larger than the budget."""
+    say how to search it: exhaustively when the valid space is no larger than the budget.
+    Also returns the built-in default, which is re-timed beside the winner."""
     if opts.sampler not in SAMPLERS:
         raise ValueError(f"unknown sampler {opts.sampler!r}; choose one of {list(SAMPLERS)}")
     bucket = bucket_of(workload)
@@ -107,8 +109,9 @@ def plan_bucket(workload: Workload, gpu: GpuIdentity, opts: TuneOptions) -> Sear
         if check_config(cfg, workload.head_dim, dtype, gpu.arch) is None:
             study.enqueue_trial(cfg.to_dict(), skip_if_exists=True)
     deadline = None if opts.timeout_s is None else time.time() + opts.timeout_s
-    return SearchPlan(workload, gpu, study_name, sampler, opts.storage, opts.trials, deadline,
+    plan = SearchPlan(workload, gpu, study_name, sampler, opts.storage, opts.trials, deadline,
                       opts.seed, opts.rep_ms, opts.trial_timeout_s)
+    return plan, default
 
 
 def tune_bucket(workload: Workload, gpu: GpuIdentity, worker: IsolatedWorker,
@@ -120,7 +123,7 @@ def tune_bucket(workload: Workload, gpu: GpuIdentity, worker: IsolatedWorker,
     those a previous run left), every valid config has run, or `opts.timeout_s` passes;
     then re-time the best few and measure the peers. `team` members (one per extra GPU)
     search the same study meanwhile; they may overshoot the budget by a round each."""
-    plan = plan_bucket(workload, gpu, opts)
+    plan, default = plan_bucket(workload, gpu, opts)
     if team is not None:
         team.start(plan)
     try:
@@ -129,8 +132,6 @@ def tune_bucket(workload: Workload, gpu: GpuIdentity, worker: IsolatedWorker,
         if team is not None:
             team.wait()
     study = optuna.load_study(study_name=plan.study_name, storage=open_storage(opts.storage))
-    default = default_config(workload.head_dim, workload.torch_dtype, gpu.arch,
-                             workload.max_seqlen)
     return _crown(study, plan, worker, default)
 
 

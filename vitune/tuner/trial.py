@@ -7,7 +7,7 @@ import statistics
 import time
 from dataclasses import dataclass
 
-_inputs: dict = {}  # workload -> (q, k, v, cu, reference): built once per worker
+_inputs: dict = {}  # workload -> [q, k, v, cu, reference or None]: one workload at a time
 
 
 @dataclass(frozen=True)
@@ -19,18 +19,21 @@ class TrialRequest:
     rep_ms: float = 100
 
 
-def _inputs_for(workload, device: str):
+def _inputs_for(workload, device: str, reference: bool = True) -> list:
+    """The workload's q, k, v, cu_seqlens and (when asked) its reference output, built once
+    per worker process; building another workload's frees this one's device memory."""
     if workload not in _inputs:
+        _inputs.clear()
+        _inputs[workload] = [*workload.make_qkv(device), workload.cu_seqlens(device), None]
+    entry = _inputs[workload]
+    if reference and entry[4] is None:
         import torch
 
         from vitune.kernels.vision_attn.reference import reference_attention
 
-        _inputs.clear()  # one workload at a time keeps device memory bounded
-        q, k, v = workload.make_qkv(device)
-        cu = workload.cu_seqlens(device)
         compute = torch.float64 if device == "cpu" else torch.float32
-        _inputs[workload] = (q, k, v, cu, reference_attention(q, k, v, cu, compute_dtype=compute))
-    return _inputs[workload]
+        entry[4] = reference_attention(*entry[:4], compute_dtype=compute)
+    return entry
 
 
 def precompile(req: TrialRequest) -> dict:
@@ -43,17 +46,11 @@ def precompile(req: TrialRequest) -> dict:
     from vitune.kernels.vision_attn.space import KernelConfig
 
     w = req.workload
-    if w not in _tensors:
-        _tensors.clear()
-        _tensors[w] = (*w.make_qkv("cuda"), w.cu_seqlens("cuda"))
-    q, k, v, cu = _tensors[w]
+    q, k, v, cu, _ = _inputs_for(w, "cuda", reference=False)
     start = time.perf_counter()
     launch_vision_attention(q, k, v, torch.empty_like(q), cu, w.head_dim ** -0.5,
                             KernelConfig.from_dict(req.config), warmup=True)
     return {"compile_s": time.perf_counter() - start}
-
-
-_tensors: dict = {}  # workload -> (q, k, v, cu) of a compile worker
 
 
 def run_trial(req: TrialRequest) -> dict:

@@ -19,13 +19,8 @@ from dataclasses import dataclass
 import torch
 
 from vitune.kernels.arch import ArchSpec
-from vitune.kernels.vision_attn.launch import stride_unit
-from vitune.kernels.vision_attn.space import (
-    KernelConfig,
-    chunk_offsets,
-    head_chunks,
-    valid_configs,
-)
+from vitune.kernels.vision_attn.launch import kernel_constants, stride_unit
+from vitune.kernels.vision_attn.space import KernelConfig, valid_configs
 
 POINTER_TYPES = {torch.float16: "*fp16", torch.bfloat16: "*bf16", torch.float32: "*fp32"}
 POINTERS = ("Q", "K", "V", "Out")
@@ -62,13 +57,7 @@ def compile_for(cfg: KernelConfig, head_dim: int, dtype: torch.dtype, capability
     ints = dict(zip([f"stride_{t}{a}" for t in "qkvo" for a in "bth"],
                     [s // unit for group in strides for s in group], strict=True))
     ints["n_heads"] = heads
-    d0, d1, d2 = head_chunks(head_dim, cfg.head_split)
-    _, o1, o2 = chunk_offsets(head_dim, cfg.head_split)
-    constexprs = dict(IS_VARLEN=True, HEAD_DIM=head_dim, D0=d0, D1=d1, D2=d2, O1=o1, O2=o2,
-                      BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n,
-                      HEADS_FASTEST=cfg.heads_fastest,
-                      PRECISION="ieee" if dtype == torch.float32 else "tf32",
-                      STRIDE_UNIT=unit)
+    constexprs = kernel_constants(cfg, head_dim, dtype, True, unit)
     signature = {}
     for name in names:
         if name in constexprs:

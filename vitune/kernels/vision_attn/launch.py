@@ -37,8 +37,6 @@ def launch_vision_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
         cu = q  # never read when IS_VARLEN is False
     if batch * seq_len * heads == 0:
         return out
-    d0, d1, d2 = head_chunks(head_dim, cfg.head_split)
-    _, o1, o2 = chunk_offsets(head_dim, cfg.head_split)
     n_m_blocks = triton.cdiv(seq_len, cfg.block_m)
     grid = (n_m_blocks * heads * batch,)
     unit = stride_unit(strides)
@@ -50,15 +48,23 @@ def launch_vision_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
         heads, n_m_blocks,
         *(s // unit for group in strides for s in group),
         scale * LOG2E,
-        IS_VARLEN=cu_seqlens is not None,
-        HEAD_DIM=head_dim, D0=d0, D1=d1, D2=d2, O1=o1, O2=o2,
-        BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n,
-        HEADS_FASTEST=cfg.heads_fastest,
-        PRECISION="ieee" if q.dtype == torch.float32 else "tf32",
-        STRIDE_UNIT=unit,
+        **kernel_constants(cfg, head_dim, q.dtype, cu_seqlens is not None, unit),
         num_warps=cfg.num_warps, num_stages=cfg.num_stages,
     )
     return out
+
+
+@functools.cache
+def kernel_constants(cfg: KernelConfig, head_dim: int, dtype: torch.dtype, varlen: bool,
+                     unit: int) -> dict:
+    """The kernel's compile-time arguments for a config (the launcher's and the ahead-of-time
+    compiler's, so both build the same kernel). Cached: it is on every call's path; callers
+    unpack the dict and never change it."""
+    d0, d1, d2 = head_chunks(head_dim, cfg.head_split)
+    _, o1, o2 = chunk_offsets(head_dim, cfg.head_split)
+    return dict(IS_VARLEN=varlen, HEAD_DIM=head_dim, D0=d0, D1=d1, D2=d2, O1=o1, O2=o2,
+                BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n, HEADS_FASTEST=cfg.heads_fastest,
+                PRECISION="ieee" if dtype == torch.float32 else "tf32", STRIDE_UNIT=unit)
 
 
 def stride_unit(strides: list[tuple[int, int, int]]) -> int:
