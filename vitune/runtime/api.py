@@ -122,12 +122,10 @@ _ENV_KEY = os.environ.encodekey(VALIDATE_ENV) if hasattr(os.environ, "encodekey"
 
 def validate_from_env() -> bool:
     """Whether VITUNE_VALIDATE asks for the synchronising checks (read on every call)."""
-    if isinstance(_ENV_DATA, dict) and _ENV_KEY is not None:
-        raw = _ENV_DATA.get(_ENV_KEY)
-        value = None if raw is None else os.environ.decodevalue(raw)
-    else:
+    if not isinstance(_ENV_DATA, dict) or _ENV_KEY is None:
         return _env_flag_slow()
-    return value not in (None, "", "0")
+    raw = _ENV_DATA.get(_ENV_KEY)
+    return raw is not None and os.environ.decodevalue(raw) not in ("", "0")
 
 
 def _env_flag_slow() -> bool:
@@ -187,8 +185,6 @@ def _can_run(backend: str, q: torch.Tensor, cu_seqlens: torch.Tensor | None,
 
 def clear_decision_cache() -> None:
     _plans.clear()
-    _decide_config_cached.cache_clear()
-    _auto_backend_cached.cache_clear()
 
 
 def device_gpu(device: torch.device) -> GpuIdentity:
@@ -345,7 +341,7 @@ def _decide_config_uncached(device_type: str, device_index: int, head_dim: int,
                             strides_aligned: bool, strides: tuple) -> tuple:
     """The kernel config's fields for this call: the given config checked against the
     rules, or the selector's choice. Plain values in and out, so torch.compile runs it once
-    at trace time and keeps the result as a constant; cached per key for the hot path."""
+    at trace time and keeps the result as a constant."""
     length = 2 ** (length_key / 4)
     device = torch.device(device_type, device_index) if device_index >= 0 else \
         torch.device(device_type)
@@ -369,25 +365,23 @@ def _decide_config_uncached(device_type: str, device_index: int, head_dim: int,
     return cfg.as_tuple()
 
 
-# Eager calls hit a per-key cache; under torch.compile the same function runs once at trace
-# time and its result is a constant of the graph (dynamo traces into lru_cache wrappers, so
-# the two wrappers are kept apart).
-_auto_backend_cached = functools.lru_cache(maxsize=4096)(_auto_backend_uncached)
+# Eager calls reach these once per call signature (the plan cache above them, the
+# selector's cache below); under torch.compile each runs once at trace time and its result
+# is a constant of the graph.
 _auto_backend_const = torch.compiler.assume_constant_result(_auto_backend_uncached)
-_decide_config_cached = functools.lru_cache(maxsize=4096)(_decide_config_uncached)
 _decide_config_const = torch.compiler.assume_constant_result(_decide_config_uncached)
 
 
 def _auto_backend(*args) -> str:
     if torch.compiler.is_compiling():
         return _auto_backend_const(*args)
-    return _auto_backend_cached(*args)
+    return _auto_backend_uncached(*args)
 
 
 def _decide_config(*args) -> tuple:
     if torch.compiler.is_compiling():
         return _decide_config_const(*args)
-    return _decide_config_cached(*args)
+    return _decide_config_uncached(*args)
 
 
 def _length_key(q: torch.Tensor, cu_seqlens: torch.Tensor | None,

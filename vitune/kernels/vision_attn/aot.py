@@ -30,7 +30,6 @@ POINTERS = ("Q", "K", "V", "Out")
 class CompiledInfo:
     capability: int  # e.g. 90, 100
     shared_bytes: int
-    num_regs: int | None  # known only where the driver reports it (not ahead of time)
     matrix_instructions: str  # "wgmma" (Hopper), "tcgen05" (Blackwell), "mma" (older path)
     global_loads: int  # ld.global instructions in the PTX
     vector_loads: int  # of those, 16-byte (v4) ones
@@ -79,8 +78,7 @@ def compile_for(cfg: KernelConfig, head_dim: int, dtype: torch.dtype, capability
     ptx = kernel.asm.get("ptx", "")
     instructions = "tcgen05" if "tcgen05" in ptx else "wgmma" if "wgmma" in ptx else "mma"
     loads = re.findall(r"ld\.global\S*", ptx)
-    return CompiledInfo(capability, int(kernel.metadata.shared),
-                        getattr(kernel, "n_regs", None), instructions, len(loads),
+    return CompiledInfo(capability, int(kernel.metadata.shared), instructions, len(loads),
                         sum(".v4." in op for op in loads))
 
 
