@@ -10,6 +10,8 @@
 #                 head_dim 72/88/128 benches
 #   STAGE=probe   do split 72/88 configs on wgmma still miscompile with strides in units of 8?
 #   STAGE=heads   tune the heads preset (d64/72/80/88/128) into a copy of the shipped YAML
+#   STAGE=kernel  after a kernel change: A/B of the new choice (scripts/ab_configs.py), the
+#                 GPU lane, and the head_dim 72/88 probe, in one call
 #   STAGE=tune    qwen2.5-vl tune only
 #   STAGE=tests   the whole GPU lane (incl. compile and CUDA graphs)
 # Optuna is not on the device image: run ../shared/device/fetch-wheels.sh here first, carry
@@ -61,6 +63,14 @@ case "${STAGE:-tests}" in
       4x4096 1x16384; do printf '%s d%s,' "$n" "$d"; done; done)
     step "${BENCH_S:-150}" python3 -m vitune.cli bench --preset lengths --workloads "${wl%,}" \
       --out "$DB/bench-dims.jsonl" > "$OUT/bench.log" 2>&1; tail -25 "$OUT/bench.log" ;;
+  kernel)  # a new kernel choice: is it faster, is every valid config right, and at 72/88?
+    step 140 python3 scripts/ab_configs.py --field "${FIELD:-tma}" --head-dims 80,128,72 \
+      > "$OUT/ab.log" 2>&1; tail -8 "$OUT/ab.log"
+    step 300 python3 -m pytest -q -m gpu -n "${JOBS:-14}" -p no:cacheprovider \
+      tests/test_kernel_gpu.py > "$OUT/gpu_tests.log" 2>&1
+    grep -E "^FAILED|passed|failed" "$OUT/gpu_tests.log" | tail -8
+    step 130 python3 scripts/probe_rules.py --jobs 14 --warps 4,8 > "$OUT/probe.log" 2>&1
+    grep -c "^ok" "$OUT/probe.log"; grep "^BAD" "$OUT/probe.log" | head -12; tail -1 "$OUT/probe.log" ;;
   probe)  # split head_dim 72/88 configs the alignment rule rejects (4 and 8 warps)
     step 400 python3 scripts/probe_rules.py --jobs 12 --warps 4,8 > "$OUT/probe.log" 2>&1
     grep -c "^ok" "$OUT/probe.log"; grep "^BAD" "$OUT/probe.log" | head -20; tail -1 "$OUT/probe.log" ;;

@@ -8,6 +8,7 @@ the measured miscompile rules in vitune/kernels/vision_attn/space.py.
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import sys
 import time
@@ -66,13 +67,14 @@ def main() -> None:
             for bn in SEARCH_SPACE["block_n"]:
                 for w in sorted(warps):
                     for s in SEARCH_SPACE["num_stages"]:
-                        for hf in (True, False):
+                        for hf, tma in itertools.product((True, False), SEARCH_SPACE["tma"]):
                             cfg = KernelConfig(block_m=bm, block_n=bn, num_warps=w,
-                                               num_stages=s, head_split=True, heads_fastest=hf)
+                                               num_stages=s, head_split=True, heads_fastest=hf,
+                                               tma=tma)
                             reason = check_config(cfg, d, torch.bfloat16, arch)
                             if reason and "multiples of 16" in reason:
                                 # Only the alignment rule says no: does another one too?
-                                padded = replace(cfg, head_split=False)
+                                padded = replace(cfg, head_split=False, tma=False)
                                 if check_config(padded, d, torch.bfloat16, arch) is None:
                                     cases.append((d, cfg))
     print(f"{len(cases)} configs rejected only by the alignment rule", flush=True)

@@ -85,3 +85,25 @@ def test_every_valid_config(head_dim, cfg):
     in the validity rules."""
     check(WINDOW, heads=2, head_dim=head_dim, dtype=torch.bfloat16, seed=11, config=cfg)
     check(FULL, heads=2, head_dim=head_dim, dtype=torch.bfloat16, seed=12, config=cfg)
+
+
+@pytest.mark.parametrize("batched", [False, True])
+def test_tma_configs_read_through_descriptors(batched, monkeypatch):
+    """On a GPU with TMA, fused qkv views take the descriptor path (no silent fallback)."""
+    from vitune.kernels.vision_attn import launch
+
+    if not device_arch(torch.device("cuda")).has_tma:
+        pytest.skip("no tensor-memory accelerator on this GPU")
+    described = []
+    real = launch.chunk_descriptors
+    monkeypatch.setattr(launch, "chunk_descriptors", lambda *a: described.append(1) or real(*a))
+    cfg = KernelConfig(block_m=128, block_n=64, num_warps=8, num_stages=3, tma=True)
+    if batched:
+        qkv = torch.randn(2, 700, 3, 4, 80, device="cuda", dtype=torch.bfloat16)
+        q, k, v = qkv.unbind(2)
+        out = vision_attention(q, k, v, config=cfg)
+        ref = reference_attention(q, k, v, compute_dtype=torch.float32)
+        assert relative_error(out, ref) < TOLERANCE[torch.bfloat16]
+    else:
+        check(FULL, heads=4, head_dim=80, dtype=torch.bfloat16, seed=3, config=cfg)
+    assert described

@@ -111,3 +111,15 @@ def test_written_file_is_readable_by_others(tmp_path):
         os.umask(old)
     assert (tmp_path / "h100.yaml").stat().st_mode & 0o777 == 0o644
     assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_file_from_before_a_later_choice_still_loads(tmp_path):
+    """A file written before `tma` existed (BUCKET has no tma key) loads with the choice
+    off; a bad value for it is still refused."""
+    from vitune.runtime.schema import bucket_config
+
+    doc = load_config_file(write_raw(tmp_path, DOC))
+    assert bucket_config(doc["buckets"][0]).tma is False
+    bad = with_change(["buckets", 0, "config"], {**BUCKET["config"], "tma": "yes"})
+    with pytest.raises(ConfigFileError, match="tma"):
+        load_config_file(write_raw(tmp_path, bad))

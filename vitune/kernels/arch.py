@@ -19,6 +19,7 @@ class ArchSpec:
     smem_per_block: int  # bytes of shared memory one program may use
     max_regs_per_thread: int
     max_warps: int
+    has_tma: bool = False  # tensor descriptors (TMA): sm_90 and sm_100
 
     @property
     def sm(self) -> str:
@@ -29,18 +30,18 @@ class ArchSpec:
 AMPERE = ArchSpec("ampere", (8, 0), smem_per_block=163 * 1024 - 2048, max_regs_per_thread=255,
                   max_warps=16)
 HOPPER = ArchSpec("hopper", (9, 0), smem_per_block=227 * 1024 - 2048, max_regs_per_thread=255,
-                  max_warps=16)
+                  max_warps=16, has_tma=True)
 BLACKWELL = ArchSpec("blackwell", (10, 0), smem_per_block=227 * 1024 - 2048,
-                     max_regs_per_thread=255, max_warps=16)
+                     max_regs_per_thread=255, max_warps=16, has_tma=True)
 # Consumer parts (sm_86, sm_89, sm_120) give a block only 99 KB of shared memory.
 AMPERE_CONSUMER = ArchSpec("ampere_consumer", (8, 6), smem_per_block=99 * 1024 - 2048,
                            max_regs_per_thread=255, max_warps=16)
 BLACKWELL_CONSUMER = ArchSpec("blackwell_consumer", (12, 0), smem_per_block=99 * 1024 - 2048,
                               max_regs_per_thread=255, max_warps=16)
 # The Triton interpreter (TRITON_INTERPRET=1) has no hardware limits; budgets as Hopper's
-# keep CPU tests on the same valid space as the GPUs we target.
+# (descriptors included) keep CPU tests on the same valid space as the GPUs we target.
 INTERPRETER = ArchSpec("interpreter", (0, 0), smem_per_block=HOPPER.smem_per_block,
-                       max_regs_per_thread=255, max_warps=16)
+                       max_regs_per_thread=255, max_warps=16, has_tma=True)
 
 ARCHS = {
     a.name: a

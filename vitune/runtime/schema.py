@@ -27,6 +27,9 @@ PROVENANCE_KEYS = {"device_name", "capability", "torch", "triton", "cuda", "pyth
 BUCKET_KEYS = {"head_dim", "dtype", "regime", "seqlen", "backend", "config", "tflops",
                "default_tflops", "peers", "trials", "study", "date"}
 TRIAL_KEYS = {"total", "ran", "complete", "failed", "rejected", "repeats"}
+# Kernel choices added to the search space after files were written: a file without one
+# predates it and ran with KernelConfig's default (the choice off).
+LATER_CONFIG_FIELDS = {"tma"}
 
 
 class ConfigFileError(ValueError):
@@ -115,6 +118,8 @@ def _validate_bucket(bucket: object, entry: str, fail) -> str:
         _known_keys(config, set(SEARCH_SPACE), f"{entry}.config", fail)
         for name, choices in SEARCH_SPACE.items():
             if name not in config:
+                if name in LATER_CONFIG_FIELDS:
+                    continue
                 fail(f"{entry}.config", f"missing {name}")
             value = config[name]
             if type(value) is not type(choices[0]) or value not in choices:

@@ -20,10 +20,11 @@ import torch
 
 from vitune.kernels.arch import ArchSpec
 from vitune.kernels.vision_attn.launch import kernel_constants, stride_unit
-from vitune.kernels.vision_attn.space import KernelConfig, valid_configs
+from vitune.kernels.vision_attn.space import KernelConfig, head_chunks, valid_configs
 
 POINTER_TYPES = {torch.float16: "*fp16", torch.bfloat16: "*bf16", torch.float32: "*fp32"}
 POINTERS = ("Q", "K", "V", "Out")
+DESCRIPTORS = ("KD0", "KD1", "KD2", "VD0", "VD1", "VD2")
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,7 @@ class CompiledInfo:
     matrix_instructions: str  # "wgmma" (Hopper), "tcgen05" (Blackwell), "mma" (older path)
     global_loads: int  # ld.global instructions in the PTX
     vector_loads: int  # of those, 16-byte (v4) ones
+    tma_loads: int  # cp.async.bulk.tensor instructions (tensor-descriptor copies)
 
 
 def compile_for(cfg: KernelConfig, head_dim: int, dtype: torch.dtype, capability: int,
@@ -56,10 +58,19 @@ def compile_for(cfg: KernelConfig, head_dim: int, dtype: torch.dtype, capability
     ints = dict(zip([f"stride_{t}{a}" for t in "qkvo" for a in "bth"],
                     [s // unit for group in strides for s in group], strict=True))
     ints["n_heads"] = heads
-    constexprs = kernel_constants(cfg, head_dim, dtype, True, unit)
+    constexprs = dict(kernel_constants(cfg, head_dim, dtype, True, unit))
+    widths = [w for w in head_chunks(head_dim, cfg.head_split)] * 2
+    element = POINTER_TYPES[dtype][1:]
     signature = {}
     for name in names:
-        if name in constexprs:
+        if name in DESCRIPTORS:
+            width = widths[DESCRIPTORS.index(name)]
+            if cfg.tma and width:
+                signature[name] = f"tensordesc<{element}[{cfg.block_n}, {width}]>"
+            else:
+                signature[name] = "constexpr"
+                constexprs[name] = None
+        elif name in constexprs:
             signature[name] = "constexpr"
         elif name in POINTERS:
             signature[name] = POINTER_TYPES[dtype]
@@ -79,7 +90,8 @@ def compile_for(cfg: KernelConfig, head_dim: int, dtype: torch.dtype, capability
     instructions = "tcgen05" if "tcgen05" in ptx else "wgmma" if "wgmma" in ptx else "mma"
     loads = re.findall(r"ld\.global\S*", ptx)
     return CompiledInfo(capability, int(kernel.metadata.shared), instructions, len(loads),
-                        sum(".v4." in op for op in loads))
+                        sum(".v4." in op for op in loads),
+                        len(re.findall(r"cp\.async\.bulk\.tensor", ptx)))
 
 
 def _compile_or_reason(args: tuple) -> CompiledInfo | str:

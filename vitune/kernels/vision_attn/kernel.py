@@ -14,6 +14,12 @@ no load or store ever needs a column mask, and the overlapped columns of its Q c
 zeroed so they count once in Q K^T; both chunks then produce the same output columns. Only
 padded mode (one chunk wider than HEAD_DIM) masks columns. Softmax runs in base 2 with the
 scale folded in.
+
+With TMA, keys and values arrive through tensor descriptors (Hopper's copy engine writes the
+tiles straight into shared memory, no address arithmetic or row masks in the loop): one 2D
+descriptor per chunk over the rows of all tokens, a head being a column offset. Rows past a
+segment are other segments' data or zero-filled past the tensor, and the score mask keeps
+them out, as in the pointer path.
 """
 
 import triton
@@ -37,9 +43,12 @@ def _load_q(base, rows, row_mask, stride_t, OFF: tl.constexpr, WIDTH: tl.constex
 
 
 @triton.jit
-def _load_rows_t(base, rows, row_mask, stride_t, OFF: tl.constexpr, WIDTH: tl.constexpr,
-                 HEAD_DIM: tl.constexpr, MASKED: tl.constexpr):
+def _load_rows_t(base, desc, desc_row, desc_col, rows, row_mask, stride_t, OFF: tl.constexpr,
+                 WIDTH: tl.constexpr, HEAD_DIM: tl.constexpr, MASKED: tl.constexpr,
+                 TMA: tl.constexpr):
     """[WIDTH, rows] transposed tile (K^T); rows are only masked on the last key block."""
+    if TMA:
+        return tl.trans(desc.load([desc_row, desc_col + OFF]))
     cols = OFF + tl.arange(0, WIDTH)
     ptrs = base + rows.to(tl.int64)[None, :] * stride_t + cols[:, None]
     if OFF + WIDTH > HEAD_DIM:
@@ -56,8 +65,11 @@ def _load_rows_t(base, rows, row_mask, stride_t, OFF: tl.constexpr, WIDTH: tl.co
 
 
 @triton.jit
-def _load_v(base, rows, row_mask, stride_t, OFF: tl.constexpr, WIDTH: tl.constexpr,
-            HEAD_DIM: tl.constexpr, MASKED: tl.constexpr):
+def _load_v(base, desc, desc_row, desc_col, rows, row_mask, stride_t, OFF: tl.constexpr,
+            WIDTH: tl.constexpr, HEAD_DIM: tl.constexpr, MASKED: tl.constexpr,
+            TMA: tl.constexpr):
+    if TMA:
+        return desc.load([desc_row, desc_col + OFF])
     cols = OFF + tl.arange(0, WIDTH)
     ptrs = base + rows.to(tl.int64)[:, None] * stride_t + cols[None, :]
     if OFF + WIDTH > HEAD_DIM:
@@ -74,23 +86,25 @@ def _load_v(base, rows, row_mask, stride_t, OFF: tl.constexpr, WIDTH: tl.constex
 
 
 @triton.jit
-def _attend_block(acc0, acc1, acc2, m_i, l_i, q0, q1, q2, k_base, v_base, start_n, kv_end,
-                  row_start, row_end, stride_kt, stride_vt, qk_scale,
+def _attend_block(acc0, acc1, acc2, m_i, l_i, q0, q1, q2, k_base, v_base, kd0, kd1, kd2, vd0,
+                  vd1, vd2, desc_row0, k_col, v_col, start_n, kv_end, row_start, row_end,
+                  stride_kt, stride_vt, qk_scale,
                   MASKED: tl.constexpr, HEAD_DIM: tl.constexpr, D0: tl.constexpr,
                   D1: tl.constexpr, D2: tl.constexpr, O1: tl.constexpr, O2: tl.constexpr,
-                  BLOCK_N: tl.constexpr, PRECISION: tl.constexpr):
+                  BLOCK_N: tl.constexpr, PRECISION: tl.constexpr, TMA: tl.constexpr):
     """One online-softmax step over keys start_n..start_n+BLOCK_N. MASKED blocks may run past
     kv_end and hold keys of other segments; unmasked blocks are full and shared by all rows."""
     offs_n = start_n + tl.arange(0, BLOCK_N)
     n_mask = offs_n < kv_end
-    s = tl.dot(q0, _load_rows_t(k_base, offs_n, n_mask, stride_kt, 0, D0, HEAD_DIM, MASKED),
-               input_precision=PRECISION)
+    row = desc_row0 + start_n
+    s = tl.dot(q0, _load_rows_t(k_base, kd0, row, k_col, offs_n, n_mask, stride_kt, 0, D0,
+                                HEAD_DIM, MASKED, TMA), input_precision=PRECISION)
     if D1 > 0:
-        s = tl.dot(q1, _load_rows_t(k_base, offs_n, n_mask, stride_kt, O1, D1, HEAD_DIM, MASKED),
-                   s, input_precision=PRECISION)
+        s = tl.dot(q1, _load_rows_t(k_base, kd1, row, k_col, offs_n, n_mask, stride_kt, O1, D1,
+                                    HEAD_DIM, MASKED, TMA), s, input_precision=PRECISION)
     if D2 > 0:
-        s = tl.dot(q2, _load_rows_t(k_base, offs_n, n_mask, stride_kt, O2, D2, HEAD_DIM,
-                                    MASKED), s, input_precision=PRECISION)
+        s = tl.dot(q2, _load_rows_t(k_base, kd2, row, k_col, offs_n, n_mask, stride_kt, O2, D2,
+                                    HEAD_DIM, MASKED, TMA), s, input_precision=PRECISION)
     s = s * qk_scale
     if MASKED:
         own = (offs_n[None, :] >= row_start[:, None]) & (offs_n[None, :] < row_end[:, None])
@@ -100,14 +114,17 @@ def _attend_block(acc0, acc1, acc2, m_i, l_i, q0, q1, q2, k_base, v_base, start_
     p = tl.math.exp2(s - m_new[:, None])
     l_i = l_i * alpha + tl.sum(p, 1)
     p = p.to(q0.dtype)
-    acc0 = tl.dot(p, _load_v(v_base, offs_n, n_mask, stride_vt, 0, D0, HEAD_DIM, MASKED),
-                  acc0 * alpha[:, None], input_precision=PRECISION)
+    acc0 = tl.dot(p, _load_v(v_base, vd0, row, v_col, offs_n, n_mask, stride_vt, 0, D0,
+                             HEAD_DIM, MASKED, TMA), acc0 * alpha[:, None],
+                  input_precision=PRECISION)
     if D1 > 0:
-        acc1 = tl.dot(p, _load_v(v_base, offs_n, n_mask, stride_vt, O1, D1, HEAD_DIM, MASKED),
-                      acc1 * alpha[:, None], input_precision=PRECISION)
+        acc1 = tl.dot(p, _load_v(v_base, vd1, row, v_col, offs_n, n_mask, stride_vt, O1, D1,
+                                 HEAD_DIM, MASKED, TMA), acc1 * alpha[:, None],
+                      input_precision=PRECISION)
     if D2 > 0:
-        acc2 = tl.dot(p, _load_v(v_base, offs_n, n_mask, stride_vt, O2, D2, HEAD_DIM,
-                                 MASKED), acc2 * alpha[:, None], input_precision=PRECISION)
+        acc2 = tl.dot(p, _load_v(v_base, vd2, row, v_col, offs_n, n_mask, stride_vt, O2, D2,
+                                 HEAD_DIM, MASKED, TMA), acc2 * alpha[:, None],
+                      input_precision=PRECISION)
     return acc0, acc1, acc2, m_new, l_i
 
 
@@ -126,6 +143,7 @@ def _store_rows(base, rows, row_mask, stride_t, acc, inv_l, OFF: tl.constexpr,
 @triton.jit
 def vision_attn_fwd(
     Q, K, V, Out, CU,
+    KD0, KD1, KD2, VD0, VD1, VD2,  # TMA: descriptors of each head-dim chunk of K and V
     seq_len,  # tokens per batch element (batched) or in total (packed)
     n_segments,  # packed: len(cu_seqlens) - 1; batched: 1
     search_steps,  # ceil(log2(n_segments)): binary-search steps over cu_seqlens
@@ -143,6 +161,7 @@ def vision_attn_fwd(
     HEADS_FASTEST: tl.constexpr,
     PRECISION: tl.constexpr,
     STRIDE_UNIT: tl.constexpr,  # the strides above are in units of this many elements
+    TMA: tl.constexpr,  # keys and values through the descriptors KD*, VD* (see launch.py)
 ):
     pid = tl.program_id(0)
     tiles_per_batch = n_heads * n_m_blocks
@@ -198,6 +217,10 @@ def vision_attn_fwd(
     stride_kt = stride_kt * STRIDE_UNIT
     stride_vt = stride_vt * STRIDE_UNIT
     stride_ot = stride_ot * STRIDE_UNIT
+    # Descriptor coordinates: batch b's rows follow batch b-1's; a head is a column offset.
+    desc_row0 = b * seq_len
+    k_col = h * stride_kh * STRIDE_UNIT
+    v_col = h * stride_vh * STRIDE_UNIT
 
     q0 = _load_q(q_base, offs_m, in_range, stride_qt, 0, D0, 0, HEAD_DIM)
     acc0 = tl.zeros([BLOCK_M, D0], dtype=tl.float32)
@@ -219,14 +242,14 @@ def vision_attn_fwd(
 
     for start_n in range(kv_start, full_end, BLOCK_N):
         acc0, acc1, acc2, m_i, l_i = _attend_block(
-            acc0, acc1, acc2, m_i, l_i, q0, q1, q2, k_base, v_base, start_n, kv_end,
-            row_start, row_end, stride_kt, stride_vt, qk_scale,
-            False, HEAD_DIM, D0, D1, D2, O1, O2, BLOCK_N, PRECISION)
+            acc0, acc1, acc2, m_i, l_i, q0, q1, q2, k_base, v_base, KD0, KD1, KD2, VD0, VD1,
+            VD2, desc_row0, k_col, v_col, start_n, kv_end, row_start, row_end, stride_kt,
+            stride_vt, qk_scale, False, HEAD_DIM, D0, D1, D2, O1, O2, BLOCK_N, PRECISION, TMA)
     for start_n in range(full_end, kv_end, BLOCK_N):
         acc0, acc1, acc2, m_i, l_i = _attend_block(
-            acc0, acc1, acc2, m_i, l_i, q0, q1, q2, k_base, v_base, start_n, kv_end,
-            row_start, row_end, stride_kt, stride_vt, qk_scale,
-            True, HEAD_DIM, D0, D1, D2, O1, O2, BLOCK_N, PRECISION)
+            acc0, acc1, acc2, m_i, l_i, q0, q1, q2, k_base, v_base, KD0, KD1, KD2, VD0, VD1,
+            VD2, desc_row0, k_col, v_col, start_n, kv_end, row_start, row_end, stride_kt,
+            stride_vt, qk_scale, True, HEAD_DIM, D0, D1, D2, O1, O2, BLOCK_N, PRECISION, TMA)
 
     # Rows outside every segment (only with malformed cu_seqlens) are written as zeros.
     inv_l = tl.where(valid & (l_i > 0), 1.0 / tl.where(l_i > 0, l_i, 1.0), 0.0)

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import functools
+from dataclasses import replace
 
 import torch
 import triton
+from triton.tools.tensor_descriptor import TensorDescriptor
 
 from vitune.kernels.vision_attn.kernel import vision_attn_fwd
 from vitune.kernels.vision_attn.space import KernelConfig, chunk_offsets, head_chunks
@@ -40,10 +42,17 @@ def launch_vision_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
     n_m_blocks = triton.cdiv(seq_len, cfg.block_m)
     grid = (n_m_blocks * heads * batch,)
     unit = stride_unit(strides)
+    descriptors = [None] * 6
+    if cfg.tma:
+        if tma_layout_ok(k, v, batch * seq_len):
+            descriptors = chunk_descriptors(k, cfg, head_dim, batch * seq_len) + \
+                chunk_descriptors(v, cfg, head_dim, batch * seq_len)
+        else:  # the same tiles through pointer loads: the same result
+            cfg = replace(cfg, tma=False)
     kernel = functools.partial(vision_attn_fwd.warmup, grid=grid) if warmup else \
         vision_attn_fwd[grid]
     kernel(
-        q, k, v, out, cu,
+        q, k, v, out, cu, *descriptors,
         seq_len, n_segments, max(n_segments - 1, 0).bit_length(),
         heads, n_m_blocks,
         *(s // unit for group in strides for s in group),
@@ -64,7 +73,35 @@ def kernel_constants(cfg: KernelConfig, head_dim: int, dtype: torch.dtype, varle
     _, o1, o2 = chunk_offsets(head_dim, cfg.head_split)
     return dict(IS_VARLEN=varlen, HEAD_DIM=head_dim, D0=d0, D1=d1, D2=d2, O1=o1, O2=o2,
                 BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n, HEADS_FASTEST=cfg.heads_fastest,
-                PRECISION="ieee" if dtype == torch.float32 else "tf32", STRIDE_UNIT=unit)
+                PRECISION="ieee" if dtype == torch.float32 else "tf32", STRIDE_UNIT=unit,
+                TMA=cfg.tma)
+
+
+def tma_layout_ok(k: torch.Tensor, v: torch.Tensor, rows: int) -> bool:
+    """Whether k and v can be read through 2D tensor descriptors over [rows, columns]:
+    16-byte aligned base and strides, heads side by side within a token's row, and (batched)
+    each batch's rows right after the previous batch's. Else the kernel takes pointer loads."""
+    for x in (k, v):
+        *lead, heads, head_dim = x.shape
+        stride_t, stride_h = x.stride()[-3], x.stride()[-2]
+        if x.data_ptr() % 16 or (stride_t * x.element_size()) % 16:
+            return False
+        if heads > 1 and (stride_h < head_dim or (stride_h * x.element_size()) % 16
+                          or stride_t < (heads - 1) * stride_h + head_dim):
+            return False
+        if len(lead) == 2 and lead[0] > 1 and x.stride(0) != lead[1] * stride_t:
+            return False
+    return rows > 0
+
+
+def chunk_descriptors(x: torch.Tensor, cfg: KernelConfig, head_dim: int,
+                      rows: int) -> list[TensorDescriptor | None]:
+    """One descriptor per head-dim chunk of x (the kernel's chunk widths differ) over the
+    2D view [rows, all heads' columns]; absent chunks are None."""
+    heads, stride_t, stride_h = x.shape[-2], x.stride()[-3], x.stride()[-2]
+    columns = (heads - 1) * stride_h + head_dim
+    return [TensorDescriptor(x, [rows, columns], [stride_t, 1], [cfg.block_n, width])
+            if width else None for width in head_chunks(head_dim, cfg.head_split)]
 
 
 def stride_unit(strides: list[tuple[int, int, int]]) -> int:

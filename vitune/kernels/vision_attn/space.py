@@ -34,6 +34,9 @@ SEARCH_SPACE: dict[str, tuple] = {
     # share cache lines of the packed [tokens, heads, dim] rows) or all token tiles of a head
     # back to back (long segments: the head's keys and values stay in L2).
     "heads_fastest": (True, False),
+    # Keys and values through tensor descriptors (TMA: Hopper's copy engine fills shared
+    # memory, no address arithmetic or masks in the key loop) instead of pointer loads.
+    "tma": (False, True),
 }
 
 
@@ -47,6 +50,7 @@ class KernelConfig:
     num_stages: int = 2
     head_split: bool = True
     heads_fastest: bool = False
+    tma: bool = False
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -54,7 +58,7 @@ class KernelConfig:
     def as_tuple(self) -> tuple:
         """Fields in declaration order (cheap: no deep copy, unlike dataclasses.astuple)."""
         return (self.block_m, self.block_n, self.num_warps, self.num_stages, self.head_split,
-                self.heads_fastest)
+                self.heads_fastest, self.tma)
 
     @classmethod
     def from_dict(cls, data: dict) -> KernelConfig:
@@ -71,7 +75,7 @@ class KernelConfig:
         split = "split" if self.head_split else "pad"
         order = "heads" if self.heads_fastest else "tiles"
         return (f"m{self.block_m}n{self.block_n}w{self.num_warps}s{self.num_stages}"
-                f"-{split}-{order}")
+                f"-{split}-{order}" + ("-tma" if self.tma else ""))
 
 
 def _next_pow2(x: int) -> int:
@@ -148,6 +152,13 @@ def check_config(cfg: KernelConfig, head_dim: int, dtype: torch.dtype,
         return f"head_dim={head_dim} is not a multiple of 8 in [32, 256]"
     if dtype not in SUPPORTED_DTYPES:
         return f"dtype {dtype} is not supported"
+    if cfg.tma:
+        if not arch.has_tma:
+            return f"tma: {arch.name} has no tensor-memory accelerator"
+        if dtype == torch.float32:
+            return "tma is for 16-bit inputs (fp32 takes the exact FMA path)"
+        if not cfg.head_split and padded_head_dim(head_dim, False) != head_dim:
+            return f"tma with head_split=False would read past head_dim={head_dim}"
     if cfg.num_warps > arch.max_warps:
         return f"num_warps={cfg.num_warps} exceeds {arch.max_warps} on {arch.name}"
     if cfg.block_m < 8 * cfg.num_warps:

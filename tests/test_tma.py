@@ -1,0 +1,89 @@
+"""Keys and values through tensor descriptors (config tma=True): the rules that admit it, the
+layouts that can be described, and the kernel's results on the CPU through the interpreter."""
+
+import pytest
+import torch
+from conftest import make_packed, random_lengths
+
+from vitune import KernelConfig, reference_attention, vision_attention
+from vitune.kernels.arch import AMPERE, HOPPER
+from vitune.kernels.vision_attn import launch
+from vitune.kernels.vision_attn.reference import TOLERANCE, relative_error
+from vitune.kernels.vision_attn.space import check_config, valid_configs
+
+interpreted = pytest.mark.skipif(
+    torch.cuda.is_available() or not launch.kernel_is_interpreted(),
+    reason="CPU lane: runs the kernel in the Triton interpreter")
+
+TMA = KernelConfig(block_m=32, block_n=32, num_warps=2, num_stages=2, tma=True)
+TMA_WIDE = KernelConfig(block_m=64, block_n=64, num_warps=4, num_stages=3, heads_fastest=True,
+                        tma=True)
+
+
+def test_rules_admit_tma_only_where_it_can_run():
+    assert check_config(TMA, 80, torch.bfloat16, HOPPER) is None
+    assert "no tensor-memory" in check_config(TMA, 80, torch.bfloat16, AMPERE)
+    assert "16-bit" in check_config(TMA, 80, torch.float32, HOPPER)
+    padded = KernelConfig(block_m=32, block_n=32, num_warps=2, head_split=False, tma=True)
+    assert "past head_dim" in check_config(padded, 80, torch.bfloat16, HOPPER)
+    assert check_config(padded, 64, torch.bfloat16, HOPPER) is None  # nothing is padded
+    hopper = list(valid_configs(80, torch.bfloat16, HOPPER))
+    assert any(c.tma for c in hopper) and not any(c.tma for c in
+                                                  valid_configs(80, torch.bfloat16, AMPERE))
+    assert not any(c.tma and not c.head_split for c in hopper)
+
+
+def _fused(tokens: int, heads: int, head_dim: int, offset: int = 0) -> list[torch.Tensor]:
+    flat = torch.randn(tokens * 3 * heads * head_dim + offset).to(torch.float16)
+    return flat[offset:].view(tokens, 3, heads, head_dim).unbind(1)
+
+
+@pytest.mark.parametrize("head_dim", [72, 80])
+def test_layouts_that_descriptors_can_describe(head_dim):
+    _, k, v = _fused(10, 2, head_dim)
+    assert launch.tma_layout_ok(k, v, 10)
+    # a base that is not 16-byte aligned (a view 4 elements into its storage)
+    _, k, v = _fused(10, 2, head_dim, offset=4)
+    assert not launch.tma_layout_ok(k, v, 10)
+    # head-major storage: one head's rows do not sit beside the other heads'
+    heads_major = torch.randn(2, 10, head_dim).to(torch.float16).transpose(0, 1)
+    assert not launch.tma_layout_ok(heads_major, heads_major, 10)
+    # batched, but each batch's rows do not follow the previous batch's
+    batched = torch.randn(2, 12, 2, head_dim).to(torch.float16)[:, :10]
+    assert not launch.tma_layout_ok(batched.contiguous(), batched, 20)
+    assert launch.tma_layout_ok(batched.contiguous(), batched.contiguous(), 20)
+
+
+@interpreted
+@pytest.mark.parametrize("head_dim", [64, 72, 80, 88, 112])
+@pytest.mark.parametrize("cfg", [TMA, TMA_WIDE], ids=["small", "wide"])
+def test_packed_segments_through_descriptors(head_dim, cfg, monkeypatch):
+    described = []
+    real = launch.chunk_descriptors
+    monkeypatch.setattr(launch, "chunk_descriptors",
+                        lambda *a: described.append(1) or real(*a))
+    lengths = random_lengths(6, 45, seed=head_dim)
+    q, k, v, cu = make_packed([0, *lengths, 0, 1], heads=2, head_dim=head_dim,
+                              dtype=torch.float16, seed=head_dim)
+    out = torch.full_like(q, float("nan"))
+    vision_attention(q, k, v, cu, out=out, config=cfg)
+    assert described, "the descriptor path was not taken"
+    assert relative_error(out, reference_attention(q, k, v, cu)) < TOLERANCE[torch.float16]
+
+
+@interpreted
+@pytest.mark.parametrize("aligned", [True, False])
+def test_batched_through_descriptors_or_pointers(aligned, monkeypatch):
+    """Batches whose rows follow each other take descriptors; a sliced sequence axis (rows
+    of batch 0 run into rows the view leaves out) falls back to pointer loads, still right."""
+    described = []
+    real = launch.chunk_descriptors
+    monkeypatch.setattr(launch, "chunk_descriptors",
+                        lambda *a: described.append(1) or real(*a))
+    gen = torch.Generator().manual_seed(2)
+    qkv = torch.randn(2, 41 if aligned else 48, 3, 2, 80, generator=gen).to(torch.float16)
+    q, k, v = qkv[:, :41].unbind(2)
+    out = torch.full_like(q, float("nan"))
+    vision_attention(q, k, v, out=out, config=TMA_WIDE)
+    assert bool(described) == aligned
+    assert relative_error(out, reference_attention(q, k, v)) < TOLERANCE[torch.float16]
