@@ -3,7 +3,7 @@ within 3% of the sweep's best with at most 25% of its valid trials).
 
 Usage: python scripts/compare_search.py SWEEP_STORAGE SEARCH_STORAGE
 where each storage holds the studies of one `vitune tune` run (--sampler grid for the sweep).
-Buckets are matched by study name without the storage-specific prefix."""
+Buckets are matched by their key alone (study names also hold the GPU and the kernel hash)."""
 
 import sys
 
@@ -20,7 +20,7 @@ def summarize(url: str) -> dict[str, tuple[float, int]]:
         study = optuna.load_study(study_name=summary.study_name, storage=storage)
         ran = [t for t in study.trials if trial_ran(t)]
         done = [t for t in ran if t.state == optuna.trial.TrialState.COMPLETE]
-        bucket = summary.study_name.split(":", 1)[1]
+        bucket = summary.study_name.split(":")[1]  # gpu:bucket:kernel hash
         out[bucket] = (max((t.value for t in done), default=0.0), len(ran))
     return out
 

@@ -12,6 +12,8 @@
 #   STAGE=heads   tune the heads preset (d64/72/80/88/128) into a copy of the shipped YAML
 #   STAGE=kernel  after a kernel change: A/B of the new choice (scripts/ab_configs.py), the
 #                 GPU lane, and the head_dim 72/88 probe, in one call
+#   STAGE=lane    the whole kernel lane (every valid config at 80/72/88) and the overhead bench
+#   STAGE=tpe2    sampled search with one process per GPU, then compared with grid.db
 #   STAGE=tune    qwen2.5-vl tune only
 #   STAGE=tests   the whole GPU lane (incl. compile and CUDA graphs)
 # Optuna is not on the device image: run ../shared/device/fetch-wheels.sh here first, carry
@@ -31,7 +33,7 @@ step() { local limit=$1; shift; echo "== $* (limit ${limit}s)"; local t0=$SECOND
          timeout "$limit" "$@"; echo "== rc=$? in $((SECONDS - t0)) s"; }
 case "${STAGE:-tests}" in
   ship)  # tune on this GPU, then measure everything with the configs it wrote
-    step 300 python3 -m vitune.cli tune --gpu auto --preset qwen2.5-vl --trials 40 \
+    step 360 python3 -m vitune.cli tune --gpu auto --preset qwen2.5-vl \
       --out "$DB/configs" --storage "sqlite:///$PWD/$DB/tpe.db" > "$OUT/tune.log" 2>&1
     tail -12 "$OUT/tune.log"
     export VITUNE_CONFIG_DIR=$PWD/$DB/configs
@@ -45,7 +47,7 @@ case "${STAGE:-tests}" in
       > "$OUT/grid.log" 2>&1; tail -12 "$OUT/grid.log" ;;
   scaling)  # the sampled search on one GPU, then on two (wall times), then the comparison
     for n in 1 2; do
-      step 270 python3 -m vitune.cli tune --gpu auto --preset qwen2.5-vl --trials 40 \
+      step 270 python3 -m vitune.cli tune --gpu auto --preset qwen2.5-vl \
         --workers $n --out /tmp/vt/tpe$n --storage "sqlite:///$PWD/$DB/tpe$n.db" \
         > "$OUT/tpe$n.log" 2>&1; tail -9 "$OUT/tpe$n.log"
     done
@@ -63,6 +65,16 @@ case "${STAGE:-tests}" in
       4x4096 1x16384; do printf '%s d%s,' "$n" "$d"; done; done)
     step "${BENCH_S:-150}" python3 -m vitune.cli bench --preset lengths --workloads "${wl%,}" \
       --out "$DB/bench-dims.jsonl" > "$OUT/bench.log" 2>&1; tail -25 "$OUT/bench.log" ;;
+  lane)  # after a rule change: every valid config, then the host overhead
+    step 330 python3 -m pytest -q -m gpu -n "${JOBS:-14}" -p no:cacheprovider \
+      tests/test_kernel_gpu.py tests/test_compile.py > "$OUT/gpu_tests.log" 2>&1
+    grep -E "^FAILED|passed|failed" "$OUT/gpu_tests.log" | tail -8
+    step 60 python3 -m vitune.cli bench --overhead --out "$DB/overhead.jsonl" ;;
+  tpe2)  # the sampled search on every GPU (wall time), against the sweep in grid.db
+    step 560 python3 -m vitune.cli tune --gpu auto --preset qwen2.5-vl --workers gpus \
+      --out /tmp/vt/tpe2 --storage "sqlite:///$PWD/$DB/tpe2.db" > "$OUT/tpe2.log" 2>&1
+    tail -9 "$OUT/tpe2.log"
+    python3 scripts/compare_search.py "sqlite:///$PWD/$DB/grid.db" "sqlite:///$PWD/$DB/tpe2.db" ;;
   kernel)  # a new kernel choice: is it faster, is every valid config right, and at 72/88?
     step 140 python3 scripts/ab_configs.py --field "${FIELD:-tma}" --head-dims 80,128,72 \
       > "$OUT/ab.log" 2>&1; tail -8 "$OUT/ab.log"
@@ -71,15 +83,15 @@ case "${STAGE:-tests}" in
     grep -E "^FAILED|passed|failed" "$OUT/gpu_tests.log" | tail -8
     step 130 python3 scripts/probe_rules.py --jobs 14 --warps 4,8 > "$OUT/probe.log" 2>&1
     grep -c "^ok" "$OUT/probe.log"; grep "^BAD" "$OUT/probe.log" | head -12; tail -1 "$OUT/probe.log" ;;
-  probe)  # split head_dim 72/88 configs the alignment rule rejects (4 and 8 warps)
+  probe)  # split head_dim 72/88 configs the split-on-wgmma rule rejects (4 and 8 warps)
     step 400 python3 scripts/probe_rules.py --jobs 12 --warps 4,8 > "$OUT/probe.log" 2>&1
     grep -c "^ok" "$OUT/probe.log"; grep "^BAD" "$OUT/probe.log" | head -20; tail -1 "$OUT/probe.log" ;;
   heads)  # tune head dims 64/72/80/88/128 (window and full) into a copy of the shipped file
     mkdir -p "$DB/configs"; cp vitune/configs/*.yaml "$DB/configs/" 2>/dev/null
-    step 560 python3 -m vitune.cli tune --gpu auto --preset heads --trials 40 \
+    step 560 python3 -m vitune.cli tune --gpu auto --preset heads \
       --out "$DB/configs" --storage "sqlite:///$PWD/$DB/heads.db" > "$OUT/heads.log" 2>&1
     tail -16 "$OUT/heads.log" ;;
-  tune)  time python3 -m vitune.cli tune --gpu auto --preset qwen2.5-vl --trials 40 \
+  tune)  time python3 -m vitune.cli tune --gpu auto --preset qwen2.5-vl \
            --out "$DB/configs" --storage "sqlite:///$PWD/$DB/tpe.db" 2>&1 | tail -40 ;;
   tests) python3 -m pytest -m gpu -q -n "${JOBS:-14}" -p no:cacheprovider tests/ \
            > "$OUT/gpu_tests.log" 2>&1; grep -E "^FAILED|passed|failed" "$OUT/gpu_tests.log" | tail ;;

@@ -1,6 +1,6 @@
-"""Probe configs that a validity rule rejects: run each (rules bypassed) in an isolated worker
-on a window and a full shape and report its relative error and compile time. Used to narrow
-the measured miscompile rules in vitune/kernels/vision_attn/space.py.
+"""Probe configs that the split-on-wgmma rule rejects: run each (rules bypassed) in an
+isolated worker on a window and a full shape and report its relative error and compile
+time. Used to narrow the measured miscompile rules in vitune/kernels/vision_attn/space.py.
 
     python scripts/probe_rules.py [--jobs 8] [--warps 2,4] [--head-dims 72,88]
 """
@@ -72,12 +72,12 @@ def main() -> None:
                                                num_stages=s, head_split=True, heads_fastest=hf,
                                                tma=tma)
                             reason = check_config(cfg, d, torch.bfloat16, arch)
-                            if reason and "multiples of 16" in reason:
-                                # Only the alignment rule says no: does another one too?
+                            if reason and "on wgmma needs" in reason:
+                                # Only the split-on-wgmma rule says no: does another one too?
                                 padded = replace(cfg, head_split=False, tma=False)
                                 if check_config(padded, d, torch.bfloat16, arch) is None:
                                     cases.append((d, cfg))
-    print(f"{len(cases)} configs rejected only by the alignment rule", flush=True)
+    print(f"{len(cases)} configs rejected only by the split-on-wgmma rule", flush=True)
     os.environ["PYTHONPATH"] = HERE + os.pathsep + os.environ.get("PYTHONPATH", "")
     workers = [IsolatedWorker("probe_rules:check") for _ in range(args.jobs)]
     tol = TOLERANCE[torch.bfloat16]

@@ -112,15 +112,19 @@ def test_chunks_tile_the_head_dim_without_reading_past_it(head_dim, split):
 
 
 @pytest.mark.parametrize("head_dim", [72, 88])
-def test_split_odd_head_dims_on_hopper_only_rejected_on_the_wgmma_path(head_dim):
-    """Measured: split head dims 72/88 miscompile with >= 4 warps at block_m >= 64 (wgmma),
-    and are right with 2 warps (mma v2), so the window default runs them unpadded."""
+def test_split_odd_head_dims_on_hopper_need_pipelining_and_8_element_strides(head_dim):
+    """Measured: split head dims 72/88 on wgmma (>= 4 warps, block_m >= 64) are right with
+    strides in units of 8 except 88 with one stage; 2 warps (mma v2) are right everywhere.
+    So both defaults run them unpadded."""
     from vitune.kernels.vision_attn.space import default_config, needs_aligned_strides
 
-    two_warps = KernelConfig(block_m=64, block_n=32, num_warps=2, num_stages=2)
+    two_warps = KernelConfig(block_m=64, block_n=32, num_warps=2, num_stages=1)
     four_warps = KernelConfig(block_m=64, block_n=32, num_warps=4, num_stages=2)
     assert check_config(two_warps, head_dim, torch.bfloat16, HOPPER) is None
     assert not needs_aligned_strides(two_warps, head_dim, HOPPER)
-    assert "multiples of 16" in check_config(four_warps, head_dim, torch.bfloat16, HOPPER)
-    window = default_config(head_dim, torch.bfloat16, HOPPER, 64)
-    assert window.head_split and window.num_warps == 2
+    assert check_config(four_warps, head_dim, torch.bfloat16, HOPPER) is None
+    assert needs_aligned_strides(four_warps, head_dim, HOPPER)
+    one_stage = KernelConfig(block_m=64, block_n=32, num_warps=4, num_stages=1)
+    assert "num_stages >= 2" in check_config(one_stage, head_dim, torch.bfloat16, HOPPER)
+    for length in (64, 4096):
+        assert default_config(head_dim, torch.bfloat16, HOPPER, length).head_split

@@ -260,7 +260,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
                         TextColumn("best {task.fields[best]}"), console=console)
 
     def on_bucket_start(w):
-        task = progress.add_task(bucket_of(w).key, total=args.trials, best="-")
+        task = progress.add_task(bucket_of(w).key, total=args.trials or 1, best="-")
 
         def on_trial(done, total, best):
             progress.update(task, completed=done, total=total,
@@ -445,13 +445,15 @@ def add_tune_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--head-dim", type=int, nargs="+", help="explicit workloads: head dims")
     p.add_argument("--dtype", default="bfloat16", choices=("bfloat16", "float16", "float32"))
     p.add_argument("--seqlens", type=int, nargs="+", help="explicit workloads: segment lengths")
-    p.add_argument("--trials", type=int, default=40, help="finished trials per bucket")
+    p.add_argument("--trials", type=int,
+                   help="trials that run per bucket (default: a fifth of the bucket's valid "
+                        "configs, at least 40)")
     p.add_argument("--timeout", type=float, help="seconds per bucket")
     p.add_argument("--trial-timeout", type=float, default=300, help="seconds per trial")
     p.add_argument("--sampler", choices=SAMPLERS, default="tpe")
     p.add_argument("--compile-jobs", type=int,
                    help="kernels compiled in parallel ahead of timing, per search process "
-                        "(default: half the CPU cores, at most 8; 0: compile in the trial)")
+                        "(default: the CPU cores less two, at most 16; 0: compile in the trial)")
     p.add_argument("--storage", help="Optuna storage: an RDB URL (sqlite:///..., "
                    "postgresql://...) or journal:PATH for a journal file "
                    "(default sqlite:///<out>/studies.db)")

@@ -14,25 +14,30 @@ from vitune.kernels.vision_attn.launch import launch_vision_attention
 from vitune.runtime import api
 
 
-def _per_call_us(fn: Callable[[], object], calls: int, repeats: int, device: torch.device) -> float:
+def _per_call_us(ways: dict[str, Callable[[], object]], calls: int, repeats: int,
+                 device: torch.device) -> dict[str, list[float]]:
+    """Microseconds per call of each way, `repeats` samples each. The ways take turns within
+    every repeat, so drift of the host (clocks, other processes) hits them alike."""
     def sync() -> None:
         if device.type == "cuda":
             torch.cuda.synchronize(device)
 
-    for _ in range(min(calls, 50)):  # compile, caches
-        fn()
-    sync()
-    samples = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        for _ in range(calls):
+    for fn in ways.values():
+        for _ in range(min(calls, 50)):  # compile, caches
             fn()
-        sync()
-        samples.append((time.perf_counter() - start) / calls * 1e6)
-    return statistics.median(samples)
+    sync()
+    samples: dict[str, list[float]] = {name: [] for name in ways}
+    for _ in range(repeats):
+        for name, fn in ways.items():
+            start = time.perf_counter()
+            for _ in range(calls):
+                fn()
+            sync()
+            samples[name].append((time.perf_counter() - start) / calls * 1e6)
+    return samples
 
 
-def host_overhead(device: torch.device, calls: int = 2000, repeats: int = 7,
+def host_overhead(device: torch.device, calls: int = 2000, repeats: int = 15,
                   tokens: int = 64, heads: int = 16, head_dim: int = 80,
                   dtype: torch.dtype = torch.bfloat16) -> list[dict]:
     """Median microseconds per call of each way to run one window-sized segment."""
@@ -56,11 +61,11 @@ def host_overhead(device: torch.device, calls: int = 2000, repeats: int = 7,
         "vision_attention validate=True":
             lambda: api.vision_attention(q, k, v, cu, tokens, out=out, validate=True),
     }
-    rows = [{"way": name, "us_per_call": _per_call_us(fn, calls, repeats, device),
+    samples = _per_call_us(ways, calls, repeats, device)
+    direct = samples["kernel launch (direct)"]
+    # The overhead is the median of per-repeat differences (each pair ran back to back).
+    return [{"way": name, "us_per_call": statistics.median(times),
+             "overhead_us": statistics.median(t - d for t, d in zip(times, direct, strict=True)),
              "config": plan.config.short(), "tokens": tokens, "heads": heads,
              "head_dim": head_dim, "dtype": str(dtype).removeprefix("torch.")}
-            for name, fn in ways.items()]
-    direct = rows[0]["us_per_call"]
-    for row in rows:
-        row["overhead_us"] = row["us_per_call"] - direct
-    return rows
+            for name, times in samples.items()]

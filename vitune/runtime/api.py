@@ -162,8 +162,8 @@ def _plan_call(q, k, v, cu_seqlens, max_seqlen, scale, out, config, backend,
             chosen = "triton"
     if chosen != "triton":
         return _Plan(chosen, None, scale)
-    # A new output is contiguous: its strides are multiples of 16 when head_dim is.
-    out_aligned = tensor_strides_aligned(out) if out is not None else head_dim % 16 == 0
+    # A new output is contiguous: its strides are multiples of head_dim, itself of 8.
+    out_aligned = tensor_strides_aligned(out) if out is not None else True
     cfg = KernelConfig(*_decide_config(
         q.device.type, device_index, head_dim, q.dtype, length_key,
         None if config is None else config.as_tuple(),
@@ -358,7 +358,7 @@ def _decide_config_uncached(device_type: str, device_index: int, head_dim: int,
         if config is not None:
             raise ValueError(
                 f"config {cfg.short()} splits head_dim={head_dim} on the wgmma path, which "
-                "needs every stride of q, k, v and out to be a multiple of 16 elements; got "
+                "needs every stride of q, k, v and out to be a multiple of 8 elements; got "
                 f"strides (q, k, v, out) {strides}: use head_split=False, block_m=32 or "
                 "num_warps=2")
         cfg = replace(cfg, head_split=False)

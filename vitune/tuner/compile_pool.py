@@ -16,8 +16,9 @@ from vitune.tuner.trial import TrialRequest
 
 
 def default_compile_jobs() -> int:
-    """Half the CPU cores, at most 8: the rest serve the timing worker and the sampler."""
-    return max(1, min(8, (os.cpu_count() or 2) // 2))
+    """The CPU cores less two (the timing worker and the sampler), at most 16. Compiles and
+    timing take turns (a round compiles, then times), so they do not compete."""
+    return max(1, min(16, (os.cpu_count() or 2) - 2))
 
 
 class CompilePool:

@@ -172,7 +172,7 @@ def search(plan: SearchPlan, worker: IsolatedWorker, seed_offset: int,
             if reason is not None:
                 trial.set_user_attr("rejected_by_rules", True)  # never compiled
                 trial.set_user_attr("reason", reason)
-                study.tell(trial, 0.0)
+                _tell(study, trial, 0.0)
                 nothing_new += 1
             elif cfg in seen.ran or cfg in seen.running or cfg in {c for _, c in batch}:
                 _tell_repeat(study, trial, seen.ran.get(cfg))
@@ -183,17 +183,28 @@ def search(plan: SearchPlan, worker: IsolatedWorker, seed_offset: int,
         _run_batch(study, plan, worker, compiler, batch)
 
 
+def _tell(study: optuna.Study, trial: optuna.Trial, *args, **kwargs) -> None:
+    """study.tell, but a grid sampler's stop at the last grid point is not an error: Optuna
+    stores the trial before the sampler's after_trial asks the study to stop, which only an
+    objective function may do; our loop stops by itself when every valid config ran."""
+    try:
+        study.tell(trial, *args, **kwargs)
+    except RuntimeError as exc:
+        if "Study.stop" not in str(exc):
+            raise
+
+
 def _tell_repeat(study: optuna.Study, trial: optuna.Trial,
                  earlier: optuna.trial.FrozenTrial | None) -> None:
     """Tell a repeated config what it got the first time (0 if it failed then); a config
     still running elsewhere is told FAIL (no value yet)."""
     if earlier is None:
         trial.set_user_attr("repeat_of", -1)
-        study.tell(trial, state=optuna.trial.TrialState.FAIL)
+        _tell(study, trial, state=optuna.trial.TrialState.FAIL)
         return
     trial.set_user_attr("repeat_of", earlier.number)
     ok = earlier.state == optuna.trial.TrialState.COMPLETE
-    study.tell(trial, earlier.value if ok else 0.0)
+    _tell(study, trial, earlier.value if ok else 0.0)
 
 
 def _run_batch(study: optuna.Study, plan: SearchPlan, worker: IsolatedWorker, compiler,
@@ -213,8 +224,8 @@ def _run_batch(study: optuna.Study, plan: SearchPlan, worker: IsolatedWorker, co
             reason = None if outcome.ok else outcome.reason
         if outcome is not None and outcome.ok:
             trial.set_user_attr("median_ms", outcome.value["median_ms"])
-            study.tell(trial, outcome.value["tflops"])
+            _tell(study, trial, outcome.value["tflops"])
         else:
             trial.set_user_attr("reason", reason)
-            study.tell(trial, state=optuna.trial.TrialState.FAIL)
+            _tell(study, trial, state=optuna.trial.TrialState.FAIL)
             log.debug("%s %s failed: %s", plan.study_name, cfg.short(), reason)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import datetime
 import hashlib
 import logging
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -60,7 +61,9 @@ def kernel_hash() -> str:
 
 @dataclass
 class TuneOptions:
-    trials: int = 40  # trials that ran (compiled, checked, timed) per bucket
+    # Trials that ran (compiled, checked, timed) per bucket; None: a fifth of the bucket's
+    # valid configs (at least MIN_TRIALS), within the tuner's goal of a quarter of a sweep.
+    trials: int | None = None
     timeout_s: float | None = None  # per bucket
     sampler: str = "tpe"
     storage: str = "sqlite:///vitune-studies.db"
@@ -84,6 +87,17 @@ class BucketResult:
     study_name: str
 
 
+MIN_TRIALS = 40
+AUTO_TRIALS_FRACTION = 0.2
+
+
+def trial_budget(requested: int | None, n_valid: int) -> int:
+    """Trials to run on a bucket with n_valid valid configs."""
+    if requested is not None:
+        return requested
+    return max(MIN_TRIALS, math.ceil(AUTO_TRIALS_FRACTION * n_valid))
+
+
 def plan_bucket(workload: Workload, gpu: GpuIdentity, opts: TuneOptions
                 ) -> tuple[SearchPlan, KernelConfig]:
     """Create (or reopen) the bucket's study, enqueue the configs worth trying first (the
@@ -97,9 +111,9 @@ def plan_bucket(workload: Workload, gpu: GpuIdentity, opts: TuneOptions
     study_name = f"{opts.study_prefix or gpu.key}:{bucket.key}:{kernel_hash()}"
     n_valid = sum(1 for _ in valid_configs(workload.head_dim, dtype, gpu.arch))
     sampler = opts.sampler
-    if sampler != "grid" and n_valid <= opts.trials:
-        log.info("%s: %d valid configs <= %d trials: exhaustive", bucket.key, n_valid,
-                 opts.trials)
+    trials = trial_budget(opts.trials, n_valid)
+    if sampler != "grid" and n_valid <= trials:
+        log.info("%s: %d valid configs <= %d trials: exhaustive", bucket.key, n_valid, trials)
         sampler = "grid"
     study = optuna.create_study(storage=open_storage(opts.storage), study_name=study_name,
                                 direction="maximize", load_if_exists=True)
@@ -109,7 +123,7 @@ def plan_bucket(workload: Workload, gpu: GpuIdentity, opts: TuneOptions
         if check_config(cfg, workload.head_dim, dtype, gpu.arch) is None:
             study.enqueue_trial(cfg.to_dict(), skip_if_exists=True)
     deadline = None if opts.timeout_s is None else time.time() + opts.timeout_s
-    plan = SearchPlan(workload, gpu, study_name, sampler, opts.storage, opts.trials, deadline,
+    plan = SearchPlan(workload, gpu, study_name, sampler, opts.storage, trials, deadline,
                       opts.seed, opts.rep_ms, opts.trial_timeout_s)
     return plan, default
 

@@ -175,19 +175,22 @@ def check_config(cfg: KernelConfig, head_dim: int, dtype: torch.dtype,
         # Measured: wrong results from chained Q K^T dots on the wgmma path without
         # pipelining (Triton 3.6, H200, 2026-11-27). See docs/perf-notes.md.
         return "several head-dim chunks with num_stages=1 and 64+ tiles miscompile on wgmma"
-    if (needs_aligned_strides(cfg, head_dim, arch) and head_dim % 16
+    if (needs_aligned_strides(cfg, head_dim, arch) and head_dim % 16 and cfg.num_stages == 1
             and dtype != torch.float32):
-        # Rows of head_dim 72 or 88 give strides that are not multiples of 16 elements.
-        return f"split head_dim={head_dim} on wgmma needs strides that are multiples of 16"
+        # Measured: head_dim 88 split on wgmma without pipelining reads out of bounds or
+        # computes wrongly even with 16-byte strides (72 passed; both held to the rule).
+        return f"split head_dim={head_dim} on wgmma needs num_stages >= 2"
     return None
 
 
 def needs_aligned_strides(cfg: KernelConfig, head_dim: int, arch: ArchSpec) -> bool:
     """Split head dims on the wgmma path (block_m >= 64 with a full warpgroup, >= 4 warps)
-    give wrong results or illegal addresses when a stride is not a multiple of 16 elements
-    (measured: head_dim 72/88 rows, Triton 3.6, H200 and H100, 2026-11-27; the same head_dim
-    72 stored with stride 80 was right). With 2 warps Triton uses mma v2 instead: all 28
-    such split configs at head_dim 72 and 88 were right (scripts/probe_rules.py, H100)."""
+    need every stride to be a multiple of 8 elements (16 bytes), which the launcher then
+    passes in units of 8 so the compiler sees the alignment (STRIDE_UNIT). Measured on an
+    H100 (Triton 3.6, 2026-11-27): with strides of 72 or 88 elements passed as they are,
+    wrong results or illegal addresses; passed in units of 8, all split configs at 72 and
+    88 with 4 and 8 warps right but 88 with one stage (scripts/probe_rules.py). With 2
+    warps Triton uses mma v2 instead, right in every case."""
     return (arch.name in WGMMA_ARCHS and cfg.block_m >= 64 and cfg.num_warps >= 4
             and head_chunks(head_dim, cfg.head_split)[1] > 0)
 
