@@ -23,6 +23,7 @@ for arch, cap in (("hopper", 90), ("blackwell", 100)):
         info = compile_for(cfg, 80, torch.bfloat16, cap)
         rows.append(dict(arch=arch, cfg=cfg.short(), block_m=cfg.block_m, warps=cfg.num_warps,
                          shared=info.shared_bytes, mma=info.matrix_instructions,
+                         tma=cfg.tma, tma_loads=info.tma_loads,
                          estimate=estimate_smem_bytes(cfg, 80, torch.bfloat16),
                          budget=ARCHS[arch].smem_per_block))
 from vitune.kernels.vision_attn.space import KernelConfig
@@ -63,6 +64,9 @@ def test_defaults_compile_for_hopper_and_blackwell_within_the_estimate():
         # Hopper's warpgroup MMA needs 4+ warps and 64+ rows; Blackwell uses tcgen05 there.
         if r["warps"] >= 4 and r["block_m"] >= 64:
             assert r["mma"] == {"hopper": "wgmma", "blackwell": "tcgen05"}[r["arch"]], r
+        # A config with descriptors really copies through the tensor-memory accelerator.
+        assert (r["tma_loads"] > 0) == r["tma"], r
+    assert any(r["tma"] for r in rows)  # the full-attention defaults take descriptors
     # Rows of 72 elements (fused qkv strides 72, 3 * 16 * 72) get 16-byte loads only when
     # the launcher passes strides in units of 8 (the default, unit=None), as 80 does.
     assert loads["d80-unit1"] > 0 and loads["d72-unit1"] == 0

@@ -224,8 +224,12 @@ def _default_config(head_dim: int, dtype: torch.dtype, arch: ArchSpec,
         cfg = KernelConfig(block_m=64, block_n=32, num_warps=2, num_stages=2,
                            heads_fastest=True)
     else:
-        cfg = KernelConfig(block_m=128, block_n=64, num_warps=8, num_stages=2,
-                           heads_fastest=False)
+        # Best of five full-attention candidates at head_dim 72 and 80 (4 x 4096 tokens, H100,
+        # scripts/ab_configs.py, 2026-11-27): 1.7x the former m128n64w8s2 there; at 128 1.05x
+        # it (m256n64w8s3 is 16% faster there: tuning finds it). Descriptors added 3-24%.
+        cfg = KernelConfig(block_m=128, block_n=64, num_warps=4, num_stages=3,
+                           heads_fastest=False,
+                           tma=arch.has_tma and dtype != torch.float32)
     # Fall back to the padded head dim, then to smaller tiles, where the rules say no.
     for split, block_n, stages in ((True, cfg.block_n, cfg.num_stages),
                                    (False, cfg.block_n, cfg.num_stages), (True, 32, 2),
