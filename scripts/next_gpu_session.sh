@@ -10,6 +10,9 @@
 #                 head_dim 72/88/128 benches
 #   STAGE=probe   do split 72/88 configs on wgmma still miscompile with strides in units of 8?
 #   STAGE=heads   tune the heads preset (d64/72/80/88/128) into a copy of the shipped YAML
+#   STAGE=next    the first call of the next session: the default-config GPU tests on the
+#                 new full default (m128n64w4s3 + tma; 64/96/128 never ran it), then
+#                 `vitune bench` of that default at 64/72/80/88/128 against cuDNN/flash
 #   STAGE=kernel  after a kernel change: A/B of the new choice (scripts/ab_configs.py), the
 #                 GPU lane, and the head_dim 72/88 probe, in one call
 #   STAGE=lane    the whole kernel lane (every valid config at 80/72/88) and the overhead bench
@@ -65,6 +68,16 @@ case "${STAGE:-tests}" in
       4x4096 1x16384; do printf '%s d%s,' "$n" "$d"; done; done)
     step "${BENCH_S:-150}" python3 -m vitune.cli bench --preset lengths --workloads "${wl%,}" \
       --out "$DB/bench-dims.jsonl" > "$OUT/bench.log" 2>&1; tail -25 "$OUT/bench.log" ;;
+  next)  # the new built-in default on the GPU: correctness at every head dim, then speed
+    step 150 python3 -m pytest -q -m gpu -n "${JOBS:-12}" -p no:cacheprovider \
+      tests/test_kernel_gpu.py -k "default_config or batched or tma or fp32 or misaligned" \
+      > "$OUT/gpu_defaults.log" 2>&1; tail -3 "$OUT/gpu_defaults.log"
+    wl="16x1024 d64,4x4096 d64,4x4096 d72,1x16384 d72,4x4096 d80,1x16384 d80,4x4096 d88"
+    wl="$wl,1x16384 d88,4x4096 d128,1x16384 d128"
+    step 150 python3 -m vitune.cli bench --preset lengths --workloads "$wl" \
+      --backends vitune-default,vitune-auto,sdpa-cudnn,sdpa-flash,varlen_attn \
+      --out "$DB/bench-default.jsonl" > "$OUT/bench-default.log" 2>&1
+    tail -16 "$OUT/bench-default.log" ;;
   lane)  # after a rule change: every valid config, then the host overhead
     step 330 python3 -m pytest -q -m gpu -n "${JOBS:-14}" -p no:cacheprovider \
       tests/test_kernel_gpu.py tests/test_compile.py > "$OUT/gpu_tests.log" 2>&1

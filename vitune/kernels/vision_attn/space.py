@@ -117,14 +117,22 @@ def padded_head_dim(head_dim: int, head_split: bool) -> int:
     return sum(head_chunks(head_dim, head_split))
 
 
-def estimate_smem_bytes(cfg: KernelConfig, head_dim: int, dtype: torch.dtype) -> int:
+def estimate_smem_bytes(cfg: KernelConfig, head_dim: int, dtype: torch.dtype,
+                        arch: ArchSpec | None = None) -> int:
     """Shared memory one program needs: the Q tile, K and V tiles for each pipeline stage,
-    and the P tile staged for the second matrix product."""
+    and the P tile staged for the second matrix product. On Hopper's wgmma path with
+    descriptors P stays in registers (wgmma takes its A operand from there) and the
+    compiler's figure is the tiles plus the copies' barriers: checked ahead of time for
+    every such config that the P tile alone would push over the budget and a sample of
+    the rest (scripts/check_smem_estimate.py, triton 3.9, sm_90)."""
     elt = dtype.itemsize
     width = padded_head_dim(head_dim, cfg.head_split)
     stages = max(cfg.num_stages, 1)
-    return elt * (cfg.block_m * width + 2 * cfg.block_n * width * stages
-                  + cfg.block_m * cfg.block_n)
+    tiles = cfg.block_m * width + 2 * cfg.block_n * width * stages
+    if (arch is not None and arch.name == "hopper" and cfg.tma and cfg.block_m >= 64
+            and cfg.num_warps >= 4):
+        return elt * tiles + 1024  # the copies' barriers: 32-1024 bytes over the tiles
+    return elt * (tiles + cfg.block_m * cfg.block_n)
 
 
 def estimate_regs_per_thread(cfg: KernelConfig, head_dim: int, dtype: torch.dtype) -> int:
@@ -163,7 +171,7 @@ def check_config(cfg: KernelConfig, head_dim: int, dtype: torch.dtype,
         return f"num_warps={cfg.num_warps} exceeds {arch.max_warps} on {arch.name}"
     if cfg.block_m < 8 * cfg.num_warps:
         return f"block_m={cfg.block_m} leaves warps idle with num_warps={cfg.num_warps}"
-    smem = estimate_smem_bytes(cfg, head_dim, dtype)
+    smem = estimate_smem_bytes(cfg, head_dim, dtype, arch)
     if smem > arch.smem_per_block:
         allowed = arch.smem_per_block // 1024
         return f"needs ~{smem // 1024} KB shared memory, {arch.name} allows {allowed} KB"

@@ -1,0 +1,112 @@
+"""Replay the tuner's search loop (vitune.tuner.loop.search, unchanged) against a finished
+sweep instead of a GPU: each trial gets the TFLOP/s the sweep measured for its config, so a
+sampler's behaviour can be studied on the CPU over many seeds. A config the sweep did not
+reach counts as a failed trial (pessimistic for a partial sweep).
+
+    python scripts/replay_search.py SWEEP_STORAGE [--gpu h100] [--seeds 20] [--budget N]
+        [--samplers tpe,random]
+
+Prints, per bucket and sampler, the gap to the sweep's best over the seeds (median, worst)
+and the share of seeds within 3%, with the budget used (default: the tuner's own)."""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+
+import optuna
+
+from vitune.kernels.vision_attn.space import KernelConfig, valid_configs
+from vitune.runtime.gpu import identity_for_key
+from vitune.tuner import loop
+from vitune.tuner import search as search_module
+from vitune.tuner.isolation import Outcome
+from vitune.tuner.presets import TUNE_PRESETS, bucket_of
+from vitune.tuner.search import TuneOptions, open_storage, plan_bucket, trial_budget
+
+
+class SweepOracle:
+    """Stands in for the trial worker: the sweep's measured rate of each config."""
+
+    def __init__(self, rates: dict[KernelConfig, float]) -> None:
+        self.rates = rates
+
+    def call(self, req, timeout_s):
+        rate = self.rates.get(KernelConfig.from_dict(req.config))
+        if rate is None:
+            return Outcome(False, reason="not measured by the sweep")
+        return Outcome(True, {"median_ms": 1.0 / rate, "tflops": rate})
+
+
+def sweep_rates(url: str) -> dict[str, dict[KernelConfig, float]]:
+    storage = open_storage(url)
+    out = {}
+    for summary in optuna.get_all_study_summaries(storage):
+        study = optuna.load_study(study_name=summary.study_name, storage=storage)
+        rates = {}
+        for t in study.trials:
+            if t.state == optuna.trial.TrialState.COMPLETE and "median_ms" in t.user_attrs:
+                rates[KernelConfig(**t.params)] = t.value
+        out[summary.study_name.split(":")[1]] = rates
+    return out
+
+
+_MEMORY: dict[str, optuna.storages.InMemoryStorage] = {}
+_open_storage = loop.open_storage
+
+
+def _open_in_memory(url: str):
+    """`memory:NAME` as one in-memory storage per name (a replay needs no database)."""
+    if url.startswith("memory:"):
+        return _MEMORY.setdefault(url, optuna.storages.InMemoryStorage())
+    return _open_storage(url)
+
+
+loop.open_storage = search_module.open_storage = _open_in_memory
+
+
+def replay(workload, gpu, rates, sampler: str, seed: int, budget: int) -> float:
+    """The best rate one search finds, planned as `vitune tune` plans it (the built-in
+    default and the SGLang-style constants enqueued first)."""
+    url = f"memory:{workload.name}:{sampler}:{seed}"
+    opts = TuneOptions(trials=budget, sampler=sampler, seed=seed, storage=url)
+    plan, _ = plan_bucket(workload, gpu, opts)
+    loop.search(plan, SweepOracle(rates), seed_offset=0)
+    study = optuna.load_study(study_name=plan.study_name, storage=_open_in_memory(url))
+    _MEMORY.pop(url)
+    done = [t.value for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE
+            and loop.trial_ran(t)]
+    return max(done, default=0.0)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("sweep")
+    parser.add_argument("--gpu", default="h100")
+    parser.add_argument("--seeds", type=int, default=20)
+    parser.add_argument("--budget", type=int)
+    parser.add_argument("--samplers", default="tpe,random")
+    args = parser.parse_args()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    gpu = identity_for_key(args.gpu)
+    sweeps = sweep_rates(args.sweep)
+    print(f"{'bucket':28s} {'sampler':8s} {'budget':>6s} {'sweep':>6s} {'median gap':>10s} "
+          f"{'worst':>6s} {'<= 3%':>6s}")
+    for w in TUNE_PRESETS["qwen2.5-vl"]:
+        key = bucket_of(w).key
+        rates = sweeps.get(key)
+        if not rates:
+            continue
+        n_valid = sum(1 for _ in valid_configs(w.head_dim, w.torch_dtype, gpu.arch))
+        budget = args.budget or trial_budget(None, n_valid)
+        best = max(rates.values())
+        for sampler in args.samplers.split(","):
+            gaps = [1 - replay(w, gpu, rates, sampler, seed, budget) / best
+                    for seed in range(args.seeds)]
+            print(f"{key:28s} {sampler:8s} {budget:6d} {best:6.1f} "
+                  f"{statistics.median(gaps):10.1%} {max(gaps):6.1%} "
+                  f"{sum(g <= 0.03 for g in gaps) / len(gaps):6.0%}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
