@@ -28,6 +28,10 @@ def test_backends_agree_on_a_tiny_encoder():
     for name in ("sglang-style-fixed", "vitune-auto"):
         assert by[name]["status"] == "ok" and by[name]["rel_diff_vs_first"] < 1e-4
         assert by[name]["tokens"] == 3 * 64 and by[name]["tokens_per_s"] > 0
+        assert by[name]["attention_ms"] == by[name]["median_ms"] - by["no-attention"]["median_ms"]
+    # The attention-free encoder bounds every backend (interpreted attention is slow here).
+    assert by["no-attention"]["status"] == "bound"
+    assert by["no-attention"]["median_ms"] < by["vitune-auto"]["median_ms"]
 
 
 @pytest.mark.skipif(torch.cuda.is_available() or not kernel_is_interpreted(), reason="CPU lane")
@@ -43,3 +47,4 @@ def test_a_backend_out_of_memory_is_reported_and_the_rest_run(monkeypatch):
     assert rows[0] == {"backend": "sdpa-masked", "status": "oom",
                        "reason": "CUDA out of memory"}
     assert rows[1]["status"] == "ok" and rows[1]["rel_diff_vs_first"] is None
+    assert rows[2]["backend"] == "no-attention"

@@ -72,7 +72,7 @@ def test_search_stops_when_every_valid_config_ran(tmp_path):
 
 def test_a_sampler_stuck_on_one_config_still_makes_progress(tmp_path, monkeypatch):
     stuck = next(valid_configs(256, torch.float32, GPU.arch))
-    monkeypatch.setattr(loop, "make_sampler", lambda name, seed: optuna.samplers.
+    monkeypatch.setattr(loop, "make_sampler", lambda name, seed, budget: optuna.samplers.
                         PartialFixedSampler(stuck.to_dict(), optuna.samplers.RandomSampler()))
     plan = make_plan(tmp_path, BIG_FP32, "tpe", budget=4)
     worker = FakeWorker()
@@ -112,3 +112,9 @@ def test_compile_pool_refuses_more_requests_than_processes():
         with pytest.raises(ValueError, match="2 requests for 1 compile processes"):
             pool.compile([None, None])
     assert 1 <= default_compile_jobs() <= 8
+
+
+def test_tpe_starts_with_a_third_of_its_budget_at_random():
+    assert [loop.tpe_startup_trials(b) for b in (None, 12, 40, 98, 400)] == [10, 10, 13, 30, 30]
+    sampler = loop.make_sampler("tpe", seed=0, budget=98)
+    assert sampler._n_startup_trials == 30  # noqa: SLF001 (Optuna exposes no getter)

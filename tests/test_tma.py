@@ -87,3 +87,19 @@ def test_batched_through_descriptors_or_pointers(aligned, monkeypatch):
     vision_attention(q, k, v, out=out, config=TMA_WIDE)
     assert bool(described) == aligned
     assert relative_error(out, reference_attention(q, k, v)) < TOLERANCE[torch.float16]
+
+
+def test_descriptor_configs_on_hopper_leave_p_out_of_shared_memory():
+    """wgmma keeps P in registers when descriptors feed K and V (the compiler's figure:
+    scripts/check_smem_estimate.py), so this 128 x 128 three-stage tile fits at head_dim
+    128 on Hopper; with pointer loads, or on Blackwell (not measured), it does not."""
+    from vitune.kernels.arch import BLACKWELL
+    from vitune.kernels.vision_attn.space import estimate_smem_bytes
+
+    big = KernelConfig(block_m=128, block_n=128, num_warps=8, num_stages=3, tma=True)
+    assert check_config(big, 128, torch.bfloat16, HOPPER) is None
+    assert "shared memory" in check_config(big, 128, torch.bfloat16, BLACKWELL)
+    pointers = KernelConfig(block_m=128, block_n=128, num_warps=8, num_stages=3)
+    assert "shared memory" in check_config(pointers, 128, torch.bfloat16, HOPPER)
+    assert estimate_smem_bytes(big, 128, torch.bfloat16, HOPPER) < \
+        estimate_smem_bytes(big, 128, torch.bfloat16)

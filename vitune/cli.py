@@ -86,12 +86,17 @@ def cmd_encoder_bench(args: argparse.Namespace) -> int:
     print(f"{args.encoder} encoder, {tokens} tokens, {env['device_name']}, "
           f"torch {env['torch']}, triton {env['triton']}, {env['date']}")
     for r in rows:
+        if r["status"] == "bound":
+            print(f"  {'(attention skipped)':20s} {r['tokens_per_s']:12,.0f} tokens/s  (the "
+                  f"encoder without attention: {r['median_ms']:.1f} ms)")
+            continue
         if r["status"] != "ok":
             print(f"  {r['backend']:20s} {r['status']} ({r['reason']})")
             continue
         vs = ", ".join(f"{r['tokens_per_s'] / rate:.2f}x {name}" for name, rate in rates.items()
                        if name != r["backend"])
-        print(f"  {r['backend']:20s} {r['tokens_per_s']:12,.0f} tokens/s  ({vs})")
+        print(f"  {r['backend']:20s} {r['tokens_per_s']:12,.0f} tokens/s  ({vs}); attention "
+              f"{r['attention_ms']:.1f} of {r['median_ms']:.1f} ms")
     return 0
 
 

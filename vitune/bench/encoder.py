@@ -122,6 +122,12 @@ def vitune_auto(q, k, v, cu, max_len):
     return vision_attention(q, k, v, cu, max_len)
 
 
+def no_attention(q, k, v, cu, max_len):
+    """Not a backend: attention skipped (v passed through), so the encoder's time without
+    attention is measured and each backend's attention time is its excess over it."""
+    return v
+
+
 ENCODER_BACKENDS: dict[str, AttentionFn] = {
     "sdpa-masked": masked_sdpa,
     "varlen_attn": varlen,
@@ -166,6 +172,15 @@ def bench_encoder(sizes: list[tuple[int, int]], backends: list[str], device: tor
                      "tokens_per_s": segments.tokens / (median * 1e-3),
                      "rel_diff_vs_first": rel, "tokens": segments.tokens,
                      "images": [list(s) for s in sizes]})
+    # The same encoder with attention skipped: the floor no attention backend can beat.
+    times = _time(lambda: model(pixels, segments, no_attention), device, reps)
+    floor = statistics.median(times)
+    rows.append({"backend": "no-attention", "status": "bound", "median_ms": floor,
+                 "tokens_per_s": segments.tokens / (floor * 1e-3), "tokens": segments.tokens,
+                 "images": [list(s) for s in sizes]})
+    for row in rows:
+        if row["status"] == "ok":
+            row["attention_ms"] = row["median_ms"] - floor
     return rows
 
 
