@@ -12,7 +12,9 @@
 #   STAGE=heads   tune the heads preset (d64/72/80/88/128) into a copy of the shipped YAML
 #   STAGE=next    the first call of the next session: the default-config GPU tests on the
 #                 new full default (m128n64w4s3 + tma; 64/96/128 never ran it), then
-#                 `vitune bench` of that default at 64/72/80/88/128 against cuDNN/flash
+#                 `vitune bench` of that default at 64/72/80/88/128 against cuDNN/flash,
+#                 the overhead bench three times and the encoder (with its no-attention
+#                 floor)
 #   STAGE=kernel  after a kernel change: A/B of the new choice (scripts/ab_configs.py), the
 #                 GPU lane, and the head_dim 72/88 probe, in one call
 #   STAGE=lane    the whole kernel lane (every valid config at 80/72/88) and the overhead bench
@@ -77,7 +79,10 @@ case "${STAGE:-tests}" in
     step 150 python3 -m vitune.cli bench --preset lengths --workloads "$wl" \
       --backends vitune-default,vitune-auto,sdpa-cudnn,sdpa-flash,varlen_attn \
       --out "$DB/bench-default.jsonl" > "$OUT/bench-default.log" 2>&1
-    tail -16 "$OUT/bench-default.log" ;;
+    tail -16 "$OUT/bench-default.log"
+    for i in 1 2 3; do  # the selector's < 10 us: several runs, as runs differ by ~3 us
+      step 40 python3 -m vitune.cli bench --overhead --out "$DB/overhead-$i.jsonl"; done
+    step 100 python3 -m vitune.cli bench --encoder qwen2.5-vl --out "$DB/encoder.jsonl" ;;
   lane)  # after a rule change: every valid config, then the host overhead
     step 330 python3 -m pytest -q -m gpu -n "${JOBS:-14}" -p no:cacheprovider \
       tests/test_kernel_gpu.py tests/test_compile.py > "$OUT/gpu_tests.log" 2>&1

@@ -156,7 +156,7 @@ def cmd_compile_check(args: argparse.Namespace) -> int:
                                                                   0) + 1
         if info.shared_bytes > arch.smem_per_block:
             over.append((cfg, info.shared_bytes))
-        slack.append(info.shared_bytes / estimate_smem_bytes(cfg, args.head_dim, dtype))
+        slack.append(info.shared_bytes / estimate_smem_bytes(cfg, args.head_dim, dtype, arch))
     print(f"{arch.name} (sm_{arch.min_capability[0]}{arch.min_capability[1]}), head_dim "
           f"{args.head_dim}, {args.dtype}: {len(results)} valid configs compiled ahead of "
           f"time, {len(failed)} failed, {len(over)} over the {arch.smem_per_block // 1024} KB "
