@@ -103,3 +103,21 @@ def test_descriptor_configs_on_hopper_leave_p_out_of_shared_memory():
     assert "shared memory" in check_config(pointers, 128, torch.bfloat16, HOPPER)
     assert estimate_smem_bytes(big, 128, torch.bfloat16, HOPPER) < \
         estimate_smem_bytes(big, 128, torch.bfloat16)
+
+
+def test_default_falls_back_to_a_valid_config_when_strides_are_not_multiples_of_8(
+        monkeypatch):
+    """On Hopper, split head_dim 72 needs strides in multiples of 8; other strides make the
+    built-in default (descriptors on) fall back to padding, and so to pointer loads: the
+    rules admit no descriptors with padding."""
+    from vitune.runtime import api
+    from vitune.runtime.gpu import identity_for_key
+    from vitune.runtime.selector import length_key
+
+    monkeypatch.setattr(api, "device_gpu", lambda device: identity_for_key("h100"))
+    strides = ((3 * 16 * 76, 76, 1),) * 3 + (None,)
+    fields = api._decide_config_uncached("cuda", 0, 72, torch.bfloat16, length_key(4096),
+                                         None, False, strides)
+    cfg = KernelConfig(*fields)
+    assert not cfg.head_split and not cfg.tma
+    assert check_config(cfg, 72, torch.bfloat16, HOPPER) is None

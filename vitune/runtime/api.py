@@ -361,7 +361,9 @@ def _decide_config_uncached(device_type: str, device_index: int, head_dim: int,
                 "needs every stride of q, k, v and out to be a multiple of 8 elements; got "
                 f"strides (q, k, v, out) {strides}: use head_split=False, block_m=32 or "
                 "num_warps=2")
-        cfg = replace(cfg, head_split=False)
+        # Padded, descriptors off: the rules admit no descriptors with padding (and strides
+        # that are not multiples of 8 elements cannot be described anyway).
+        cfg = replace(cfg, head_split=False, tma=False)
     return cfg.as_tuple()
 
 
