@@ -9,18 +9,15 @@ import sys
 
 import optuna
 
-from vitune.tuner.search import open_storage, trial_ran
+from vitune.tuner.search import bucket_studies, trial_ran
 
 
 def summarize(url: str) -> dict[str, tuple[float, int]]:
     """bucket -> (best TFLOP/s, trials that ran: compiled, checked and timed)."""
-    storage = open_storage(url)
     out = {}
-    for summary in optuna.get_all_study_summaries(storage):
-        study = optuna.load_study(study_name=summary.study_name, storage=storage)
+    for bucket, study in bucket_studies(url):
         ran = [t for t in study.trials if trial_ran(t)]
         done = [t for t in ran if t.state == optuna.trial.TrialState.COMPLETE]
-        bucket = summary.study_name.split(":")[1]  # gpu:bucket:kernel hash
         out[bucket] = (max((t.value for t in done), default=0.0), len(ran))
     return out
 

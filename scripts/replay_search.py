@@ -22,7 +22,7 @@ from vitune.tuner import loop
 from vitune.tuner import search as search_module
 from vitune.tuner.isolation import Outcome
 from vitune.tuner.presets import TUNE_PRESETS, bucket_of
-from vitune.tuner.search import TuneOptions, open_storage, plan_bucket, trial_budget
+from vitune.tuner.search import TuneOptions, bucket_studies, plan_bucket, trial_budget
 
 
 class SweepOracle:
@@ -39,16 +39,10 @@ class SweepOracle:
 
 
 def sweep_rates(url: str) -> dict[str, dict[KernelConfig, float]]:
-    storage = open_storage(url)
-    out = {}
-    for summary in optuna.get_all_study_summaries(storage):
-        study = optuna.load_study(study_name=summary.study_name, storage=storage)
-        rates = {}
-        for t in study.trials:
-            if t.state == optuna.trial.TrialState.COMPLETE and "median_ms" in t.user_attrs:
-                rates[KernelConfig(**t.params)] = t.value
-        out[summary.study_name.split(":")[1]] = rates
-    return out
+    """bucket -> the measured rate of every config the sweep ran."""
+    return {bucket: {KernelConfig(**t.params): t.value for t in study.trials
+                     if loop.trial_ran(t) and t.state == optuna.trial.TrialState.COMPLETE}
+            for bucket, study in bucket_studies(url)}
 
 
 _MEMORY: dict[str, optuna.storages.InMemoryStorage] = {}

@@ -18,19 +18,17 @@ from vitune.kernels.vision_attn.launch import launch_vision_attention
 from vitune.kernels.vision_attn.space import KernelConfig
 from vitune.tuner.measure import time_gpu
 from vitune.tuner.presets import TUNE_PRESETS, bucket_of
-from vitune.tuner.search import open_storage
+from vitune.tuner.search import bucket_studies, trial_ran
 
 
 def bests(url: str) -> dict[str, KernelConfig]:
-    storage = open_storage(url)
+    """bucket -> the config of its best trial that ran."""
     out = {}
-    for summary in optuna.get_all_study_summaries(storage):
-        study = optuna.load_study(study_name=summary.study_name, storage=storage)
-        done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE
-                and "median_ms" in t.user_attrs]
+    for bucket, study in bucket_studies(url):
+        done = [t for t in study.trials
+                if trial_ran(t) and t.state == optuna.trial.TrialState.COMPLETE]
         if done:
-            best = max(done, key=lambda t: t.value)
-            out[summary.study_name.split(":")[1]] = KernelConfig(**best.params)
+            out[bucket] = KernelConfig(**max(done, key=lambda t: t.value).params)
     return out
 
 

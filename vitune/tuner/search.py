@@ -10,7 +10,7 @@ import hashlib
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -42,8 +42,8 @@ from vitune.tuner.presets import Bucket, bucket_of
 from vitune.tuner.team import SearchTeam
 from vitune.tuner.workloads import Workload
 
-__all__ = ["SAMPLERS", "BucketResult", "TuneOptions", "bucket_entry", "kernel_hash",
-           "make_sampler", "open_storage", "trial_ran", "tune_bucket"]
+__all__ = ["SAMPLERS", "BucketResult", "TuneOptions", "bucket_entry", "bucket_studies",
+           "kernel_hash", "make_sampler", "open_storage", "trial_ran", "tune_bucket"]
 log = logging.getLogger(__name__)
 SAMPLERS = ("tpe", "gp", "cmaes", "random", "grid")
 GPU_PEERS = ("sdpa-cudnn", "sdpa-flash", "varlen_attn", "flash_attn", "sglang-style-fixed")
@@ -87,6 +87,15 @@ class BucketResult:
     study_name: str
 
 
+def bucket_studies(url: str) -> Iterator[tuple[str, optuna.Study]]:
+    """Every study of one `vitune tune` run's storage with its bucket key (study names are
+    GPU:bucket:kernel hash, as plan_bucket makes them)."""
+    storage = open_storage(url)
+    for summary in optuna.get_all_study_summaries(storage):
+        study = optuna.load_study(study_name=summary.study_name, storage=storage)
+        yield summary.study_name.split(":")[1], study
+
+
 MIN_TRIALS = 40
 AUTO_TRIALS_FRACTION = 0.2
 
@@ -108,6 +117,7 @@ def plan_bucket(workload: Workload, gpu: GpuIdentity, opts: TuneOptions
         raise ValueError(f"unknown sampler {opts.sampler!r}; choose one of {list(SAMPLERS)}")
     bucket = bucket_of(workload)
     dtype = workload.torch_dtype
+    # GPU:bucket:kernel hash (bucket_studies reads the bucket back out of it)
     study_name = f"{opts.study_prefix or gpu.key}:{bucket.key}:{kernel_hash()}"
     n_valid = sum(1 for _ in valid_configs(workload.head_dim, dtype, gpu.arch))
     sampler = opts.sampler

@@ -59,7 +59,7 @@ def compile_for(cfg: KernelConfig, head_dim: int, dtype: torch.dtype, capability
                     [s // unit for group in strides for s in group], strict=True))
     ints["n_heads"] = heads
     constexprs = dict(kernel_constants(cfg, head_dim, dtype, True, unit))
-    widths = [w for w in head_chunks(head_dim, cfg.head_split)] * 2
+    widths = list(head_chunks(head_dim, cfg.head_split)) * 2
     element = POINTER_TYPES[dtype][1:]
     signature = {}
     for name in names:
