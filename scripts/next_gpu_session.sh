@@ -21,6 +21,9 @@
 #   STAGE=tpe2    sampled search with one process per GPU, then compared with grid.db
 #   STAGE=tune    qwen2.5-vl tune only
 #   STAGE=tests   the whole GPU lane (incl. compile and CUDA graphs)
+#   STAGE=check   the whole GPU lane, the overhead bench three times, the encoder bench
+#   STAGE=retune  the built-in default's bench at 64-128, then the qwen2.5-vl tune and the
+#                 lengths bench with what it wrote
 # Optuna is not on the device image: run ../shared/device/fetch-wheels.sh here first, carry
 # .whl, and this script installs it. Studies live in results/gpu (name it in carry to resume
 # on a fresh machine); they and every result are copied to $OUT at the end of each call.
@@ -109,6 +112,26 @@ case "${STAGE:-tests}" in
     step 560 python3 -m vitune.cli tune --gpu auto --preset heads \
       --out "$DB/configs" --storage "sqlite:///$PWD/$DB/heads.db" > "$OUT/heads.log" 2>&1
     tail -16 "$OUT/heads.log" ;;
+  check)  # every GPU test, then the selector's overhead (runs differ by ~3 us) and the encoder
+    step 380 python3 -m pytest -q -m gpu -n "${JOBS:-14}" -p no:cacheprovider \
+      tests/test_kernel_gpu.py tests/test_compile.py > "$OUT/gpu_tests.log" 2>&1
+    grep -E "^FAILED|passed|failed" "$OUT/gpu_tests.log" | tail -8
+    for i in 1 2 3; do
+      step 40 python3 -m vitune.cli bench --overhead --out "$DB/overhead-$i.jsonl"; done
+    step 100 python3 -m vitune.cli bench --encoder qwen2.5-vl --out "$DB/encoder.jsonl" ;;
+  retune)  # the built-in default against the peers, then a tune and the lengths bench
+    wl="16x1024 d64,4x4096 d64,4x4096 d72,1x16384 d72,4x4096 d80,1x16384 d80,4x4096 d88"
+    wl="$wl,1x16384 d88,4x4096 d128,1x16384 d128"
+    step 140 python3 -m vitune.cli bench --preset lengths --workloads "$wl" \
+      --backends vitune-default,sdpa-cudnn,sdpa-flash,varlen_attn \
+      --out "$DB/bench-default.jsonl" > "$OUT/bench-default.log" 2>&1
+    tail -14 "$OUT/bench-default.log"
+    step 300 python3 -m vitune.cli tune --gpu auto --preset qwen2.5-vl \
+      --out "$DB/configs" --storage "sqlite:///$PWD/$DB/tpe.db" > "$OUT/tune.log" 2>&1
+    tail -12 "$OUT/tune.log"; cp "$DB/configs/"*.yaml "$OUT/" 2>/dev/null
+    export VITUNE_CONFIG_DIR=$PWD/$DB/configs
+    step 140 python3 -m vitune.cli bench --preset lengths \
+      --out "$DB/bench-lengths.jsonl" > "$OUT/bench.log" 2>&1; tail -45 "$OUT/bench.log" ;;
   tune)  time python3 -m vitune.cli tune --gpu auto --preset qwen2.5-vl \
            --out "$DB/configs" --storage "sqlite:///$PWD/$DB/tpe.db" 2>&1 | tail -40 ;;
   tests) python3 -m pytest -m gpu -q -n "${JOBS:-14}" -p no:cacheprovider tests/ \

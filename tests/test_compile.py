@@ -23,6 +23,20 @@ def test_fullgraph_compile_on_the_interpreter():
     torch._dynamo.reset()
 
 
+def test_custom_op_launches_every_field_of_the_config(monkeypatch):
+    """The op passes plain fields; none may be dropped on the way (e.g. tma)."""
+    from vitune.kernels.vision_attn.space import KernelConfig
+    from vitune.runtime import ops
+
+    launched = []
+    monkeypatch.setattr(ops, "launch_vision_attention",
+                        lambda q, k, v, out, cu, scale, cfg: launched.append(cfg) or out)
+    q = torch.randn(4, 2, 32)
+    for cfg in (KernelConfig(64, 32, 4, 3, False, True, True), KernelConfig()):
+        ops.call_op(q, q, q, None, None, 0.5, cfg)
+    assert launched == [KernelConfig(64, 32, 4, 3, False, True, True), KernelConfig()]
+
+
 @pytest.mark.gpu
 def test_compile_and_cuda_graph_on_gpu():
     q, k, v, cu = make_packed([300, 64, 0, 700], heads=4, head_dim=80, dtype=torch.bfloat16,

@@ -61,11 +61,13 @@ def host_overhead(device: torch.device, calls: int = 2000, repeats: int = 15,
         "vision_attention validate=True":
             lambda: api.vision_attention(q, k, v, cu, tokens, out=out, validate=True),
     }
-    samples = _per_call_us(ways, calls, repeats, device)
+    with torch.inference_mode():  # as a serving process runs its vision tower
+        samples = _per_call_us(ways, calls, repeats, device)
     direct = samples["kernel launch (direct)"]
     # The overhead is the median of per-repeat differences (each pair ran back to back).
     return [{"way": name, "us_per_call": statistics.median(times),
              "overhead_us": statistics.median(t - d for t, d in zip(times, direct, strict=True)),
-             "config": plan.config.short(), "tokens": tokens, "heads": heads,
-             "head_dim": head_dim, "dtype": str(dtype).removeprefix("torch.")}
+             "config": plan.config.short(), "grad_mode": "inference_mode",
+             "tokens": tokens, "heads": heads, "head_dim": head_dim,
+             "dtype": str(dtype).removeprefix("torch.")}
             for name, times in samples.items()]

@@ -68,14 +68,15 @@ def vision_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
     key = plan = None
     if not validate and not compiling and type(config) is not dict:
         try:  # the hot path: a signature seen before skips the checks and the decision
-            if not (q.requires_grad or k.requires_grad or v.requires_grad):
-                key = (q.dtype, q.device, q.shape, q.stride(), k.dtype, k.device, k.shape,
-                       k.stride(), v.dtype, v.device, v.shape, v.stride(),
+            if not (torch.is_grad_enabled()
+                    and (q.requires_grad or k.requires_grad or v.requires_grad)):
+                key = (q.shape, q.stride(), k.shape, k.stride(), v.shape, v.stride(),
+                       q.dtype, k.dtype, v.dtype, q.device, k.device, v.device,
                        None if cu_seqlens is None else (
-                           cu_seqlens.dtype, cu_seqlens.device, cu_seqlens.shape,
-                           cu_seqlens.stride()),
-                       None if out is None else (out.dtype, out.device, out.shape,
-                                                 out.stride()),
+                           cu_seqlens.shape, cu_seqlens.stride(), cu_seqlens.dtype,
+                           cu_seqlens.device),
+                       None if out is None else (out.shape, out.stride(), out.dtype,
+                                                 out.device),
                        max_seqlen, type(max_seqlen), scale, type(scale), config, backend)
                 plan = _plans.get(key)
         except (AttributeError, TypeError):  # not tensors, or unhashable: the checks say why

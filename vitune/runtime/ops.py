@@ -14,23 +14,21 @@ from vitune.kernels.vision_attn.space import KernelConfig
 def vision_attention_op(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
                         cu_seqlens: torch.Tensor | None, scale: float, block_m: int,
                         block_n: int, num_warps: int, num_stages: int, head_split: bool,
-                        heads_fastest: bool) -> torch.Tensor:
-    cfg = KernelConfig(block_m, block_n, num_warps, num_stages, head_split, heads_fastest)
+                        heads_fastest: bool, tma: bool) -> torch.Tensor:
+    cfg = KernelConfig(block_m, block_n, num_warps, num_stages, head_split, heads_fastest, tma)
     out = torch.empty_like(q, memory_format=torch.contiguous_format)
     return launch_vision_attention(q, k, v, out, cu_seqlens, scale, cfg)
 
 
 @vision_attention_op.register_fake
 def _(q, k, v, cu_seqlens, scale, block_m, block_n, num_warps, num_stages, head_split,
-      heads_fastest):
+      heads_fastest, tma):
     return torch.empty_like(q, memory_format=torch.contiguous_format)
 
 
 def call_op(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, out: torch.Tensor | None,
             cu_seqlens: torch.Tensor | None, scale: float, cfg: KernelConfig) -> torch.Tensor:
-    result = vision_attention_op(q, k, v, cu_seqlens, scale, cfg.block_m, cfg.block_n,
-                                 cfg.num_warps, cfg.num_stages, cfg.head_split,
-                                 cfg.heads_fastest)
+    result = vision_attention_op(q, k, v, cu_seqlens, scale, *cfg.as_tuple())
     if out is None:
         return result
     out.copy_(result)
