@@ -24,6 +24,10 @@
 #   STAGE=check   the whole GPU lane, the overhead bench three times, the encoder bench
 #   STAGE=retune  the built-in default's bench at 64-128, then the qwen2.5-vl tune and the
 #                 lengths bench with what it wrote
+#   STAGE=duo     on a 2-GPU machine: the overhead bench three times, the built-in default's
+#                 bench, then the qwen2.5-vl tune on one GPU and on two (wall times)
+#   STAGE=duosweep  then (carry results/gpu): the window bucket's exhaustive sweep on both
+#                 GPUs, the searches against it (raw and re-timed), the lengths bench
 # Optuna is not on the device image: run ../shared/device/fetch-wheels.sh here first, carry
 # .whl, and this script installs it. Studies live in results/gpu (name it in carry to resume
 # on a fresh machine); they and every result are copied to $OUT at the end of each call.
@@ -132,6 +136,32 @@ case "${STAGE:-tests}" in
     export VITUNE_CONFIG_DIR=$PWD/$DB/configs
     step 140 python3 -m vitune.cli bench --preset lengths \
       --out "$DB/bench-lengths.jsonl" > "$OUT/bench.log" 2>&1; tail -45 "$OUT/bench.log" ;;
+  duo)  # host overhead and the default on GPU 0, then the search on one GPU and on two
+    for i in 1 2 3; do
+      step 40 python3 -m vitune.cli bench --overhead --out "$DB/overhead-$i.jsonl"; done
+    wl="16x1024 d64,4x4096 d64,4x4096 d72,1x16384 d72,4x4096 d80,1x16384 d80,4x4096 d88"
+    wl="$wl,1x16384 d88,4x4096 d128,1x16384 d128"
+    step 120 python3 -m vitune.cli bench --preset lengths --workloads "$wl" \
+      --backends vitune-default,sdpa-cudnn,sdpa-flash,varlen_attn \
+      --out "$DB/bench-default.jsonl" > "$OUT/bench-default.log" 2>&1
+    tail -12 "$OUT/bench-default.log"
+    step 280 python3 -m vitune.cli tune --gpu auto --preset qwen2.5-vl --workers 1 \
+      --out "$DB/configs" --storage "sqlite:///$PWD/$DB/tpe1.db" > "$OUT/tpe1.log" 2>&1
+    tail -9 "$OUT/tpe1.log"; cp "$DB/configs/"*.yaml "$OUT/" 2>/dev/null
+    step 200 python3 -m vitune.cli tune --gpu auto --preset qwen2.5-vl --workers gpus \
+      --out /tmp/vt/tpe2 --storage "sqlite:///$PWD/$DB/tpe2.db" > "$OUT/tpe2.log" 2>&1
+    tail -9 "$OUT/tpe2.log" ;;
+  duosweep)  # the window bucket's sweep, the searches against it, the tuned lengths bench
+    step 330 python3 -m vitune.cli tune --gpu auto --preset qwen2.5-vl --sampler grid \
+      --trials 100000 --workers gpus --buckets d80-bfloat16-window-L64 --out /tmp/vt/grid \
+      --storage "sqlite:///$PWD/$DB/grid.db" > "$OUT/grid.log" 2>&1; tail -6 "$OUT/grid.log"
+    for n in 1 2; do python3 scripts/compare_search.py "sqlite:///$PWD/$DB/grid.db" \
+      "sqlite:///$PWD/$DB/tpe$n.db"; done 2>&1 | tee "$OUT/compare.log"
+    for n in 1 2; do step 40 python3 scripts/retime_bests.py "sqlite:///$PWD/$DB/grid.db" \
+      "sqlite:///$PWD/$DB/tpe$n.db"; done 2>&1 | tee "$OUT/retime.log"
+    export VITUNE_CONFIG_DIR=$PWD/$DB/configs
+    step 140 python3 -m vitune.cli bench --preset lengths \
+      --out "$DB/bench-lengths.jsonl" > "$OUT/bench.log" 2>&1; tail -30 "$OUT/bench.log" ;;
   tune)  time python3 -m vitune.cli tune --gpu auto --preset qwen2.5-vl \
            --out "$DB/configs" --storage "sqlite:///$PWD/$DB/tpe.db" 2>&1 | tail -40 ;;
   tests) python3 -m pytest -m gpu -q -n "${JOBS:-14}" -p no:cacheprovider tests/ \

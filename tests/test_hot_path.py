@@ -84,4 +84,4 @@ def test_overhead_bench_reports_every_way():
                          head_dim=32, dtype=torch.float16)
     assert [r["way"] for r in rows][0] == "kernel launch (direct)"
     assert rows[0]["overhead_us"] == 0.0
-    assert len(rows) == 4 and all(r["us_per_call"] > 0 for r in rows)
+    assert len(rows) == 5 and all(r["us_per_call"] > 0 for r in rows)

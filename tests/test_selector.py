@@ -132,8 +132,8 @@ def test_vision_attention_uses_the_selected_config(tmp_path, monkeypatch):
     seen = []
     import vitune.runtime.api as api
 
-    monkeypatch.setattr(api, "launch_vision_attention",
-                        lambda q, k, v, out, cu, scale, cfg: seen.append(cfg) or out)
+    monkeypatch.setattr(api, "run_launch",
+                        lambda launch, q, k, v, out, cu: seen.append(launch.config) or out)
     q, k, v, cu = make_packed([20, 12], heads=1, head_dim=32, dtype=torch.float32)
     api.vision_attention(q, k, v, cu, max_seqlen=20)
     assert seen == [tuned]

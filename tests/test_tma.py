@@ -121,3 +121,26 @@ def test_default_falls_back_to_a_valid_config_when_strides_are_not_multiples_of_
     cfg = KernelConfig(*fields)
     assert not cfg.head_split and not cfg.tma
     assert check_config(cfg, 72, torch.bfloat16, HOPPER) is None
+
+
+@interpreted
+def test_a_reused_plan_checks_each_calls_addresses(monkeypatch):
+    """A repeated call reuses its plan (same shapes and strides), but the base address is
+    not part of its key: a view 4 elements into its storage takes pointer loads, still right."""
+    from vitune.runtime import api
+
+    described = []
+    real = launch.chunk_descriptors
+    monkeypatch.setattr(launch, "chunk_descriptors",
+                        lambda *a: described.append(1) or real(*a))
+    flat = torch.randn(10 * 3 * 2 * 80 + 4).to(torch.float16)
+    cu = torch.tensor([0, 3, 10], dtype=torch.int32)
+    api.clear_decision_cache()
+    for offset, through_descriptors in ((0, True), (4, False), (0, True)):
+        q, k, v = flat[offset:offset + 10 * 3 * 2 * 80].view(10, 3, 2, 80).unbind(1)
+        out = torch.full_like(q, float("nan"))
+        vision_attention(q, k, v, cu, 7, out=out, config=TMA_WIDE)
+        assert bool(described) == through_descriptors
+        described.clear()
+        assert relative_error(out, reference_attention(q, k, v, cu)) < TOLERANCE[torch.float16]
+    assert len(api._plans) == 1

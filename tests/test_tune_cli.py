@@ -44,6 +44,16 @@ def test_tune_interpret_writes_a_labelled_valid_yaml_and_resumes(tmp_path):
     assert set(finished_trials(storage).values()) == {3}
 
 
+def test_buckets_picks_the_buckets_to_tune(tmp_path):
+    from vitune.tuner.presets import TUNE_PRESETS, bucket_of
+
+    window = next(bucket_of(w) for w in TUNE_PRESETS["tiny"] if bucket_of(w).regime == "window")
+    assert main(["tune", "--interpret", "--trials", "1", "--out", str(tmp_path),
+                 "--buckets", window.key]) == 0
+    doc = load_config_file(tmp_path / "interpreter.yaml")
+    assert [(b["regime"], b["seqlen"]) for b in doc["buckets"]] == [("window", window.seqlen)]
+
+
 def count_finished_readonly(db) -> int:
     """Finished trials, read without Optuna: an Optuna reader would also try to create the
     schema and race the tuner's own initialisation of a new database."""
@@ -84,7 +94,8 @@ def test_sigkill_keeps_every_finished_trial(tmp_path):
     [(["tune", "--gpu", "h100"], "asked to tune for h100 but this machine has no CUDA GPU"),
      (["tune", "--interpret", "--gpu", "gb200"], "--interpret tunes the Triton interpreter"),
      (["tune", "--interpret", "--head-dim", "64", "--seqlens", "20"], "bf16"),
-     (["tune", "--interpret", "--head-dim", "64"], "--head-dim and --seqlens go together")],
+     (["tune", "--interpret", "--head-dim", "64"], "--head-dim and --seqlens go together"),
+     (["tune", "--interpret", "--buckets", "d99-x"], "--buckets: d99-x not among")],
 )
 def test_bad_targets_exit_2_with_one_sentence(argv, message, capsys):
     with pytest.raises(SystemExit) as info:

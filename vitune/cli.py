@@ -250,6 +250,13 @@ def cmd_tune(args: argparse.Namespace) -> int:
     else:
         preset = args.preset or ("tiny" if args.interpret else "qwen2.5-vl")
         workloads = TUNE_PRESETS[preset]
+    if args.buckets:
+        known = {bucket_of(w).key: w for w in workloads}
+        wanted = [key.strip() for key in args.buckets.split(",")]
+        if unknown := [key for key in wanted if key not in known]:
+            _fail(f"--buckets: {', '.join(unknown)} not among this run's buckets "
+                  f"({', '.join(known)})")
+        workloads = [known[key] for key in wanted]
     if args.interpret and any(w.dtype == "bfloat16" for w in workloads):
         _fail("the interpreter computes bf16 matrix products wrongly; use --dtype float16")
     out = Path(args.out)
@@ -450,6 +457,8 @@ def add_tune_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--head-dim", type=int, nargs="+", help="explicit workloads: head dims")
     p.add_argument("--dtype", default="bfloat16", choices=("bfloat16", "float16", "float32"))
     p.add_argument("--seqlens", type=int, nargs="+", help="explicit workloads: segment lengths")
+    p.add_argument("--buckets", help="comma-separated bucket keys to tune (default: all of "
+                   "the workloads'), e.g. d80-bfloat16-window-L64")
     p.add_argument("--trials", type=int,
                    help="trials that run per bucket (default: a fifth of the bucket's valid "
                         "configs, at least 40)")

@@ -11,8 +11,10 @@ import torch
 
 from vitune.kernels.arch import ArchSpec
 from vitune.kernels.vision_attn.launch import (
+    Launch,
     kernel_is_interpreted,
-    launch_vision_attention,
+    plan_launch,
+    run_launch,
     tensor_strides_aligned,
 )
 from vitune.kernels.vision_attn.space import (
@@ -92,19 +94,21 @@ def vision_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
         return RUNNERS[plan.backend](q, k, v, cu_seqlens, max_seqlen, plan.scale, out)
     if compiling:  # one opaque custom op in the graph
         return call_op(q, k, v, out, cu_seqlens, plan.scale, plan.config)
-    if out is None:
+    if out is None:  # (contiguous: the strides the plan's launch was made for)
         out = torch.empty_like(q, memory_format=torch.contiguous_format)
-    return launch_vision_attention(q, k, v, out, cu_seqlens, plan.scale, plan.config)
+    return run_launch(plan.launch, q, k, v, out, cu_seqlens)
 
 
 @dataclass(frozen=True)
 class _Plan:
     """What a call does once its arguments passed the checks: the backend, the kernel
-    config (for "triton") and the softmax scale."""
+    config and its launch's arguments (for "triton"; no launch when tracing) and the
+    softmax scale."""
 
     backend: str
     config: KernelConfig | None
     scale: float
+    launch: Launch | None = None
 
 
 # Call signature -> plan. The signature holds everything the checks and the decision read
@@ -170,7 +174,13 @@ def _plan_call(q, k, v, cu_seqlens, max_seqlen, scale, out, config, backend,
         None if config is None else config.as_tuple(),
         tensor_strides_aligned(q, k, v) and out_aligned,
         (q.stride(), k.stride(), v.stride(), None if out is None else out.stride())))
-    return _Plan("triton", cfg, scale)
+    if torch.compiler.is_compiling():  # the custom op launches at run time
+        return _Plan("triton", cfg, scale)
+    # The plan holds the launch's arguments (strides, grid, constants): a repeated call
+    # only looks its plan up and launches, cheaper than planning the launch again.
+    out_like = out if out is not None else torch.empty_like(
+        q, memory_format=torch.contiguous_format)
+    return _Plan("triton", cfg, scale, plan_launch(q, k, v, out_like, cu_seqlens, scale, cfg))
 
 
 def _can_run(backend: str, q: torch.Tensor, cu_seqlens: torch.Tensor | None,

@@ -43,7 +43,8 @@ from vitune.tuner.team import SearchTeam
 from vitune.tuner.workloads import Workload
 
 __all__ = ["SAMPLERS", "BucketResult", "TuneOptions", "bucket_entry", "bucket_studies",
-           "kernel_hash", "make_sampler", "open_storage", "trial_ran", "tune_bucket"]
+           "crown_bucket", "kernel_hash", "make_sampler", "open_storage", "plan_bucket",
+           "search_bucket", "trial_ran", "tune_bucket"]
 log = logging.getLogger(__name__)
 SAMPLERS = ("tpe", "gp", "cmaes", "random", "grid")
 GPU_PEERS = ("sdpa-cudnn", "sdpa-flash", "varlen_attn", "flash_attn", "sglang-style-fixed")
@@ -145,17 +146,35 @@ def tune_bucket(workload: Workload, gpu: GpuIdentity, worker: IsolatedWorker,
                 team: SearchTeam | None = None) -> BucketResult:
     """Search one bucket until its study holds `opts.trials` trials that ran (counting
     those a previous run left), every valid config has run, or `opts.timeout_s` passes;
-    then re-time the best few and measure the peers. `team` members (one per extra GPU)
-    search the same study meanwhile; they may overshoot the budget by a round each."""
+    then re-time the best few and measure the peers."""
     plan, default = plan_bucket(workload, gpu, opts)
+    search_bucket(plan, worker, on_trial, compiler, team)
+    return crown_bucket(plan, default, worker)
+
+
+def search_bucket(plan: SearchPlan, worker: IsolatedWorker,
+                  on_trial: Callable[[int, int, float | None], None] | None = None,
+                  compiler: CompilePool | None = None, team: SearchTeam | None = None,
+                  before_joining: Callable[[], None] | None = None) -> None:
+    """Search the plan's study with this process and the `team` (one member per extra GPU,
+    which may overshoot the budget by a round each). `before_joining` runs on this
+    process's GPU once the team has started, e.g. crowning the previous bucket, so the
+    other GPUs do not wait for it."""
     if team is not None:
         team.start(plan)
     try:
+        if before_joining is not None:
+            before_joining()
         search(plan, worker, seed_offset=0, on_trial=on_trial, compiler=compiler)
     finally:
         if team is not None:
             team.wait()
-    study = optuna.load_study(study_name=plan.study_name, storage=open_storage(opts.storage))
+
+
+def crown_bucket(plan: SearchPlan, default: KernelConfig, worker: IsolatedWorker
+                 ) -> BucketResult:
+    """Re-time the bucket's best few beside the built-in default, measure the peers."""
+    study = optuna.load_study(study_name=plan.study_name, storage=open_storage(plan.storage))
     return _crown(study, plan, worker, default)
 
 

@@ -9,6 +9,7 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
+from vitune.kernels.vision_attn.space import KernelConfig
 from vitune.runtime.gpu import GpuIdentity
 from vitune.runtime.schema import (
     SCHEMA_VERSION,
@@ -20,7 +21,16 @@ from vitune.runtime.schema import (
 from vitune.tuner.compile_pool import CompilePool, default_compile_jobs
 from vitune.tuner.environment import environment
 from vitune.tuner.isolation import IsolatedWorker
-from vitune.tuner.search import BucketResult, TuneOptions, bucket_entry, kernel_hash, tune_bucket
+from vitune.tuner.loop import SearchPlan
+from vitune.tuner.search import (
+    BucketResult,
+    TuneOptions,
+    bucket_entry,
+    crown_bucket,
+    kernel_hash,
+    plan_bucket,
+    search_bucket,
+)
 from vitune.tuner.team import SearchTeam
 from vitune.tuner.workloads import Workload
 
@@ -84,8 +94,8 @@ def tune(workloads: list[Workload], gpu: GpuIdentity, out_dir: str | Path, opts:
          on_bucket_start: Callable[[Workload], Callable] | None = None,
          workers: int = 1) -> list[BucketResult]:
     """Tune each workload's bucket with `workers` search processes sharing its study; the
-    YAML is rewritten after every bucket. On Ctrl-C the buckets finished so far are saved
-    and KeyboardInterrupt propagates."""
+    YAML is rewritten after every bucket. On Ctrl-C the buckets crowned so far are saved
+    and KeyboardInterrupt propagates (the studies keep every trial: a rerun resumes)."""
     path = output_path(out_dir, gpu)
     opts.known_winners = opts.known_winners or known_winners(out_dir)
     main_env, *helper_envs = worker_envs(gpu, workers)
@@ -101,9 +111,20 @@ def tune(workloads: list[Workload], gpu: GpuIdentity, out_dir: str | Path, opts:
             compiler = stack.enter_context(CompilePool(opts.compile_jobs or
                                                        default_compile_jobs(), main_env,
                                                        opts.trial_timeout_s))
+        searched: list[tuple[SearchPlan, KernelConfig]] = []  # not crowned yet
+
+        def crown_searched() -> None:
+            while searched:
+                result = crown_bucket(*searched.pop(0), worker)
+                results.append(result)
+                save_results(path, gpu, [result])
+
         for w in workloads:
+            plan, default = plan_bucket(w, gpu, opts)
             on_trial = on_bucket_start(w) if on_bucket_start else None
-            result = tune_bucket(w, gpu, worker, opts, on_trial, compiler, team)
-            results.append(result)
-            save_results(path, gpu, [result])
+            # The previous bucket is crowned (re-timed, peers measured) on this GPU while
+            # the team already searches this one.
+            search_bucket(plan, worker, on_trial, compiler, team, before_joining=crown_searched)
+            searched.append((plan, default))
+        crown_searched()
     return results

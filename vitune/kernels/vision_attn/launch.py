@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import replace
+from typing import NamedTuple
 
 import torch
 import triton
@@ -27,39 +28,73 @@ def launch_vision_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
     """Packed [T, H, D] with cu_seqlens, or batched [B, S, H, D] without. Strides of every
     axis but the last are free; nothing is copied. With `warmup`, the kernel is compiled for
     these arguments (into Triton's on-disk cache) but not run."""
+    return run_launch(plan_launch(q, k, v, out, cu_seqlens, scale, cfg), q, k, v, out,
+                      cu_seqlens, warmup)
+
+
+class Launch(NamedTuple):  # (a tuple: built on every direct launch, cheaply)
+    """A launch's arguments other than the tensors' addresses. They follow from shapes,
+    strides, dtype, scale and config alone, so a caller that keys on those (the runtime's
+    per-signature plans) computes them once and launches with `run_launch`."""
+
+    config: KernelConfig  # as launched; with tma, descriptors when k and v allow them
+    grid: tuple[int]
+    scalars: tuple  # lengths, head counts, strides in units, the folded scale
+    constants: dict  # compile-time arguments (with tma: the descriptor variant)
+    pointer_constants: dict  # the same without descriptors
+    rows: int  # 0: nothing to compute
+    varlen: bool
+
+
+def plan_launch(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, out: torch.Tensor,
+                cu_seqlens: torch.Tensor | None, scale: float, cfg: KernelConfig) -> Launch:
+    """Everything `run_launch` passes besides the tensors, from their shapes and strides."""
     if cu_seqlens is not None:
         batch, (seq_len, heads, head_dim) = 1, q.shape
         n_segments = cu_seqlens.numel() - 1
         strides = [(0, x.stride(0), x.stride(1)) for x in (q, k, v, out)]
-        cu = cu_seqlens
     else:
         batch, seq_len, heads, head_dim = q.shape
         n_segments = 1
         strides = [(x.stride(0), x.stride(1), x.stride(2)) for x in (q, k, v, out)]
-        cu = q  # never read when IS_VARLEN is False
-    if batch * seq_len * heads == 0:
-        return out
+    rows = batch * seq_len if heads else 0
     n_m_blocks = triton.cdiv(seq_len, cfg.block_m)
-    grid = (n_m_blocks * heads * batch,)
     unit = stride_unit(strides)
-    descriptors = [None] * 6
-    if cfg.tma:
-        if tma_layout_ok(k, v, batch * seq_len):
-            descriptors = chunk_descriptors(k, cfg, head_dim, batch * seq_len) + \
-                chunk_descriptors(v, cfg, head_dim, batch * seq_len)
-        else:  # the same tiles through pointer loads: the same result
-            cfg = replace(cfg, tma=False)
-    kernel = functools.partial(vision_attn_fwd.warmup, grid=grid) if warmup else \
-        vision_attn_fwd[grid]
-    kernel(
-        q, k, v, out, cu, *descriptors,
-        seq_len, n_segments, max(n_segments - 1, 0).bit_length(),
-        heads, n_m_blocks,
-        *(s // unit for group in strides for s in group),
-        scale * LOG2E,
-        **kernel_constants(cfg, head_dim, q.dtype, cu_seqlens is not None, unit),
-        num_warps=cfg.num_warps, num_stages=cfg.num_stages,
-    )
+    if cfg.tma and not tma_geometry_ok(k, v, rows):  # the same tiles through pointer loads
+        cfg = replace(cfg, tma=False)
+    varlen = cu_seqlens is not None
+    constants = kernel_constants(cfg, head_dim, q.dtype, varlen, unit)
+    return Launch(
+        config=cfg, grid=(n_m_blocks * heads * batch,),
+        scalars=(seq_len, n_segments, max(n_segments - 1, 0).bit_length(), heads, n_m_blocks,
+                 *(s // unit for group in strides for s in group), scale * LOG2E),
+        constants=constants,
+        pointer_constants=kernel_constants(replace(cfg, tma=False), head_dim, q.dtype,
+                                           varlen, unit) if cfg.tma else constants,
+        rows=rows, varlen=varlen)
+
+
+NO_DESCRIPTORS = (None,) * 6
+
+
+def run_launch(launch: Launch, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+               out: torch.Tensor, cu_seqlens: torch.Tensor | None,
+               warmup: bool = False) -> torch.Tensor:
+    """Launch with arguments planned for tensors of these shapes and strides."""
+    if not launch.rows:
+        return out
+    cfg, constants, descriptors = launch.config, launch.constants, NO_DESCRIPTORS
+    if cfg.tma:  # (the addresses are not part of a plan's key)
+        if k.data_ptr() % 16 == 0 and v.data_ptr() % 16 == 0:
+            descriptors = (*chunk_descriptors(k, cfg, q.shape[-1], launch.rows),
+                           *chunk_descriptors(v, cfg, q.shape[-1], launch.rows))
+        else:
+            constants = launch.pointer_constants
+    kernel = functools.partial(vision_attn_fwd.warmup, grid=launch.grid) if warmup else \
+        vision_attn_fwd[launch.grid]
+    kernel(q, k, v, out, cu_seqlens if launch.varlen else q,  # (q: never read)
+           *descriptors, *launch.scalars, **constants,
+           num_warps=cfg.num_warps, num_stages=cfg.num_stages)
     return out
 
 
@@ -79,12 +114,17 @@ def kernel_constants(cfg: KernelConfig, head_dim: int, dtype: torch.dtype, varle
 
 def tma_layout_ok(k: torch.Tensor, v: torch.Tensor, rows: int) -> bool:
     """Whether k and v can be read through 2D tensor descriptors over [rows, columns]:
-    16-byte aligned base and strides, heads side by side within a token's row, and (batched)
-    each batch's rows right after the previous batch's. Else the kernel takes pointer loads."""
+    16-byte aligned base (`run_launch` checks it per call) and the geometry below."""
+    return k.data_ptr() % 16 == 0 and v.data_ptr() % 16 == 0 and tma_geometry_ok(k, v, rows)
+
+
+def tma_geometry_ok(k: torch.Tensor, v: torch.Tensor, rows: int) -> bool:
+    """Strides a descriptor can describe: 16-byte multiples, heads side by side within a
+    token's row, and (batched) each batch's rows right after the previous batch's."""
     for x in (k, v):
         *lead, heads, head_dim = x.shape
         stride_t, stride_h = x.stride()[-3], x.stride()[-2]
-        if x.data_ptr() % 16 or (stride_t * x.element_size()) % 16:
+        if (stride_t * x.element_size()) % 16:
             return False
         if heads > 1 and (stride_h < head_dim or (stride_h * x.element_size()) % 16
                           or stride_t < (heads - 1) * stride_h + head_dim):
