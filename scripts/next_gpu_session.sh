@@ -145,15 +145,22 @@ case "${STAGE:-tests}" in
       --backends vitune-default,sdpa-cudnn,sdpa-flash,varlen_attn \
       --out "$DB/bench-default.jsonl" > "$OUT/bench-default.log" 2>&1
     tail -12 "$OUT/bench-default.log"
+    # Each run compiles into its own Triton cache: the second would else load the first's
+    # binaries (2026-11-27: compile time per bucket 41-90 s against 128-136 s), flattering it.
+    export TRITON_CACHE_DIR=/tmp/triton-tpe1
     step 280 python3 -m vitune.cli tune --gpu auto --preset qwen2.5-vl --workers 1 \
       --out "$DB/configs" --storage "sqlite:///$PWD/$DB/tpe1.db" > "$OUT/tpe1.log" 2>&1
     tail -9 "$OUT/tpe1.log"; cp "$DB/configs/"*.yaml "$OUT/" 2>/dev/null
+    export TRITON_CACHE_DIR=/tmp/triton-tpe2
     step 200 python3 -m vitune.cli tune --gpu auto --preset qwen2.5-vl --workers gpus \
-      --out /tmp/vt/tpe2 --storage "sqlite:///$PWD/$DB/tpe2.db" > "$OUT/tpe2.log" 2>&1
-    tail -9 "$OUT/tpe2.log" ;;
+      --out /tmp/vt/tpe2 --storage "sqlite:///$PWD/$DB/tpe2.db" > "$DB/tpe2.log" 2>&1
+    tail -9 "$DB/tpe2.log" ;;
   duosweep)  # the window bucket's sweep, the searches against it, the tuned lengths bench
-    step 330 python3 -m vitune.cli tune --gpu auto --preset qwen2.5-vl --sampler grid \
-      --trials 100000 --workers gpus --buckets d80-bfloat16-window-L64 --out /tmp/vt/grid \
+    # (SIGINT at the limit: the tuner stops its worker processes, which a SIGTERM'd run
+    # left timing on the GPUs, spoiling the re-timing after it on 2026-11-27)
+    step 330 timeout -s INT -k 30 320 python3 -m vitune.cli tune --gpu auto \
+      --preset qwen2.5-vl --sampler grid --trials 100000 --workers gpus \
+      --buckets d80-bfloat16-window-L64 --out /tmp/vt/grid \
       --storage "sqlite:///$PWD/$DB/grid.db" > "$OUT/grid.log" 2>&1; tail -6 "$OUT/grid.log"
     for n in 1 2; do python3 scripts/compare_search.py "sqlite:///$PWD/$DB/grid.db" \
       "sqlite:///$PWD/$DB/tpe$n.db"; done 2>&1 | tee "$OUT/compare.log"

@@ -80,9 +80,13 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=20)
     parser.add_argument("--budget", type=int)
     parser.add_argument("--samplers", default="tpe,random")
+    parser.add_argument("--refine-share", type=float, default=loop.REFINE_SHARE,
+                        help="share of the budget spent on neighbours of the best (0: off)")
+    parser.add_argument("--refine-top", type=int, default=loop.REFINE_TOP)
     args = parser.parse_args()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     gpu = identity_for_key(args.gpu)
+    loop.REFINE_SHARE, loop.REFINE_TOP = args.refine_share, args.refine_top
     sweeps = sweep_rates(args.sweep)
     print(f"{'bucket':28s} {'sampler':8s} {'budget':>6s} {'sweep':>6s} {'median gap':>10s} "
           f"{'worst':>6s} {'<= 3%':>6s}")

@@ -56,3 +56,14 @@ def test_runtime_path_imports_no_optuna_or_matplotlib():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          timeout=120)
     assert "HEAVY []" in out.stdout, out.stderr
+
+
+def test_cli_commands_other_than_tune_need_no_optuna():
+    """`vitune bench`, `show` and `validate` run where Optuna is not installed."""
+    code = ("import sys\n"
+            "from vitune.cli import build_parser\n"
+            "build_parser().parse_args(['validate', 'x.yaml'])\n"
+            "print('OPTUNA', 'optuna' in sys.modules)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120)
+    assert "OPTUNA False" in out.stdout, out.stderr

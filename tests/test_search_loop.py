@@ -118,3 +118,52 @@ def test_tpe_starts_with_a_third_of_its_budget_at_random():
     assert [loop.tpe_startup_trials(b) for b in (None, 12, 40, 98, 400)] == [10, 10, 13, 30, 30]
     sampler = loop.make_sampler("tpe", seed=0, budget=98)
     assert sampler._n_startup_trials == 30  # noqa: SLF001 (Optuna exposes no getter)
+
+
+@pytest.mark.parametrize("started_by_this_run", [True, False])
+def test_trials_other_processes_run_count_against_the_budget(tmp_path, started_by_this_run):
+    """Trials another search process of this run is running count against the budget (so
+    two processes do not both take a full last round); trials left RUNNING by a run that
+    was killed before this one planned the bucket do not."""
+    import dataclasses
+    import time
+
+    from vitune.kernels.vision_attn.space import SEARCH_SPACE
+
+    plan = make_plan(tmp_path, BIG_FP32, "random", budget=5)
+    since = time.time() - (5 if started_by_this_run else -5)
+    plan = dataclasses.replace(plan, since=since)
+    study = optuna.load_study(study_name="s", storage=plan.storage)
+    distributions = {name: optuna.distributions.CategoricalDistribution(list(choices))
+                     for name, choices in SEARCH_SPACE.items()}
+    elsewhere = list(valid_configs(256, torch.float32, GPU.arch))[:2]
+    for cfg in elsewhere:  # asked, never told: running in another process
+        study.enqueue_trial(cfg.to_dict())
+        study.ask(distributions)
+    worker = FakeWorker()
+    loop.search(plan, worker, seed_offset=0)
+    assert len(worker.ran) == (3 if started_by_this_run else 5)
+    assert not set(worker.ran) & set(elsewhere)
+
+
+def test_refinement_tries_neighbours_of_the_fastest_first():
+    from vitune.kernels.vision_attn.space import SEARCH_SPACE
+
+    distributions = {name: optuna.distributions.CategoricalDistribution(list(choices))
+                     for name, choices in SEARCH_SPACE.items()}
+    valid = list(valid_configs(256, torch.float32, GPU.arch))
+    fast, slow = valid[0], valid[-1]
+    ran = {cfg: optuna.trial.create_trial(params=cfg.to_dict(), distributions=distributions,
+                                          value=rate)
+           for cfg, rate in ((fast, 2.0), (slow, 1.0))}
+    fresh = set(valid) - set(ran)
+
+    def differs_in_one_field(a, b):
+        return sum(x != y for x, y in zip(a.as_tuple(), b.as_tuple(), strict=True)) == 1
+
+    out = loop.neighbours_of_best(ran, fresh, top=2)
+    assert out and len(out) == len(set(out)) and set(out) <= fresh
+    near_fast = [differs_in_one_field(c, fast) for c in out]
+    assert all(near_fast[:near_fast.count(True)])  # the fastest's neighbours lead
+    assert all(differs_in_one_field(c, fast) or differs_in_one_field(c, slow) for c in out)
+    assert loop.neighbours_of_best(ran, fresh, top=1) == out[:near_fast.count(True)]

@@ -89,6 +89,58 @@ def test_sigkill_keeps_every_finished_trial(tmp_path):
         assert after[name] >= max(count, 4)
 
 
+def _worker_processes(parent: int) -> set[int]:
+    """PIDs of the multiprocessing workers below `parent` (from /proc)."""
+    children: dict[int, list[int]] = {}
+    for stat in os.listdir("/proc"):
+        if stat.isdigit():
+            try:
+                with open(f"/proc/{stat}/stat") as f:
+                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(stat))
+    found, todo = set(), [parent]
+    while todo:
+        for pid in children.get(todo.pop(), []):
+            found.add(pid)
+            todo.append(pid)
+    return {pid for pid in found if _cmdline(pid).count("spawn_main")}
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read().decode(errors="replace")
+    except OSError:
+        return ""
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc"), reason="reads /proc")
+def test_sigterm_stops_like_ctrl_c_and_leaves_no_worker_running(tmp_path):
+    out = tmp_path / "cfg"
+    cmd = [sys.executable, "-m", "vitune.cli", "tune", "--interpret", "--trials", "30",
+           "--out", str(out), "--sampler", "random"]
+    proc = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and count_finished_readonly(out / "studies.db") < 2:
+            time.sleep(0.5)
+        workers = _worker_processes(proc.pid)
+        assert workers, "the tuner runs its trials in worker processes"
+        proc.send_signal(signal.SIGTERM)  # to the tuner alone, as `timeout` does
+        assert proc.wait(timeout=60) == 130
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and any(_cmdline(p) for p in workers):
+            time.sleep(0.2)
+        assert not any(_cmdline(p) for p in workers), "a worker outlived the tuner"
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
 @pytest.mark.parametrize(
     ("argv", "message"),
     [(["tune", "--gpu", "h100"], "asked to tune for h100 but this machine has no CUDA GPU"),

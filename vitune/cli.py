@@ -6,6 +6,7 @@ import argparse
 import json
 import logging
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -207,6 +208,10 @@ def _target_gpu(asked: str, interpret: bool):
     return found
 
 
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
 def _fail(sentence: str) -> None:
     print(f"vitune: {sentence}", file=sys.stderr)
     sys.exit(2)
@@ -279,6 +284,9 @@ def cmd_tune(args: argparse.Namespace) -> int:
                             best="-" if best is None else f"{best:.3g} TFLOP/s")
         return on_trial
 
+    # SIGTERM (a job scheduler, `timeout`) stops like Ctrl-C: the worker processes are
+    # closed on the way out instead of being left running on the GPUs.
+    previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
         with progress:
             results = tune(list(workloads), gpu, out, opts, on_bucket_start,
@@ -287,6 +295,8 @@ def cmd_tune(args: argparse.Namespace) -> int:
         console.print(f"interrupted: finished buckets are in {output_path(out, gpu)}, every "
                       f"finished trial in {storage}; run the same command to resume")
         return 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     table = Table(title=f"winners on {gpu.key}{label}")
     for col in ("bucket", "winner", "TFLOP/s", "vs default", "vs best peer", "trials ran"):
         table.add_column(col, no_wrap=True)
@@ -448,7 +458,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def add_tune_args(p: argparse.ArgumentParser) -> None:
     from vitune.tuner.presets import TUNE_PRESETS
-    from vitune.tuner.search import SAMPLERS
+    from vitune.tuner.samplers import SAMPLERS
 
     p.add_argument("--gpu", default="auto",
                    help="target GPU key (h100, h200, gb200, b200, ...) or auto")
@@ -460,7 +470,7 @@ def add_tune_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--buckets", help="comma-separated bucket keys to tune (default: all of "
                    "the workloads'), e.g. d80-bfloat16-window-L64")
     p.add_argument("--trials", type=int,
-                   help="trials that run per bucket (default: a fifth of the bucket's valid "
+                   help="trials that run per bucket (default: 24%% of the bucket's valid "
                         "configs, at least 40)")
     p.add_argument("--timeout", type=float, help="seconds per bucket")
     p.add_argument("--trial-timeout", type=float, default=300, help="seconds per trial")

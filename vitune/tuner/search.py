@@ -39,6 +39,7 @@ from vitune.tuner.loop import (
 )
 from vitune.tuner.peers import sglang_style_config
 from vitune.tuner.presets import Bucket, bucket_of
+from vitune.tuner.samplers import SAMPLERS
 from vitune.tuner.team import SearchTeam
 from vitune.tuner.workloads import Workload
 
@@ -46,7 +47,6 @@ __all__ = ["SAMPLERS", "BucketResult", "TuneOptions", "bucket_entry", "bucket_st
            "crown_bucket", "kernel_hash", "make_sampler", "open_storage", "plan_bucket",
            "search_bucket", "trial_ran", "tune_bucket"]
 log = logging.getLogger(__name__)
-SAMPLERS = ("tpe", "gp", "cmaes", "random", "grid")
 GPU_PEERS = ("sdpa-cudnn", "sdpa-flash", "varlen_attn", "flash_attn", "sglang-style-fixed")
 RETIME_TOP = 3
 
@@ -62,7 +62,7 @@ def kernel_hash() -> str:
 
 @dataclass
 class TuneOptions:
-    # Trials that ran (compiled, checked, timed) per bucket; None: a fifth of the bucket's
+    # Trials that ran (compiled, checked, timed) per bucket; None: 24% of the bucket's
     # valid configs (at least MIN_TRIALS), within the tuner's goal of a quarter of a sweep.
     trials: int | None = None
     timeout_s: float | None = None  # per bucket
@@ -98,7 +98,7 @@ def bucket_studies(url: str) -> Iterator[tuple[str, optuna.Study]]:
 
 
 MIN_TRIALS = 40
-AUTO_TRIALS_FRACTION = 0.2
+AUTO_TRIALS_FRACTION = 0.24
 
 
 def trial_budget(requested: int | None, n_valid: int) -> int:
@@ -135,7 +135,7 @@ def plan_bucket(workload: Workload, gpu: GpuIdentity, opts: TuneOptions
             study.enqueue_trial(cfg.to_dict(), skip_if_exists=True)
     deadline = None if opts.timeout_s is None else time.time() + opts.timeout_s
     plan = SearchPlan(workload, gpu, study_name, sampler, opts.storage, trials, deadline,
-                      opts.seed, opts.rep_ms, opts.trial_timeout_s)
+                      opts.seed, opts.rep_ms, opts.trial_timeout_s, since=time.time())
     return plan, default
 
 
