@@ -167,3 +167,34 @@ def test_refinement_tries_neighbours_of_the_fastest_first():
     assert all(near_fast[:near_fast.count(True)])  # the fastest's neighbours lead
     assert all(differs_in_one_field(c, fast) or differs_in_one_field(c, slow) for c in out)
     assert loop.neighbours_of_best(ran, fresh, top=1) == out[:near_fast.count(True)]
+
+
+def test_the_crown_weighs_the_bucket_band_and_reports_the_bucket_shape(tmp_path):
+    """The fastest config at the bucket's own length loses the crown to one that is nearly
+    as fast there but far faster at the other lengths the runtime will give it; a config
+    that fails on any shape of the band never wins."""
+    from vitune.tuner import search as search_module
+
+    full = Workload("full", (150, 150), heads=1, head_dim=256, dtype="float32")
+    band = search_module.band_workloads(full)
+    assert [w.seqlens for w in band] == [(75,) * 4, (300,), (150, 150)]
+    assert search_module.band_workloads(BIG_FP32) == [BIG_FP32]  # windows: no band
+    valid = list(valid_configs(256, torch.float32, GPU.arch))
+    spiky, steady, broken = valid[:3]
+
+    class BandWorker(FakeWorker):
+        def call(self, req, timeout_s):
+            cfg, own = KernelConfig.from_dict(req.config), req.workload == full
+            if cfg == broken and not own:
+                return Outcome(False, reason="ValueError: wrong result")
+            rate = {spiky: 10.0 if own else 1.0, steady: 9.0, broken: 20.0}.get(cfg, 0.5)
+            return Outcome(True, {"median_ms": 1.0 / rate, "tflops": rate})
+
+    plan = make_plan(tmp_path, full, "random", budget=3)
+    study = optuna.load_study(study_name="s", storage=plan.storage)
+    for cfg in (spiky, steady, broken):
+        study.enqueue_trial(cfg.to_dict())
+    worker = BandWorker()
+    loop.search(plan, worker, seed_offset=0)
+    result = search_module._crown(study, plan, worker, default=valid[3])
+    assert result.config == steady and result.tflops == 9.0 and result.default_tflops == 0.5
