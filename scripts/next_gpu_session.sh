@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # GPU work in stages that each fit one device call (10 min). In the order the next session
 # should run them (docs/perf-notes.md, "fourth session", says why):
-#   STAGE=duo       on a 2-GPU machine: the qwen2.5-vl tune on one GPU, then on both (wall
-#                   times for the 1.7x target; each run with its own Triton cache)
+#   STAGE=duo       on a 2-GPU machine: the newest GPU tests, then the qwen2.5-vl tune on one
+#                   GPU and on both (wall times for the 1.7x target; each run with its own
+#                   Triton cache)
 #   STAGE=duosweep  then, same machine (results/gpu stays there; else carry it): the window
 #                   bucket's exhaustive sweep on both GPUs, both searches against it (raw and
 #                   re-timed side by side), and the lengths bench with the 1-GPU run's file
@@ -42,9 +43,11 @@ gpu_lane() { step "$1" python3 -m pytest -q -m gpu -n "${JOBS:-14}" -p no:cachep
   grep -E "^FAILED|passed|failed" "$DB/gpu_tests.log" | tail -8; }
 case "${STAGE:-tests}" in
   duo)  # one GPU, then two, on the same preset: the speed-up of one study on two GPUs
-    TRITON_CACHE_DIR=/tmp/triton-tpe1 tune_run tpe1 360 --workers 1 --out "$DB/configs"
+    # (first the GPU tests added since the last full lane: addresses TMA cannot describe)
+    gpu_lane 60 tests/test_kernel_gpu.py -k "reused_plan or misaligned"
+    TRITON_CACHE_DIR=/tmp/triton-tpe1 tune_run tpe1 330 --workers 1 --out "$DB/configs"
     cp "$DB/configs/"*.yaml "$DB/" 2>/dev/null
-    TRITON_CACHE_DIR=/tmp/triton-tpe2 tune_run tpe2 220 --workers gpus --out /tmp/vt/tpe2 ;;
+    TRITON_CACHE_DIR=/tmp/triton-tpe2 tune_run tpe2 200 --workers gpus --out /tmp/vt/tpe2 ;;
   duosweep)  # the window bucket's sweep, the searches against it, the tuned lengths bench
     # (SIGINT at its limit: the tuner closes its worker processes; a SIGTERM'd run of an
     # older version left them timing on the GPUs and spoiled the re-timing after it)

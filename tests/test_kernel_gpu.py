@@ -107,3 +107,25 @@ def test_tma_configs_read_through_descriptors(batched, monkeypatch):
     else:
         check(FULL, heads=4, head_dim=80, dtype=torch.bfloat16, seed=3, config=cfg)
     assert described
+
+
+def test_a_reused_plan_with_a_misaligned_base_takes_pointer_loads():
+    """A repeated call reuses its plan (same shapes and strides); a view 4 elements into
+    its storage cannot be described by TMA and must fall back, still right."""
+    from vitune.kernels.vision_attn import launch
+
+    if not device_arch(torch.device("cuda")).has_tma:
+        pytest.skip("no tensor-memory accelerator on this GPU")
+    cfg = KernelConfig(block_m=128, block_n=64, num_warps=4, num_stages=3, tma=True)
+    tokens, heads, head_dim = 1517, 4, 80
+    size = tokens * 3 * heads * head_dim
+    flat = torch.randn(size + 4, device="cuda").to(torch.bfloat16)
+    cu = torch.tensor([0, 1000, 1517], dtype=torch.int32, device="cuda")
+    for offset in (0, 4, 0):
+        q, k, v = flat[offset:offset + size].view(tokens, 3, heads, head_dim).unbind(1)
+        assert (k.data_ptr() % 16 == 0) == (offset == 0)
+        out = torch.full_like(q, float("nan"))
+        vision_attention(q, k, v, cu, 1000, out=out, config=cfg)
+        ref = reference_attention(q, k, v, cu, compute_dtype=torch.float32)
+        assert relative_error(out, ref) < TOLERANCE[torch.bfloat16]
+    assert launch.tma_geometry_ok(k, v, tokens)
