@@ -37,6 +37,25 @@ def test_custom_op_launches_every_field_of_the_config(monkeypatch):
     assert launched == [KernelConfig(64, 32, 4, 3, False, True, True), KernelConfig()]
 
 
+def test_custom_op_checks_base_addresses_when_it_runs(monkeypatch):
+    """Under torch.compile the config is chosen at trace time, without addresses: the op
+    turns a split wgmma config padded when a base is not 16-byte aligned."""
+    from vitune.kernels.arch import HOPPER
+    from vitune.kernels.vision_attn.space import KernelConfig
+    from vitune.runtime import api, ops
+
+    launched = []
+    monkeypatch.setattr(ops, "launch_vision_attention",
+                        lambda q, k, v, out, cu, scale, cfg: launched.append(cfg) or out)
+    monkeypatch.setattr(api, "device_arch", lambda device: HOPPER)
+    flat = torch.randn(2 * 80 + 4).to(torch.float16)
+    split = KernelConfig(128, 64, 4, 3, True, False, True)
+    for offset in (0, 4):
+        q = flat[offset:offset + 2 * 80].view(1, 2, 80)
+        ops.call_op(q, q, q, None, None, 0.5, split)
+    assert launched == [split, KernelConfig(128, 64, 4, 3, False, False, False)]
+
+
 @pytest.mark.gpu
 def test_compile_and_cuda_graph_on_gpu():
     q, k, v, cu = make_packed([300, 64, 0, 700], heads=4, head_dim=80, dtype=torch.bfloat16,

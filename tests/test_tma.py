@@ -125,8 +125,9 @@ def test_default_falls_back_to_a_valid_config_when_strides_are_not_multiples_of_
 
 @interpreted
 def test_a_reused_plan_checks_each_calls_addresses(monkeypatch):
-    """A repeated call reuses its plan (same shapes and strides), but the base address is
-    not part of its key: a view 4 elements into its storage takes pointer loads, still right."""
+    """A view 4 elements into its storage takes pointer loads, still right; calls with the
+    same layout and base alignment share a plan (the key holds the alignment, not the
+    address, which the launch checks on every call)."""
     from vitune.runtime import api
 
     described = []
@@ -143,4 +144,29 @@ def test_a_reused_plan_checks_each_calls_addresses(monkeypatch):
         assert bool(described) == through_descriptors
         described.clear()
         assert relative_error(out, reference_attention(q, k, v, cu)) < TOLERANCE[torch.float16]
-    assert len(api._plans) == 1
+    assert len(api._plans) == 2
+
+
+def test_a_base_address_off_16_bytes_turns_the_split_wgmma_path_off(monkeypatch):
+    """On Hopper, split head dims on wgmma need 16-byte rows: strides of 16 bytes and base
+    addresses on 16-byte boundaries. A view 4 elements into its storage gets the padded,
+    pointer-load variant of the default; the plan cache tells the two apart."""
+    from vitune.runtime import api
+    from vitune.runtime.gpu import identity_for_key
+
+    monkeypatch.setattr(api, "device_gpu", lambda device: identity_for_key("h100"))
+    launched = []
+    monkeypatch.setattr(api, "run_launch",
+                        lambda launch, q, k, v, out, cu: launched.append(launch.config) or out)
+    api.clear_decision_cache()
+    flat = torch.randn(10 * 3 * 2 * 80 + 4).to(torch.float16)
+    cu = torch.tensor([0, 3, 10], dtype=torch.int32)
+    for offset in (0, 4, 0):
+        q, k, v = flat[offset:offset + 10 * 3 * 2 * 80].view(10, 3, 2, 80).unbind(1)
+        vision_attention(q, k, v, cu, 4096)  # (max_seqlen: full attention's default)
+    aligned, off, again = launched
+    assert aligned.head_split and aligned.tma and aligned == again
+    assert not off.head_split and not off.tma
+    assert check_config(off, 80, torch.float16, HOPPER) is None
+    assert len(api._plans) == 2
+    api.clear_decision_cache()

@@ -15,6 +15,7 @@ from vitune.kernels.vision_attn.launch import (
     kernel_is_interpreted,
     plan_launch,
     run_launch,
+    tensor_bases_aligned,
     tensor_strides_aligned,
 )
 from vitune.kernels.vision_attn.space import (
@@ -79,9 +80,13 @@ def vision_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
                            cu_seqlens.device),
                        None if out is None else (out.shape, out.stride(), out.dtype,
                                                  out.device),
-                       max_seqlen, type(max_seqlen), scale, type(scale), config, backend)
+                       max_seqlen, type(max_seqlen), scale, type(scale), config, backend,
+                       # (whether every base address is 16-byte aligned: see _plan_call)
+                       (q.data_ptr() | k.data_ptr() | v.data_ptr()
+                        | (0 if out is None else out.data_ptr())) & 15 == 0)
                 plan = _plans.get(key)
-        except (AttributeError, TypeError):  # not tensors, or unhashable: the checks say why
+        except (AttributeError, TypeError, RuntimeError):  # not (plain) tensors, unhashable:
+            # the checks say why
             key = None
     if plan is None:
         plan = _plan_call(q, k, v, cu_seqlens, max_seqlen, scale, out, config, backend,
@@ -167,12 +172,15 @@ def _plan_call(q, k, v, cu_seqlens, max_seqlen, scale, out, config, backend,
             chosen = "triton"
     if chosen != "triton":
         return _Plan(chosen, None, scale)
-    # A new output is contiguous: its strides are multiples of head_dim, itself of 8.
-    out_aligned = tensor_strides_aligned(out) if out is not None else True
+    # A new output is contiguous and freshly allocated: strides multiples of head_dim
+    # (itself of 8), base aligned. Base addresses are unknown while tracing: the custom op
+    # checks them when it runs (ops.py).
+    given = (q, k, v) if out is None else (q, k, v, out)
+    aligned = tensor_strides_aligned(*given) and (
+        torch.compiler.is_compiling() or tensor_bases_aligned(*given))
     cfg = KernelConfig(*_decide_config(
         q.device.type, device_index, head_dim, q.dtype, length_key,
-        None if config is None else config.as_tuple(),
-        tensor_strides_aligned(q, k, v) and out_aligned,
+        None if config is None else config.as_tuple(), aligned,
         (q.stride(), k.stride(), v.stride(), None if out is None else out.stride())))
     if torch.compiler.is_compiling():  # the custom op launches at run time
         return _Plan("triton", cfg, scale)
@@ -349,7 +357,7 @@ def _auto_backend_uncached(device_type: str, device_index: int, head_dim: int,
 
 def _decide_config_uncached(device_type: str, device_index: int, head_dim: int,
                             dtype: torch.dtype, length_key: int, config: tuple | None,
-                            strides_aligned: bool, strides: tuple) -> tuple:
+                            layout_aligned: bool, strides: tuple) -> tuple:
     """The kernel config's fields for this call: the given config checked against the
     rules, or the selector's choice. Plain values in and out, so torch.compile runs it once
     at trace time and keeps the result as a constant."""
@@ -365,13 +373,13 @@ def _decide_config_uncached(device_type: str, device_index: int, head_dim: int,
         if reason is not None:
             raise ValueError(f"config {cfg.short()} is invalid for head_dim={head_dim}, "
                              f"{dtype} on {gpu.arch.name}: {reason}")
-    if needs_aligned_strides(cfg, head_dim, gpu.arch) and not strides_aligned:
+    if needs_aligned_strides(cfg, head_dim, gpu.arch) and not layout_aligned:
         if config is not None:
             raise ValueError(
                 f"config {cfg.short()} splits head_dim={head_dim} on the wgmma path, which "
-                "needs every stride of q, k, v and out to be a multiple of 8 elements; got "
-                f"strides (q, k, v, out) {strides}: use head_split=False, block_m=32 or "
-                "num_warps=2")
+                "needs every stride of q, k, v and out to be a multiple of 8 elements and "
+                f"their base addresses 16-byte aligned; got strides (q, k, v, out) {strides}"
+                ": use head_split=False, block_m=32 or num_warps=2")
         # Padded, descriptors off: the rules admit no descriptors with padding (and strides
         # that are not multiples of 8 elements cannot be described anyway).
         cfg = replace(cfg, head_split=False, tma=False)

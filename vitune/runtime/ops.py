@@ -4,10 +4,12 @@ Validation and config selection happen in Python at trace time; the op gets plai
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import torch
 
-from vitune.kernels.vision_attn.launch import launch_vision_attention
-from vitune.kernels.vision_attn.space import KernelConfig
+from vitune.kernels.vision_attn.launch import launch_vision_attention, tensor_bases_aligned
+from vitune.kernels.vision_attn.space import KernelConfig, needs_aligned_strides
 
 
 @torch.library.custom_op("vitune::vision_attention", mutates_args=())
@@ -17,6 +19,11 @@ def vision_attention_op(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
                         heads_fastest: bool, tma: bool) -> torch.Tensor:
     cfg = KernelConfig(block_m, block_n, num_warps, num_stages, head_split, heads_fastest, tma)
     out = torch.empty_like(q, memory_format=torch.contiguous_format)
+    if not tensor_bases_aligned(q, k, v):  # (unknown when the config was chosen, at trace time)
+        from vitune.runtime.api import device_arch
+
+        if needs_aligned_strides(cfg, q.shape[-1], device_arch(q.device)):
+            cfg = replace(cfg, head_split=False, tma=False)
     return launch_vision_attention(q, k, v, out, cu_seqlens, scale, cfg)
 
 

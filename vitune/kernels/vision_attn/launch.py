@@ -152,6 +152,13 @@ def stride_unit(strides: list[tuple[int, int, int]]) -> int:
     return 8 if all(s % 8 == 0 for s in flat) and not all(s % 16 == 0 for s in flat) else 1
 
 
+def tensor_bases_aligned(*tensors: torch.Tensor) -> bool:
+    """Every tensor starts on a 16-byte boundary. With strides of 16 bytes, that is what
+    lets the compiler prove 16-byte rows, which split head dims on wgmma rely on (a base
+    off by 8 bytes makes every row as misaligned as a stride of 72 elements did)."""
+    return all(x.data_ptr() % 16 == 0 for x in tensors)
+
+
 def tensor_strides_aligned(*tensors: torch.Tensor) -> bool:
     """Every stride but the head_dim one is a multiple of 8 elements (what split head dims
     on the wgmma path need: space.needs_aligned_strides)."""
