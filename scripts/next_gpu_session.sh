@@ -15,6 +15,8 @@
 #   STAGE=kernel    a new kernel choice: A/B (scripts/ab_configs.py, FIELD=...), the kernel
 #                   lane and the head_dim 72/88 probe
 #   STAGE=probe     split head_dim 72/88 configs the split-on-wgmma rule rejects
+#   STAGE=probebase the valid split-on-wgmma configs at 80/72 with bases 8 bytes off 16-byte
+#                   boundaries: is the runtime's padding fallback for them needed?
 #   STAGE=tests     every GPU test
 # Optuna is not on the device image: run ../shared/device/fetch-wheels.sh here first, carry
 # .whl, and this script installs it. Studies live in results/gpu (name it in carry to resume
@@ -89,6 +91,10 @@ case "${STAGE:-tests}" in
   probe)  # split head_dim 72/88 configs the split-on-wgmma rule rejects (4 and 8 warps)
     step 400 python3 scripts/probe_rules.py --jobs 12 --warps 4,8 > "$DB/probe.log" 2>&1
     grep -c "^ok" "$DB/probe.log"; grep "^BAD" "$DB/probe.log" | head -20 ;;
+  probebase)  # split configs on wgmma with misaligned bases (rules otherwise applied)
+    step 500 python3 scripts/probe_rules.py --jobs 14 --warps 4,8 --head-dims 80,72 \
+      --base-offset 4 > "$DB/probe-base.log" 2>&1
+    grep -c "^ok" "$DB/probe-base.log"; grep "^BAD" "$DB/probe-base.log" | head -20 ;;
   tests) gpu_lane 560 tests/ ;;
   *) echo "unknown STAGE=$STAGE"; exit 2 ;;
 esac

@@ -1,8 +1,12 @@
 """Probe configs that the split-on-wgmma rule rejects: run each (rules bypassed) in an
 isolated worker on a window and a full shape and report its relative error and compile
 time. Used to narrow the measured miscompile rules in vitune/kernels/vision_attn/space.py.
+With --base-offset N, probe instead the valid configs that the rule governs (split head
+dims on wgmma), with q, k, v and out starting N elements into their storage: do bases off
+16-byte boundaries break them, as the runtime's precaution assumes?
 
     python scripts/probe_rules.py [--jobs 8] [--warps 2,4] [--head-dims 72,88]
+        [--base-offset 4]
 """
 
 from __future__ import annotations
@@ -30,13 +34,17 @@ def check(payload: tuple[int, dict]) -> dict:
     from vitune.kernels.vision_attn.space import KernelConfig
     from vitune.tuner.workloads import qwen_window_seqlens
 
-    head_dim, fields = payload
+    head_dim, fields, offset = payload
     cfg = KernelConfig.from_dict(fields)
     result = {}
     for name, lengths in (("window", list(qwen_window_seqlens(1024, 1024))),
                           ("full", [0, 1000, 517, 1])):
         q, k, v, cu = make_packed(lengths, 2, head_dim, torch.bfloat16, device="cuda", seed=5)
-        out = torch.full_like(q, float("nan"))
+        if offset:  # the same values, `offset` elements into a larger buffer
+            q, k, v = (torch.empty(x.numel() + offset, dtype=x.dtype, device="cuda")[offset:]
+                       .view(x.shape).copy_(x) for x in (q, k, v))
+        out = torch.empty(q.numel() + offset, dtype=q.dtype, device="cuda")[offset:]
+        out = out.view(q.shape).fill_(float("nan"))
         start = time.perf_counter()
         launch_vision_attention(q, k, v, out, cu, head_dim ** -0.5, cfg)
         torch.cuda.synchronize()
@@ -50,7 +58,12 @@ def main() -> None:
     import torch
 
     from vitune.kernels.vision_attn.reference import TOLERANCE
-    from vitune.kernels.vision_attn.space import SEARCH_SPACE, KernelConfig, check_config
+    from vitune.kernels.vision_attn.space import (
+        SEARCH_SPACE,
+        KernelConfig,
+        check_config,
+        needs_aligned_strides,
+    )
     from vitune.runtime.api import device_arch
     from vitune.tuner.isolation import IsolatedWorker
 
@@ -58,6 +71,7 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=8)
     parser.add_argument("--warps", default="2")
     parser.add_argument("--head-dims", default="72,88")
+    parser.add_argument("--base-offset", type=int, default=0)
     args = parser.parse_args()
     arch = device_arch(torch.device("cuda"))
     warps = {int(w) for w in args.warps.split(",")}
@@ -72,19 +86,24 @@ def main() -> None:
                                                num_stages=s, head_split=True, heads_fastest=hf,
                                                tma=tma)
                             reason = check_config(cfg, d, torch.bfloat16, arch)
-                            if reason and "on wgmma needs" in reason:
+                            if args.base_offset:
+                                if reason is None and needs_aligned_strides(cfg, d, arch):
+                                    cases.append((d, cfg))
+                            elif reason and "on wgmma needs" in reason:
                                 # Only the split-on-wgmma rule says no: does another one too?
                                 padded = replace(cfg, head_split=False, tma=False)
                                 if check_config(padded, d, torch.bfloat16, arch) is None:
                                     cases.append((d, cfg))
-    print(f"{len(cases)} configs rejected only by the split-on-wgmma rule", flush=True)
+    print(f"{len(cases)} configs " + (f"split on wgmma, bases {args.base_offset} elements off"
+                                      if args.base_offset else
+                                      "rejected only by the split-on-wgmma rule"), flush=True)
     os.environ["PYTHONPATH"] = HERE + os.pathsep + os.environ.get("PYTHONPATH", "")
     workers = [IsolatedWorker("probe_rules:check") for _ in range(args.jobs)]
     tol = TOLERANCE[torch.bfloat16]
 
     def run(i: int) -> tuple[int, KernelConfig, object]:
         d, cfg = cases[i]
-        return d, cfg, workers[i % args.jobs].call((d, cfg.to_dict()), 300)
+        return d, cfg, workers[i % args.jobs].call((d, cfg.to_dict(), args.base_offset), 300)
 
     bad = 0
     with ThreadPoolExecutor(args.jobs) as pool:
