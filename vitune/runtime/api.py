@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import math
 import os
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import torch
 
@@ -23,7 +23,7 @@ from vitune.kernels.vision_attn.space import (
     SUPPORTED_DTYPES,
     KernelConfig,
     check_config,
-    needs_aligned_strides,
+    fit_to_layout,
 )
 from vitune.runtime.backends import BACKENDS, RUNNERS, equal_segments
 from vitune.runtime.gpu import GpuIdentity, identify, interpreter_identity
@@ -175,14 +175,14 @@ def _plan_call(q, k, v, cu_seqlens, max_seqlen, scale, out, config, backend,
     # A new output is contiguous and freshly allocated: strides multiples of head_dim
     # (itself of 8), base aligned. Base addresses are unknown while tracing: the custom op
     # checks them when it runs (ops.py).
+    tracing = torch.compiler.is_compiling()
     given = (q, k, v) if out is None else (q, k, v, out)
-    aligned = tensor_strides_aligned(*given) and (
-        torch.compiler.is_compiling() or tensor_bases_aligned(*given))
+    aligned = tensor_strides_aligned(*given) and (tracing or tensor_bases_aligned(*given))
     cfg = KernelConfig(*_decide_config(
         q.device.type, device_index, head_dim, q.dtype, length_key,
         None if config is None else config.as_tuple(), aligned,
         (q.stride(), k.stride(), v.stride(), None if out is None else out.stride())))
-    if torch.compiler.is_compiling():  # the custom op launches at run time
+    if tracing:  # the custom op launches at run time
         return _Plan("triton", cfg, scale)
     # The plan holds the launch's arguments (strides, grid, constants): a repeated call
     # only looks its plan up and launches, cheaper than planning the launch again.
@@ -373,17 +373,14 @@ def _decide_config_uncached(device_type: str, device_index: int, head_dim: int,
         if reason is not None:
             raise ValueError(f"config {cfg.short()} is invalid for head_dim={head_dim}, "
                              f"{dtype} on {gpu.arch.name}: {reason}")
-    if needs_aligned_strides(cfg, head_dim, gpu.arch) and not layout_aligned:
-        if config is not None:
-            raise ValueError(
-                f"config {cfg.short()} splits head_dim={head_dim} on the wgmma path, which "
-                "needs every stride of q, k, v and out to be a multiple of 8 elements and "
-                f"their base addresses 16-byte aligned; got strides (q, k, v, out) {strides}"
-                ": use head_split=False, block_m=32 or num_warps=2")
-        # Padded, descriptors off: the rules admit no descriptors with padding (and strides
-        # that are not multiples of 8 elements cannot be described anyway).
-        cfg = replace(cfg, head_split=False, tma=False)
-    return cfg.as_tuple()
+    fitted = fit_to_layout(cfg, head_dim, gpu.arch, layout_aligned)
+    if fitted != cfg and config is not None:
+        raise ValueError(
+            f"config {cfg.short()} splits head_dim={head_dim} on the wgmma path, which "
+            "needs every stride of q, k, v and out to be a multiple of 8 elements and "
+            f"their base addresses 16-byte aligned; got strides (q, k, v, out) {strides}"
+            ": use head_split=False, block_m=32 or num_warps=2")
+    return fitted.as_tuple()
 
 
 # Eager calls reach these once per call signature (the plan cache above them, the

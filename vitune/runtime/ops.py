@@ -4,12 +4,10 @@ Validation and config selection happen in Python at trace time; the op gets plai
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import torch
 
 from vitune.kernels.vision_attn.launch import launch_vision_attention, tensor_bases_aligned
-from vitune.kernels.vision_attn.space import KernelConfig, needs_aligned_strides
+from vitune.kernels.vision_attn.space import KernelConfig, fit_to_layout
 
 
 @torch.library.custom_op("vitune::vision_attention", mutates_args=())
@@ -22,8 +20,7 @@ def vision_attention_op(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
     if not tensor_bases_aligned(q, k, v):  # (unknown when the config was chosen, at trace time)
         from vitune.runtime.api import device_arch
 
-        if needs_aligned_strides(cfg, q.shape[-1], device_arch(q.device)):
-            cfg = replace(cfg, head_split=False, tma=False)
+        cfg = fit_to_layout(cfg, q.shape[-1], device_arch(q.device), layout_aligned=False)
     return launch_vision_attention(q, k, v, out, cu_seqlens, scale, cfg)
 
 

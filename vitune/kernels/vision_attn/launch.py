@@ -84,8 +84,8 @@ def run_launch(launch: Launch, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor
     if not launch.rows:
         return out
     cfg, constants, descriptors = launch.config, launch.constants, NO_DESCRIPTORS
-    if cfg.tma:  # (the addresses are not part of a plan's key)
-        if k.data_ptr() % 16 == 0 and v.data_ptr() % 16 == 0:
+    if cfg.tma:  # (descriptors need 16-byte aligned bases; a plan is made before addresses)
+        if tensor_bases_aligned(k, v):
             descriptors = (*chunk_descriptors(k, cfg, q.shape[-1], launch.rows),
                            *chunk_descriptors(v, cfg, q.shape[-1], launch.rows))
         else:
@@ -110,12 +110,6 @@ def kernel_constants(cfg: KernelConfig, head_dim: int, dtype: torch.dtype, varle
                 BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n, HEADS_FASTEST=cfg.heads_fastest,
                 PRECISION="ieee" if dtype == torch.float32 else "tf32", STRIDE_UNIT=unit,
                 TMA=cfg.tma)
-
-
-def tma_layout_ok(k: torch.Tensor, v: torch.Tensor, rows: int) -> bool:
-    """Whether k and v can be read through 2D tensor descriptors over [rows, columns]:
-    16-byte aligned base (`run_launch` checks it per call) and the geometry below."""
-    return k.data_ptr() % 16 == 0 and v.data_ptr() % 16 == 0 and tma_geometry_ok(k, v, rows)
 
 
 def tma_geometry_ok(k: torch.Tensor, v: torch.Tensor, rows: int) -> bool:

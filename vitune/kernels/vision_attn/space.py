@@ -191,6 +191,17 @@ def check_config(cfg: KernelConfig, head_dim: int, dtype: torch.dtype,
     return None
 
 
+def fit_to_layout(cfg: KernelConfig, head_dim: int, arch: ArchSpec,
+                  layout_aligned: bool) -> KernelConfig:
+    """`cfg`, or its padded variant without descriptors where it needs an aligned layout
+    (needs_aligned_strides) and the tensors' strides or base addresses are not. The rules
+    admit no descriptors with padding, and strides that are not multiples of 8 elements
+    cannot be described anyway."""
+    if layout_aligned or not needs_aligned_strides(cfg, head_dim, arch):
+        return cfg
+    return replace(cfg, head_split=False, tma=False)
+
+
 def needs_aligned_strides(cfg: KernelConfig, head_dim: int, arch: ArchSpec) -> bool:
     """Split head dims on the wgmma path (block_m >= 64 with a full warpgroup, >= 4 warps)
     need every stride to be a multiple of 8 elements (16 bytes), which the launcher then
