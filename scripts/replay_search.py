@@ -4,7 +4,10 @@ sampler's behaviour can be studied on the CPU over many seeds. A config the swee
 reach counts as a failed trial (pessimistic for a partial sweep).
 
     python scripts/replay_search.py SWEEP_STORAGE [--gpu h100] [--seeds 20] [--budget N]
-        [--samplers tpe,random]
+        [--samplers tpe,random] [--jobs 14]
+
+Trials go in rounds of --jobs, as the tuner compiles them (its default: the CPU cores less
+two, at most 16; 14 on a 16-core H100 machine): a round's picks see none of its results.
 
 Prints, per bucket and sampler, the gap to the sweep's best over the seeds (median, worst)
 and the share of seeds within 3%, with the budget used (default: the tuner's own)."""
@@ -38,6 +41,16 @@ class SweepOracle:
         return Outcome(True, {"median_ms": 1.0 / rate, "tflops": rate})
 
 
+class RoundCompiler:
+    """Stands in for the compile pool: takes `jobs` configs a round, compiles nothing."""
+
+    def __init__(self, jobs: int) -> None:
+        self.jobs = jobs
+
+    def compile(self, requests):
+        return [Outcome(True, {"compile_s": 0.0}) for _ in requests]
+
+
 def sweep_rates(url: str) -> dict[str, dict[KernelConfig, float]]:
     """bucket -> the measured rate of every config the sweep ran."""
     return {bucket: {KernelConfig(**t.params): t.value for t in study.trials
@@ -59,13 +72,13 @@ def _open_in_memory(url: str):
 loop.open_storage = search_module.open_storage = _open_in_memory
 
 
-def replay(workload, gpu, rates, sampler: str, seed: int, budget: int) -> float:
+def replay(workload, gpu, rates, sampler: str, seed: int, budget: int, jobs: int) -> float:
     """The best rate one search finds, planned as `vitune tune` plans it (the built-in
-    default and the SGLang-style constants enqueued first)."""
+    default and the SGLang-style constants first)."""
     url = f"memory:{workload.name}:{sampler}:{seed}"
     opts = TuneOptions(trials=budget, sampler=sampler, seed=seed, storage=url)
     plan, _ = plan_bucket(workload, gpu, opts)
-    loop.search(plan, SweepOracle(rates), seed_offset=0)
+    loop.search(plan, SweepOracle(rates), seed_offset=0, compiler=RoundCompiler(jobs))
     study = optuna.load_study(study_name=plan.study_name, storage=_open_in_memory(url))
     _MEMORY.pop(url)
     done = [t.value for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE
@@ -82,6 +95,7 @@ def main() -> None:
     parser.add_argument("--samplers", default="tpe,random")
     parser.add_argument("--refine-share", type=float, default=loop.REFINE_SHARE,
                         help="share of the budget spent on neighbours of the best (0: off)")
+    parser.add_argument("--jobs", type=int, default=14, help="trials per round")
     parser.add_argument("--refine-top", type=int, default=loop.REFINE_TOP)
     args = parser.parse_args()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -99,7 +113,7 @@ def main() -> None:
         budget = args.budget or trial_budget(None, n_valid)
         best = max(rates.values())
         for sampler in args.samplers.split(","):
-            gaps = [1 - replay(w, gpu, rates, sampler, seed, budget) / best
+            gaps = [1 - replay(w, gpu, rates, sampler, seed, budget, args.jobs) / best
                     for seed in range(args.seeds)]
             print(f"{key:28s} {sampler:8s} {budget:6d} {best:6.1f} "
                   f"{statistics.median(gaps):10.1%} {max(gaps):6.1%} "

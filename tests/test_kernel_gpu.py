@@ -109,15 +109,19 @@ def test_tma_configs_read_through_descriptors(batched, monkeypatch):
     assert described
 
 
-def test_a_reused_plan_with_a_misaligned_base_takes_pointer_loads():
+# configs that need no aligned base for anything but TMA: a power-of-two head dim, and a
+# split one on mma v2 (2 warps); split configs on wgmma refuse such bases (fit_to_layout)
+@pytest.mark.parametrize("head_dim, cfg", [
+    (128, KernelConfig(block_m=128, block_n=64, num_warps=4, num_stages=3, tma=True)),
+    (80, KernelConfig(block_m=32, block_n=64, num_warps=2, num_stages=2, tma=True))])
+def test_a_reused_plan_with_a_misaligned_base_takes_pointer_loads(head_dim, cfg):
     """A repeated call reuses its plan (same shapes and strides); a view 4 elements into
     its storage cannot be described by TMA and must fall back, still right."""
     from vitune.kernels.vision_attn import launch
 
     if not device_arch(torch.device("cuda")).has_tma:
         pytest.skip("no tensor-memory accelerator on this GPU")
-    cfg = KernelConfig(block_m=128, block_n=64, num_warps=4, num_stages=3, tma=True)
-    tokens, heads, head_dim = 1517, 4, 80
+    tokens, heads = 1517, 4
     size = tokens * 3 * heads * head_dim
     flat = torch.randn(size + 4, device="cuda").to(torch.bfloat16)
     cu = torch.tensor([0, 1000, 1517], dtype=torch.int32, device="cuda")

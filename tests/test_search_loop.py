@@ -3,6 +3,8 @@ proposal is told back, only trials that ran count, repeats are never re-run, a s
 sampler still makes progress, the search stops when the valid space is exhausted, and
 compiles go in rounds."""
 
+import dataclasses
+
 import optuna
 import pytest
 import torch
@@ -125,7 +127,6 @@ def test_trials_other_processes_run_count_against_the_budget(tmp_path, started_b
     """Trials another search process of this run is running count against the budget (so
     two processes do not both take a full last round); trials left RUNNING by a run that
     was killed before this one planned the bucket do not."""
-    import dataclasses
     import time
 
     from vitune.kernels.vision_attn.space import SEARCH_SPACE
@@ -190,11 +191,43 @@ def test_the_crown_weighs_the_bucket_band_and_reports_the_bucket_shape(tmp_path)
             rate = {spiky: 10.0 if own else 1.0, steady: 9.0, broken: 20.0}.get(cfg, 0.5)
             return Outcome(True, {"median_ms": 1.0 / rate, "tflops": rate})
 
-    plan = make_plan(tmp_path, full, "random", budget=3)
+    plan = dataclasses.replace(make_plan(tmp_path, full, "random", budget=3),
+                               first=(spiky, steady, broken))
     study = optuna.load_study(study_name="s", storage=plan.storage)
-    for cfg in (spiky, steady, broken):
-        study.enqueue_trial(cfg.to_dict())
     worker = BandWorker()
     loop.search(plan, worker, seed_offset=0)
     result = search_module._crown(study, plan, worker, default=valid[3])
     assert result.config == steady and result.tflops == 9.0 and result.default_tflops == 0.5
+
+
+def test_chosen_configs_are_new_running_trials_no_other_process_can_take(tmp_path):
+    """A config the loop picks itself (first, refinement, random) becomes a trial created
+    RUNNING, not a queued one: on SQLite two processes could both take a queued trial, and
+    the second's updates then failed ("Trial#197 has already finished", on two GPUs)."""
+    from vitune.kernels.vision_attn.space import SEARCH_SPACE
+
+    plan = make_plan(tmp_path, BIG_FP32, "tpe", budget=1)
+    distributions = {name: optuna.distributions.CategoricalDistribution(list(choices))
+                     for name, choices in SEARCH_SPACE.items()}
+    mine, other = (optuna.load_study(study_name="s", storage=plan.storage) for _ in range(2))
+    cfg = next(valid_configs(256, torch.float32, GPU.arch))
+    chosen = loop.ask_for(mine, cfg, distributions, searcher=0)
+    proposed = other.ask(distributions)  # the other process's sampler proposal
+    assert proposed.number != chosen.number
+    frozen = {t.number: t for t in trials(plan)}
+    assert frozen[chosen.number].state.name == "RUNNING"
+    assert KernelConfig(**frozen[chosen.number].params) == cfg
+    assert not [t for t in frozen.values() if t.state.name == "WAITING"]
+
+
+@pytest.mark.parametrize("sampler", ["tpe", "grid"])
+def test_the_plans_first_configs_run_first_and_only_once(tmp_path, sampler):
+    valid = list(valid_configs(256, torch.float32, GPU.arch))
+    first = (valid[-1], valid[3])
+    plan = dataclasses.replace(make_plan(tmp_path, BIG_FP32, sampler, budget=len(valid)),
+                               first=first)
+    worker = FakeWorker()
+    loop.search(plan, worker, seed_offset=0)
+    assert tuple(worker.ran[:2]) == first
+    assert sorted(worker.ran, key=valid.index) == valid  # the grid still covers all, once
+    assert not [t for t in trials(plan) if t.state.name in ("WAITING", "RUNNING")]

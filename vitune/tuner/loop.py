@@ -7,9 +7,11 @@ Every proposal of the sampler is told back, so the sampler learns from it:
   got then and marked `repeat_of`, instead of being compiled and timed again;
 - a new valid config is compiled (a round of them at once, see compile_pool), checked
   against the reference and timed: COMPLETE with its TFLOP/s, or FAIL with the reason.
-Only the last kind counts against the budget. After a run of proposals that bring nothing
-new, a random config that has not run yet is enqueued, so no sampler can stall the search;
-when every valid config has run, the bucket's space is exhausted and the search stops.
+Only the last kind counts against the budget. Before the sampler proposes, the plan's
+`first` configs run (the built-in default, known winners); the last REFINE_SHARE of the
+budget goes to neighbours of the fastest; after a run of proposals that bring nothing new,
+a random config that has not run yet is taken, so no sampler can stall the search; when
+every valid config has run, the bucket's space is exhausted and the search stops.
 """
 
 from __future__ import annotations
@@ -39,10 +41,12 @@ from vitune.tuner.workloads import Workload
 log = logging.getLogger(__name__)
 RANDOM_AFTER = 10  # proposals in a row that bring nothing new before a random new config
 # The last REFINE_SHARE of a sampled search's budget tries the untried one-field neighbours
-# of the REFINE_TOP fastest configs (fastest first) instead of the sampler's proposals.
-# Replayed against the window sweeps (H100, H200), where a single config is within 3% of
-# the best: TPE alone found it in 45-65% of seeds; with this, 80-90% (docs/perf-notes.md).
-REFINE_SHARE = 0.5
+# of the REFINE_TOP fastest configs (fastest first) instead of the sampler's proposals: the
+# sampler opens, a best-first local search finishes. Replayed against the window sweeps (H100,
+# H200; rounds of 14-16, 40 seeds), where a single config is within 3% of the best: TPE
+# alone found it in 45-65% of seeds; with a share of 0.5, 68-92%; 0.7, 88-98%; 0.9, 100%,
+# and 100% on the full-attention buckets (docs/perf-notes.md).
+REFINE_SHARE = 0.9
 REFINE_TOP = 15
 Progress = Callable[[int, int, float | None], None]  # (ran, budget, best TFLOP/s so far)
 
@@ -64,6 +68,8 @@ class SearchPlan:
     # time.time() when this run planned the bucket: trials running since then belong to
     # this run's search processes (older ones to a run that was killed); None: not known
     since: float | None = None
+    # configs to run before the sampler proposes any (the built-in default, known winners)
+    first: tuple[KernelConfig, ...] = ()
 
 
 def trial_ran(t: optuna.trial.FrozenTrial) -> bool:
@@ -188,14 +194,18 @@ def search(plan: SearchPlan, worker: IsolatedWorker, seed_offset: int,
             return
         batch: list[tuple[optuna.Trial, KernelConfig]] = []
         refining = plan.sampler != "grid" and len(seen.ran) >= plan.budget * (1 - REFINE_SHARE)
-        refine = neighbours_of_best(seen.ran, set(fresh), REFINE_TOP) if refining else []
+        fresh_set = set(fresh)
+        chosen = [c for c in plan.first if c in fresh_set]
+        chosen += neighbours_of_best(seen.ran, fresh_set, REFINE_TOP) if refining else []
         while len(batch) < min(compiler.jobs if compiler else 1, room, len(fresh)):
             taken = {cfg for _, cfg in batch}
-            if refine_next := next((c for c in refine if c not in taken), None):
-                study.enqueue_trial(refine_next.to_dict())
-            elif nothing_new >= RANDOM_AFTER:
-                study.enqueue_trial(rng.choice([c for c in fresh if c not in taken]).to_dict())
+            pick = next((c for c in chosen if c not in taken), None)
+            if pick is None and nothing_new >= RANDOM_AFTER:
+                pick = rng.choice([c for c in fresh if c not in taken])
                 nothing_new = 0
+            if pick is not None:
+                batch.append((ask_for(study, pick, distributions, seed_offset), pick))
+                continue
             trial = study.ask(distributions)
             trial.set_user_attr("searcher", seed_offset)
             cfg = canonical(KernelConfig(**trial.params), w.head_dim)
@@ -205,13 +215,30 @@ def search(plan: SearchPlan, worker: IsolatedWorker, seed_offset: int,
                 trial.set_user_attr("reason", reason)
                 _tell(study, trial, 0.0)
                 nothing_new += 1
-            elif cfg in seen.ran or cfg in seen.running or cfg in {c for _, c in batch}:
+            elif cfg in seen.ran or cfg in seen.running or cfg in taken:
                 _tell_repeat(study, trial, seen.ran.get(cfg))
                 nothing_new += 1
             else:
                 batch.append((trial, cfg))
                 nothing_new = 0
         _run_batch(study, plan, worker, compiler, batch)
+
+
+def ask_for(study: optuna.Study, cfg: KernelConfig,
+            distributions: dict[str, optuna.distributions.BaseDistribution],
+            searcher: int = 0) -> optuna.Trial:
+    """A new trial of `cfg`, created RUNNING. Not enqueue_trial + ask: on SQLite two
+    processes can both take the same waiting trial (Optuna's row lock is a no-op there;
+    it happened on two GPUs), and the first to finish it breaks the other's updates."""
+    params = cfg.to_dict()
+    # fixed_params, as enqueue_trial marks a trial: a grid sampler then leaves it alone
+    template = optuna.trial.create_trial(state=optuna.trial.TrialState.RUNNING, params=params,
+                                         distributions=distributions,
+                                         user_attrs={"searcher": searcher},
+                                         system_attrs={"fixed_params": params})
+    storage = study._storage  # noqa: SLF001 (Optuna has no public way to add a running trial)
+    trial_id = storage.create_new_trial(study._study_id, template_trial=template)  # noqa: SLF001
+    return optuna.Trial(study, trial_id)
 
 
 def neighbours_of_best(ran: dict[KernelConfig, optuna.trial.FrozenTrial],
@@ -231,13 +258,17 @@ def neighbours_of_best(ran: dict[KernelConfig, optuna.trial.FrozenTrial],
 
 
 def _tell(study: optuna.Study, trial: optuna.Trial, *args, **kwargs) -> None:
-    """study.tell, but a grid sampler's stop at the last grid point is not an error: Optuna
-    stores the trial before the sampler's after_trial asks the study to stop, which only an
-    objective function may do; our loop stops by itself when every valid config ran."""
+    """study.tell, but a grid sampler's end-of-grid check is not an error. Optuna stores the
+    trial before that check (in a `finally`), which asks the study to stop (only an
+    objective function may) or, for a trial we chose ourselves, reads a grid_id it lacks;
+    our loop stops by itself when every valid config ran."""
     try:
         study.tell(trial, *args, **kwargs)
     except RuntimeError as exc:
         if "Study.stop" not in str(exc):
+            raise
+    except KeyError as exc:
+        if exc.args != ("grid_id",):
             raise
 
 

@@ -110,7 +110,7 @@ def trial_budget(requested: int | None, n_valid: int) -> int:
 
 def plan_bucket(workload: Workload, gpu: GpuIdentity, opts: TuneOptions
                 ) -> tuple[SearchPlan, KernelConfig]:
-    """Create (or reopen) the bucket's study, enqueue the configs worth trying first (the
+    """Create (or reopen) the bucket's study, list the configs worth trying first (the
     built-in default, the SGLang-style constants, winners of other buckets and GPUs), and
     say how to search it: exhaustively when the valid space is no larger than the budget.
     Also returns the built-in default, which is re-timed beside the winner."""
@@ -130,12 +130,15 @@ def plan_bucket(workload: Workload, gpu: GpuIdentity, opts: TuneOptions
                                 direction="maximize", load_if_exists=True)
     study.set_user_attr("workload", workload.name)
     default = default_config(workload.head_dim, dtype, gpu.arch, workload.max_seqlen)
+    first = []
     for cfg in [default, sglang_style_config(workload.head_dim), *opts.known_winners]:
-        if check_config(cfg, workload.head_dim, dtype, gpu.arch) is None:
-            study.enqueue_trial(cfg.to_dict(), skip_if_exists=True)
+        cfg = canonical(cfg, workload.head_dim)
+        if check_config(cfg, workload.head_dim, dtype, gpu.arch) is None and cfg not in first:
+            first.append(cfg)
     deadline = None if opts.timeout_s is None else time.time() + opts.timeout_s
     plan = SearchPlan(workload, gpu, study_name, sampler, opts.storage, trials, deadline,
-                      opts.seed, opts.rep_ms, opts.trial_timeout_s, since=time.time())
+                      opts.seed, opts.rep_ms, opts.trial_timeout_s, since=time.time(),
+                      first=tuple(first))
     return plan, default
 
 
