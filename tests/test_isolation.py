@@ -19,3 +19,23 @@ def test_worker_survives_crash_hang_and_exception():
 
         after = worker.call("ok", timeout_s=60)
         assert after.ok and after.value["pid"] != first.value["pid"]  # a fresh worker
+
+
+def test_start_runs_the_warm_up_before_the_first_call(tmp_path):
+    """start() spawns the process and runs its warm-up at once (torch, CUDA in a trial
+    worker), so it overlaps the caller's work instead of delaying the first trial."""
+    import time
+
+    mark = tmp_path / "warm"
+    with IsolatedWorker("worker_targets:warmed_at", {"WARM_MARK": str(mark)},
+                        warm_up="worker_targets:warm") as worker:
+        worker.start()
+        deadline = time.time() + 60
+        while not mark.exists() and time.time() < deadline:  # no call made yet
+            time.sleep(0.1)
+        assert mark.exists()
+        warmed = worker.call(None, timeout_s=60)
+        assert warmed.ok and warmed.value is not None
+        assert mark.read_text() == str(worker._proc.pid)  # noqa: SLF001 (the same process)
+    with IsolatedWorker("worker_targets:warmed_at") as cold:
+        assert cold.call(None, timeout_s=60).value is None

@@ -16,3 +16,19 @@ def misbehave(payload):
     if payload == "raise":
         raise ValueError("wrong result: relative error 1.0")
     return {"pid": os.getpid(), "interpret": os.environ.get("TRITON_INTERPRET")}
+
+
+_warmed_at = None
+
+
+def warm():
+    """Marks the process warm, and says so in the file named by WARM_MARK (if set)."""
+    global _warmed_at
+    _warmed_at = time.time()
+    if mark := os.environ.get("WARM_MARK"):
+        with open(mark, "w") as f:
+            f.write(str(os.getpid()))
+
+
+def warmed_at(payload):
+    return _warmed_at

@@ -12,7 +12,7 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 
 from vitune.tuner.isolation import IsolatedWorker, Outcome
-from vitune.tuner.trial import TrialRequest
+from vitune.tuner.trial import WARM_UP, TrialRequest
 
 
 def default_compile_jobs() -> int:
@@ -28,8 +28,11 @@ class CompilePool:
                  timeout_s: float = 300) -> None:
         self.jobs = jobs
         self._timeout_s = timeout_s
-        self._workers = [IsolatedWorker("vitune.tuner.trial:precompile", env)
+        # started now, so their imports and CUDA start-up overlap the caller's own
+        self._workers = [IsolatedWorker("vitune.tuner.trial:precompile", env, WARM_UP)
                          for _ in range(jobs)]
+        for worker in self._workers:
+            worker.start()
         self._threads = ThreadPoolExecutor(jobs)
 
     def compile(self, requests: list[TrialRequest]) -> list[Outcome]:

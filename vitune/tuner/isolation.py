@@ -18,10 +18,19 @@ class Outcome:
     reason: str = ""  # why not, when not ok
 
 
-def _serve(conn, target: str, env: dict[str, str]) -> None:
-    os.environ.update(env)
+def _function(target: str):
     module, _, name = target.partition(":")
-    fn = getattr(importlib.import_module(module), name)
+    return getattr(importlib.import_module(module), name)
+
+
+def _serve(conn, target: str, env: dict[str, str], warm_up: str | None) -> None:
+    os.environ.update(env)
+    fn = _function(target)
+    if warm_up is not None:
+        try:
+            _function(warm_up)()
+        except Exception:  # the first call reports what is wrong
+            pass
     while True:
         try:
             payload = conn.recv()
@@ -36,17 +45,26 @@ def _serve(conn, target: str, env: dict[str, str]) -> None:
 class IsolatedWorker:
     """Calls `target` ("module:function") on payloads in a child process."""
 
-    def __init__(self, target: str, env: dict[str, str] | None = None) -> None:
+    def __init__(self, target: str, env: dict[str, str] | None = None,
+                 warm_up: str | None = None) -> None:
+        """`warm_up` ("module:function") runs once as the process starts, e.g. importing
+        torch and starting CUDA, so that start() can overlap them with other work."""
         self._target = target
         self._env = dict(env or {})
+        self._warm_up = warm_up
         self._ctx = mp.get_context("spawn")
         self._proc = None
         self._conn = None
 
+    def start(self) -> None:
+        """Start the process now instead of at the first call (no-op if it runs)."""
+        if self._proc is None or not self._proc.is_alive():
+            self._start()
+
     def _start(self) -> None:
         parent, child = self._ctx.Pipe()
-        self._proc = self._ctx.Process(target=_serve, args=(child, self._target, self._env),
-                                       daemon=True)
+        self._proc = self._ctx.Process(target=_serve, daemon=True,
+                                       args=(child, self._target, self._env, self._warm_up))
         # The child inherits the environment at start, before it re-imports anything (such
         # as triton, which reads TRITON_INTERPRET when kernels are defined).
         saved = {k: os.environ.get(k) for k in self._env}
@@ -63,8 +81,7 @@ class IsolatedWorker:
         self._conn = parent
 
     def call(self, payload: Any, timeout_s: float) -> Outcome:
-        if self._proc is None or not self._proc.is_alive():
-            self._start()
+        self.start()
         assert self._conn is not None and self._proc is not None
         self._conn.send(payload)
         if not self._conn.poll(timeout_s):

@@ -167,11 +167,13 @@ class _Seen:
 
 
 def search(plan: SearchPlan, worker: IsolatedWorker, seed_offset: int,
-           on_trial: Progress | None = None, compiler=None) -> None:
+           on_trial: Progress | None = None, compiler=None,
+           between_rounds: Callable[[], None] | None = None) -> None:
     """Run trials on the plan's study until it holds `plan.budget` trials that ran, the
     deadline passes or every valid config has run. Any number of processes may run this on
     one study. Each round takes up to `compiler.jobs` new configs, compiles them at once,
-    then checks and times them one by one on this process's GPU."""
+    then checks and times them one by one on this process's GPU. `between_rounds` runs
+    before each round (other work for this GPU, e.g. crowning a bucket searched before)."""
     w = plan.workload
     study = optuna.load_study(study_name=plan.study_name, storage=open_storage(plan.storage),
                               sampler=make_sampler(plan.sampler, plan.seed + seed_offset,
@@ -183,6 +185,8 @@ def search(plan: SearchPlan, worker: IsolatedWorker, seed_offset: int,
     stale_after = plan.trial_timeout_s * 2 + 60
     nothing_new = 0
     while plan.deadline is None or time.time() < plan.deadline:
+        if between_rounds is not None:
+            between_rounds()
         seen = _Seen.of(study, w.head_dim, stale_after, plan.since)
         if on_trial is not None:
             on_trial(len(seen.ran), plan.budget, seen.best)

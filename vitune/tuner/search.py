@@ -1,7 +1,8 @@
-"""The Optuna search of `vitune tune`: one study per (GPU, bucket, kernel version), searched
-by this process and one more per extra GPU (vitune.tuner.team) with the loop of
-vitune.tuner.loop; every trial is kept in the study storage, so a killed run resumes where
-it stopped. Then the best few are re-timed and crowned, and the peers measured."""
+"""The Optuna search of `vitune tune`: one study per (GPU, bucket, kernel version), planned
+here and searched (vitune.tuner.tune) by this process and one more per extra GPU with the
+loop of vitune.tuner.loop; every trial is kept in the study storage, so a killed run
+resumes where it stopped. Then the best few are re-timed and crowned, and the peers
+measured."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import hashlib
 import logging
 import math
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -26,7 +27,6 @@ from vitune.kernels.vision_attn.space import (
 )
 from vitune.runtime.backends import PEER_BACKENDS
 from vitune.runtime.gpu import GpuIdentity
-from vitune.tuner.compile_pool import CompilePool
 from vitune.tuner.isolation import IsolatedWorker
 from vitune.tuner.loop import (
     SearchPlan,
@@ -34,18 +34,16 @@ from vitune.tuner.loop import (
     make_sampler,
     measure,
     open_storage,
-    search,
     trial_ran,
 )
 from vitune.tuner.peers import sglang_style_config
 from vitune.tuner.presets import Bucket, bucket_of
 from vitune.tuner.samplers import SAMPLERS
-from vitune.tuner.team import SearchTeam
 from vitune.tuner.workloads import Workload
 
 __all__ = ["SAMPLERS", "BucketResult", "TuneOptions", "bucket_entry", "bucket_studies",
            "crown_bucket", "kernel_hash", "make_sampler", "open_storage", "plan_bucket",
-           "search_bucket", "trial_ran", "tune_bucket"]
+           "trial_ran"]
 log = logging.getLogger(__name__)
 GPU_PEERS = ("sdpa-cudnn", "sdpa-flash", "varlen_attn", "flash_attn", "sglang-style-fixed")
 RETIME_TOP = 5
@@ -140,38 +138,6 @@ def plan_bucket(workload: Workload, gpu: GpuIdentity, opts: TuneOptions
                       opts.seed, opts.rep_ms, opts.trial_timeout_s, since=time.time(),
                       first=tuple(first))
     return plan, default
-
-
-def tune_bucket(workload: Workload, gpu: GpuIdentity, worker: IsolatedWorker,
-                opts: TuneOptions,
-                on_trial: Callable[[int, int, float | None], None] | None = None,
-                compiler: CompilePool | None = None,
-                team: SearchTeam | None = None) -> BucketResult:
-    """Search one bucket until its study holds `opts.trials` trials that ran (counting
-    those a previous run left), every valid config has run, or `opts.timeout_s` passes;
-    then re-time the best few and measure the peers."""
-    plan, default = plan_bucket(workload, gpu, opts)
-    search_bucket(plan, worker, on_trial, compiler, team)
-    return crown_bucket(plan, default, worker)
-
-
-def search_bucket(plan: SearchPlan, worker: IsolatedWorker,
-                  on_trial: Callable[[int, int, float | None], None] | None = None,
-                  compiler: CompilePool | None = None, team: SearchTeam | None = None,
-                  before_joining: Callable[[], None] | None = None) -> None:
-    """Search the plan's study with this process and the `team` (one member per extra GPU,
-    which may overshoot the budget by a round each). `before_joining` runs on this
-    process's GPU once the team has started, e.g. crowning the previous bucket, so the
-    other GPUs do not wait for it."""
-    if team is not None:
-        team.start(plan)
-    try:
-        if before_joining is not None:
-            before_joining()
-        search(plan, worker, seed_offset=0, on_trial=on_trial, compiler=compiler)
-    finally:
-        if team is not None:
-            team.wait()
 
 
 def crown_bucket(plan: SearchPlan, default: KernelConfig, worker: IsolatedWorker

@@ -1,9 +1,10 @@
 """Extra search processes, one per extra GPU, alive for a whole `vitune tune` run.
 
-Each member keeps its trial worker (CUDA context, compiled kernels) and its compile pool
-warm from bucket to bucket, so a second GPU adds throughput from the first bucket on
-instead of paying process and CUDA start-up on every bucket. Members run the same loop as
-the main process on the same study (the storage coordinates them).
+Each member starts its trial worker (CUDA context, compiled kernels) and its compile pool
+at once and keeps them warm from bucket to bucket, so a second GPU adds throughput from
+the first bucket on. Members run the same loop as the main process on the same study (the
+storage coordinates them) and take the buckets in the order given, each as soon as they
+are done with the one before: nobody waits for the others at the end of a bucket.
 """
 
 from __future__ import annotations
@@ -13,58 +14,67 @@ import logging
 import multiprocessing as mp
 import queue
 
-from vitune.tuner.compile_pool import CompilePool, default_compile_jobs
+from vitune.tuner.compile_pool import CompilePool
 from vitune.tuner.isolation import IsolatedWorker
 from vitune.tuner.loop import SearchPlan, search
+from vitune.tuner.trial import WARM_UP
 
 log = logging.getLogger(__name__)
 
 
-def _member_main(env: dict[str, str], index: int, compile_jobs: int | None,
-                 inbox: mp.Queue, done: mp.Queue) -> None:
+def _member_main(env: dict[str, str], index: int, compile_jobs: int, inbox: mp.Queue,
+                 done: mp.Queue) -> None:
     with contextlib.ExitStack() as stack:
-        worker = stack.enter_context(IsolatedWorker("vitune.tuner.trial:run_trial", env))
-        compiler = None
+        worker = stack.enter_context(IsolatedWorker("vitune.tuner.trial:run_trial", env,
+                                                    WARM_UP))
+        worker.start()
+        compiler = stack.enter_context(CompilePool(compile_jobs, env)) if compile_jobs else None
         while (plan := inbox.get()) is not None:
-            if compiler is None and not plan.gpu.is_interpreter and compile_jobs != 0:
-                compiler = stack.enter_context(CompilePool(
-                    compile_jobs or default_compile_jobs(), env, plan.trial_timeout_s))
             try:
                 search(plan, worker, seed_offset=index, compiler=compiler)
             except Exception:  # the main process carries on with the bucket alone
                 log.exception("search process %d failed on %s", index, plan.study_name)
-            done.put(index)
+            done.put((index, plan.study_name))
 
 
 class SearchTeam:
-    """Search processes with the given environments (e.g. {"CUDA_VISIBLE_DEVICES": "1"})."""
+    """Search processes with the given environments (e.g. {"CUDA_VISIBLE_DEVICES": "1"}),
+    each with `compile_jobs` compile processes (0: none, e.g. on the interpreter)."""
 
-    def __init__(self, envs: list[dict[str, str]], compile_jobs: int | None = None) -> None:
+    def __init__(self, envs: list[dict[str, str]], compile_jobs: int) -> None:
         ctx = mp.get_context("spawn")
         self._done = ctx.Queue()
         self._inboxes = [ctx.Queue() for _ in envs]
         self._members = [ctx.Process(target=_member_main,
                                      args=(env, i + 1, compile_jobs, inbox, self._done))
                          for i, (env, inbox) in enumerate(zip(envs, self._inboxes, strict=True))]
+        self._searching: dict[str, set[int]] = {}  # study name -> members still on it
         for member in self._members:
             member.start()
 
     def start(self, plan: SearchPlan) -> None:
-        """Every member starts searching the plan's bucket."""
+        """Every member searches the plan's bucket once done with the ones before."""
+        self._searching[plan.study_name] = {i + 1 for i, m in enumerate(self._members)
+                                            if m.is_alive()}
         for inbox in self._inboxes:
             inbox.put(plan)
 
-    def wait(self) -> None:
-        """Until every member that is still alive has finished the bucket."""
-        pending = {i + 1 for i, m in enumerate(self._members) if m.is_alive()}
+    def finished(self, plan: SearchPlan, wait: bool = False) -> bool:
+        """Whether every member still alive has finished the plan's bucket (`wait`: block
+        until it has)."""
+        pending = self._searching.get(plan.study_name, set())
         while pending:
             try:
-                pending.discard(self._done.get(timeout=1))
+                index, name = self._done.get(timeout=1) if wait else self._done.get_nowait()
+                self._searching[name].discard(index)
             except queue.Empty:
                 for i in list(pending):
                     if not self._members[i - 1].is_alive():
                         log.warning("search process %d exited; going on without it", i)
                         pending.discard(i)
+                if not wait:
+                    break
+        return not pending
 
     def close(self) -> None:
         for inbox, member in zip(self._inboxes, self._members, strict=True):

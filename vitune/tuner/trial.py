@@ -36,6 +36,20 @@ def _inputs_for(workload, device: str, reference: bool = True) -> list:
     return entry
 
 
+def warm_up() -> None:
+    """What every trial worker needs, done as its process starts (IsolatedWorker warm_up):
+    torch, triton and the kernel imported, CUDA started."""
+    import torch
+
+    from vitune.kernels.vision_attn import launch  # noqa: F401
+
+    if torch.cuda.is_available():
+        torch.cuda.init()
+
+
+WARM_UP = f"{__name__}:warm_up"
+
+
 def precompile(req: TrialRequest) -> dict:
     """Compile vitune's kernel for `req.config` on the workload's arguments without running
     it: Triton keeps the binary in its on-disk cache, so the timing worker only loads it.

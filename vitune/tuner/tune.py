@@ -21,7 +21,7 @@ from vitune.runtime.schema import (
 from vitune.tuner.compile_pool import CompilePool, default_compile_jobs
 from vitune.tuner.environment import environment
 from vitune.tuner.isolation import IsolatedWorker
-from vitune.tuner.loop import SearchPlan
+from vitune.tuner.loop import SearchPlan, search
 from vitune.tuner.search import (
     BucketResult,
     TuneOptions,
@@ -29,9 +29,9 @@ from vitune.tuner.search import (
     crown_bucket,
     kernel_hash,
     plan_bucket,
-    search_bucket,
 )
 from vitune.tuner.team import SearchTeam
+from vitune.tuner.trial import WARM_UP
 from vitune.tuner.workloads import Workload
 
 log = logging.getLogger(__name__)
@@ -43,7 +43,7 @@ def output_path(out_dir: str | Path, gpu: GpuIdentity) -> Path:
 
 def known_winners(out_dir: str | Path) -> list:
     """Configs already crowned in any configs YAML of out_dir (other buckets, other GPUs):
-    enqueued first, since good configs transfer."""
+    tried first, since good configs transfer."""
     winners = []
     for path in sorted(Path(out_dir).glob("*.yaml")):
         try:
@@ -99,32 +99,36 @@ def tune(workloads: list[Workload], gpu: GpuIdentity, out_dir: str | Path, opts:
     path = output_path(out_dir, gpu)
     opts.known_winners = opts.known_winners or known_winners(out_dir)
     main_env, *helper_envs = worker_envs(gpu, workers)
+    jobs = 0 if gpu.is_interpreter else opts.compile_jobs
+    jobs = default_compile_jobs() if jobs is None else jobs
     results: list[BucketResult] = []
     with contextlib.ExitStack() as stack:
-        # Started once for the whole run: workers, compile pools and extra search processes
-        # stay warm from bucket to bucket.
-        worker = stack.enter_context(IsolatedWorker("vitune.tuner.trial:run_trial", main_env))
-        team = stack.enter_context(SearchTeam(helper_envs, opts.compile_jobs)) \
-            if helper_envs else None
-        compiler = None
-        if not gpu.is_interpreter and opts.compile_jobs != 0:
-            compiler = stack.enter_context(CompilePool(opts.compile_jobs or
-                                                       default_compile_jobs(), main_env,
-                                                       opts.trial_timeout_s))
-        searched: list[tuple[SearchPlan, KernelConfig]] = []  # not crowned yet
+        # Started once for the whole run, all at once: workers, compile pools and extra
+        # search processes stay warm from bucket to bucket.
+        team = stack.enter_context(SearchTeam(helper_envs, jobs)) if helper_envs else None
+        worker = stack.enter_context(IsolatedWorker("vitune.tuner.trial:run_trial", main_env,
+                                                    WARM_UP))
+        worker.start()
+        compiler = stack.enter_context(CompilePool(jobs, main_env, opts.trial_timeout_s)) \
+            if jobs else None
+        searched: list[tuple[SearchPlan, KernelConfig]] = []  # by this process, not crowned
 
-        def crown_searched() -> None:
-            while searched:
+        def crown_finished(wait: bool = False) -> None:
+            """Crown (re-time, measure the peers) each bucket searched here, in order, once
+            the team has finished it too; on this GPU, between this process's rounds of
+            the next bucket, so no GPU waits for another at the end of a bucket."""
+            while searched and (team is None or team.finished(searched[0][0], wait)):
                 result = crown_bucket(*searched.pop(0), worker)
                 results.append(result)
                 save_results(path, gpu, [result])
 
         for w in workloads:
             plan, default = plan_bucket(w, gpu, opts)
-            on_trial = on_bucket_start(w) if on_bucket_start else None
-            # The previous bucket is crowned (re-timed, peers measured) on this GPU while
-            # the team already searches this one.
-            search_bucket(plan, worker, on_trial, compiler, team, before_joining=crown_searched)
+            if team is not None:
+                team.start(plan)
+            search(plan, worker, seed_offset=0, compiler=compiler,
+                   on_trial=on_bucket_start(w) if on_bucket_start else None,
+                   between_rounds=crown_finished)
             searched.append((plan, default))
-        crown_searched()
+        crown_finished(wait=True)
     return results
