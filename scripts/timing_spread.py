@@ -1,0 +1,59 @@
+"""How much one config's measured rate moves between fresh trial-worker processes (new
+CUDA context, new allocations) and within one: the tuner's own measurement path
+(vitune.tuner.trial.run_trial), the qwen2.5-vl preset's workloads.
+
+    python scripts/timing_spread.py [--processes 6] [--repeats 3] [--bucket window]
+        [--configs m32n64w2s2-split-heads-tma,m64n32w4s3-split-heads]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+
+from vitune.kernels.vision_attn.space import KernelConfig
+from vitune.tuner.isolation import IsolatedWorker
+from vitune.tuner.presets import TUNE_PRESETS, bucket_of
+from vitune.tuner.trial import WARM_UP, TrialRequest
+
+
+def parse_short(name: str) -> KernelConfig:
+    """m32n64w2s2-split-heads-tma -> KernelConfig (the inverse of KernelConfig.short)."""
+    head, *flags = name.split("-")
+    m, rest = head[1:].split("n")
+    n, rest = rest.split("w")
+    w, s = rest.split("s")
+    return KernelConfig(block_m=int(m), block_n=int(n), num_warps=int(w), num_stages=int(s),
+                        head_split="split" in flags, heads_fastest="heads" in flags,
+                        tma="tma" in flags)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--processes", type=int, default=6)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--bucket", default="window", help="part of the bucket key")
+    parser.add_argument("--configs", default="m32n64w2s2-split-heads-tma,"
+                        "m64n32w4s3-split-heads,m64n64w4s2-split-heads-tma")
+    args = parser.parse_args()
+    workload = next(w for w in TUNE_PRESETS["qwen2.5-vl"] if args.bucket in bucket_of(w).key)
+    configs = [parse_short(c) for c in args.configs.split(",")]
+    for cfg, name in zip(configs, args.configs.split(","), strict=True):
+        assert cfg.short() == name, (cfg.short(), name)
+    rates: dict[str, list[list[float]]] = {c.short(): [] for c in configs}
+    for p in range(args.processes):
+        with IsolatedWorker("vitune.tuner.trial:run_trial", warm_up=WARM_UP) as worker:
+            for cfg in configs * args.repeats:
+                out = worker.call(TrialRequest(workload, "triton", cfg.to_dict(), False), 120)
+                if len(rates[cfg.short()]) <= p:
+                    rates[cfg.short()].append([])
+                rates[cfg.short()][p].append(round(out.value["tflops"], 1) if out.ok else 0.0)
+    print(f"{workload.name}: TFLOP/s per fresh process (repeats within one)")
+    for name, per_process in rates.items():
+        flat = [r for rs in per_process for r in rs]
+        print(f"{name:28s} min {min(flat):6.1f} median {statistics.median(flat):6.1f} "
+              f"max {max(flat):6.1f} | " + " ".join("/".join(map(str, rs)) for rs in per_process))
+
+
+if __name__ == "__main__":
+    main()
