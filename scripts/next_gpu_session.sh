@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # GPU work in stages that each fit one device call (10 min). In the order the next session
-# should run them (docs/perf-notes.md, "fourth session", says why):
-#   STAGE=duo       on a 2-GPU machine: the newest GPU tests, then the qwen2.5-vl tune on one
-#                   GPU and on both (wall times for the 1.7x target; each run with its own
-#                   Triton cache)
+# should run them (docs/perf-notes.md, "fifth session", says why):
+#   STAGE=spread    one H100, ~3 min: window configs timed in fresh workers by the tuner's
+#                   events and under CUDA graphs: is the descriptor configs' 40% swing
+#                   host-side launch work? (decides how trials should be timed)
+#   STAGE=retune    one H100: the built-in default's bench at 64-128, the qwen2.5-vl tune
+#                   (ship its <gpu>.yaml; the 10-minute target) and the lengths bench
+#   STAGE=duo       on a 2-GPU machine: the qwen2.5-vl tune on one GPU and on both (wall
+#                   times for the 1.7x target; each run with its own Triton cache)
 #   STAGE=duosweep  then, same machine (results/gpu stays there; else carry it): the window
 #                   bucket's exhaustive sweep on both GPUs, both searches against it (raw and
 #                   re-timed side by side), and the lengths bench with the 1-GPU run's file
-#   STAGE=retune    one GPU: the built-in default's bench at 64-128, the qwen2.5-vl tune
-#                   (ship its <gpu>.yaml) and the lengths bench with what it wrote
 #   STAGE=heads     tune the heads preset (d64/72/80/88/128) into a copy of the shipped file
 # and when the code they cover changes:
 #   STAGE=check     the whole GPU lane, the overhead bench three times, the encoder bench
@@ -44,6 +46,13 @@ gpu_lane() { step "$1" python3 -m pytest -q -m gpu -n "${JOBS:-14}" -p no:cachep
     "${@:2}" > "$DB/gpu_tests.log" 2>&1
   grep -E "^FAILED|passed|failed" "$DB/gpu_tests.log" | tail -8; }
 case "${STAGE:-tests}" in
+  spread)  # one config's rate across fresh workers: do_bench events vs CUDA graphs
+    step 200 python3 scripts/timing_spread.py --processes 4 --repeats 3 \
+      > "$DB/timing-spread.log" 2>&1
+    step 80 python3 scripts/timing_spread.py --processes 2 --repeats 2 --bucket L5476 \
+      --configs m64n64w4s2-split-heads-tma,m128n64w8s4-split-heads-tma \
+      >> "$DB/timing-spread.log" 2>&1
+    grep -v "^==" "$DB/timing-spread.log" ;;
   duo)  # one GPU, then two, on the same preset: the speed-up of one study on two GPUs
     TRITON_CACHE_DIR=/tmp/triton-tpe1 tune_run tpe1 330 --workers 1 --out "$DB/configs"
     cp "$DB/configs/"*.yaml "$DB/" 2>/dev/null

@@ -3,7 +3,12 @@ CUDA context, new allocations) and within one: the tuner's own measurement path
 (vitune.tuner.trial.run_trial), the qwen2.5-vl preset's workloads.
 
     python scripts/timing_spread.py [--processes 6] [--repeats 3] [--bucket window]
-        [--configs m32n64w2s2-split-heads-tma,m64n32w4s3-split-heads]
+        [--configs m32n64w2s2-split-heads-tma,m64n32w4s3-split-heads] [--timer both]
+
+--timer events: the tuner's do_bench (CUDA events around each call, L2 flushed between);
+graph: the same calls captured in a CUDA graph and replayed (triton's do_bench_cudagraph:
+no host work between calls, no flush), to tell the kernel's time from host-side launch
+work such as building tensor descriptors.
 """
 
 from __future__ import annotations
@@ -28,6 +33,21 @@ def parse_short(name: str) -> KernelConfig:
                         tma="tma" in flags)
 
 
+def measure_graph(req: TrialRequest) -> dict:
+    """The config's rate timed under a CUDA graph (run in a trial worker process)."""
+    from triton.testing import do_bench_cudagraph
+
+    from vitune.tuner.peers import vitune_with
+    from vitune.tuner.trial import _inputs_for
+
+    w = req.workload
+    q, k, v, cu, _ = _inputs_for(w, "cuda", reference=False)
+    peer = vitune_with(KernelConfig.from_dict(req.config))(w, q, k, v, cu)
+    peer.run()  # compiled and planned before the capture
+    ms = do_bench_cudagraph(peer.run, rep=req.rep_ms, return_mode="median")
+    return {"tflops": w.tflops(ms)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--processes", type=int, default=6)
@@ -35,24 +55,31 @@ def main() -> None:
     parser.add_argument("--bucket", default="window", help="part of the bucket key")
     parser.add_argument("--configs", default="m32n64w2s2-split-heads-tma,"
                         "m64n32w4s3-split-heads,m64n64w4s2-split-heads-tma")
+    parser.add_argument("--timer", choices=("events", "graph", "both"), default="both")
     args = parser.parse_args()
+    timers = ("events", "graph") if args.timer == "both" else (args.timer,)
     workload = next(w for w in TUNE_PRESETS["qwen2.5-vl"] if args.bucket in bucket_of(w).key)
     configs = [parse_short(c) for c in args.configs.split(",")]
     for cfg, name in zip(configs, args.configs.split(","), strict=True):
         assert cfg.short() == name, (cfg.short(), name)
-    rates: dict[str, list[list[float]]] = {c.short(): [] for c in configs}
-    for p in range(args.processes):
-        with IsolatedWorker("vitune.tuner.trial:run_trial", warm_up=WARM_UP) as worker:
-            for cfg in configs * args.repeats:
-                out = worker.call(TrialRequest(workload, "triton", cfg.to_dict(), False), 120)
-                if len(rates[cfg.short()]) <= p:
-                    rates[cfg.short()].append([])
-                rates[cfg.short()][p].append(round(out.value["tflops"], 1) if out.ok else 0.0)
-    print(f"{workload.name}: TFLOP/s per fresh process (repeats within one)")
-    for name, per_process in rates.items():
-        flat = [r for rs in per_process for r in rs]
-        print(f"{name:28s} min {min(flat):6.1f} median {statistics.median(flat):6.1f} "
-              f"max {max(flat):6.1f} | " + " ".join("/".join(map(str, rs)) for rs in per_process))
+    targets = {"events": "vitune.tuner.trial:run_trial", "graph": "timing_spread:measure_graph"}
+    for timer in timers:
+        rates: dict[str, list[list[float]]] = {c.short(): [] for c in configs}
+        for _ in range(args.processes):
+            with IsolatedWorker(targets[timer], warm_up=WARM_UP) as worker:
+                for name in rates:
+                    rates[name].append([])
+                for cfg in configs * args.repeats:
+                    out = worker.call(TrialRequest(workload, "triton", cfg.to_dict(), False),
+                                      120)
+                    rate = round(out.value["tflops"], 1) if out.ok else 0.0
+                    rates[cfg.short()][-1].append(rate)
+        print(f"{workload.name}, timer {timer}: TFLOP/s per fresh process (repeats within one)")
+        for name, per_process in rates.items():
+            flat = [r for rs in per_process for r in rs]
+            print(f"{name:28s} min {min(flat):6.1f} median {statistics.median(flat):6.1f} "
+                  f"max {max(flat):6.1f} | " + " ".join("/".join(map(str, rs))
+                                                      for rs in per_process))
 
 
 if __name__ == "__main__":
