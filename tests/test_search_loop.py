@@ -14,6 +14,7 @@ from vitune.runtime.gpu import interpreter_identity
 from vitune.tuner import loop
 from vitune.tuner.compile_pool import CompilePool, default_compile_jobs
 from vitune.tuner.isolation import Outcome
+from vitune.tuner.trial import PREPARE
 from vitune.tuner.workloads import Workload
 
 GPU = interpreter_identity()
@@ -25,9 +26,13 @@ class FakeWorker:
 
     def __init__(self, fail_block_n=None):
         self.ran = []
+        self.prepared = []  # len(self.ran) at each request to build the inputs
         self.fail_block_n = fail_block_n
 
     def call(self, req, timeout_s):
+        if req.backend == PREPARE:
+            self.prepared.append(len(self.ran))
+            return Outcome(True, {})
         cfg = KernelConfig.from_dict(req.config)
         self.ran.append(cfg)
         if cfg.block_n == self.fail_block_n:
@@ -107,6 +112,8 @@ def test_configs_compile_in_rounds_and_compile_failures_are_failed_trials(tmp_pa
     assert failed and all(t.user_attrs["reason"].startswith("compile: out of resources")
                           for t in failed)
     assert all(t.user_attrs["compile_s"] == 0.5 for t in ran if t.state.name == "COMPLETE")
+    # while each round compiles, the timing worker builds the inputs (before any timing)
+    assert len(worker.prepared) == len(compiler.rounds) and worker.prepared[0] == 0
 
 
 def test_compile_pool_refuses_more_requests_than_processes():
@@ -231,3 +238,12 @@ def test_the_plans_first_configs_run_first_and_only_once(tmp_path, sampler):
     assert tuple(worker.ran[:2]) == first
     assert sorted(worker.ran, key=valid.index) == valid  # the grid still covers all, once
     assert not [t for t in trials(plan) if t.state.name in ("WAITING", "RUNNING")]
+
+
+def test_a_prepare_request_builds_the_inputs_and_reference_and_runs_nothing():
+    from vitune.tuner import trial
+
+    w = Workload("prepare", (8, 4), heads=1, head_dim=32, dtype="float32")
+    assert trial.run_trial(trial.TrialRequest(w, PREPARE, None, interpret=True)) == {}
+    q, *_, reference = trial._inputs[w]  # noqa: SLF001
+    assert reference is not None and reference.shape == q.shape

@@ -22,6 +22,7 @@ import random
 import time
 import warnings
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 
 import optuna
@@ -35,7 +36,7 @@ from vitune.kernels.vision_attn.space import (
 )
 from vitune.runtime.gpu import GpuIdentity
 from vitune.tuner.isolation import IsolatedWorker, Outcome
-from vitune.tuner.trial import TrialRequest
+from vitune.tuner.trial import PREPARE, TrialRequest
 from vitune.tuner.workloads import Workload
 
 log = logging.getLogger(__name__)
@@ -289,10 +290,22 @@ def _tell_repeat(study: optuna.Study, trial: optuna.Trial,
     _tell(study, trial, earlier.value if ok else 0.0)
 
 
+def _compile(plan: SearchPlan, worker: IsolatedWorker, compiler,
+             batch: list[tuple[optuna.Trial, KernelConfig]]) -> list[Outcome | None]:
+    """The batch's kernels compiled at once. Meanwhile the idle timing worker builds the
+    bucket's inputs and reference (kept after its first round), which it would otherwise
+    build after the compiles, before the first timing."""
+    if not compiler:
+        return [None] * len(batch)
+    with ThreadPoolExecutor(1) as side:
+        compiling = side.submit(compiler.compile, [request(plan, cfg) for _, cfg in batch])
+        worker.call(request(plan, None, PREPARE), plan.trial_timeout_s)  # (fails: trials say)
+        return compiling.result()
+
+
 def _run_batch(study: optuna.Study, plan: SearchPlan, worker: IsolatedWorker, compiler,
                batch: list[tuple[optuna.Trial, KernelConfig]]) -> None:
-    compiled = compiler.compile([request(plan, cfg) for _, cfg in batch]) if compiler \
-        else [None] * len(batch)
+    compiled = _compile(plan, worker, compiler, batch)
     for (trial, cfg), pre in zip(batch, compiled, strict=True):
         outcome = None
         if pre is not None and not pre.ok:

@@ -13,7 +13,7 @@ _inputs: dict = {}  # workload -> [q, k, v, cu, reference or None]: one workload
 @dataclass(frozen=True)
 class TrialRequest:
     workload: object  # vitune.tuner.workloads.Workload
-    backend: str  # "triton" or a peer name from vitune.tuner.peers.PEERS
+    backend: str  # "triton", a peer name from vitune.tuner.peers.PEERS, or PREPARE
     config: dict | None  # KernelConfig fields, for backend "triton"
     interpret: bool
     rep_ms: float = 100
@@ -48,6 +48,7 @@ def warm_up() -> None:
 
 
 WARM_UP = f"{__name__}:warm_up"
+PREPARE = "prepare"  # a run_trial backend: only build the workload's inputs and reference
 
 
 def precompile(req: TrialRequest) -> dict:
@@ -74,6 +75,8 @@ def run_trial(req: TrialRequest) -> dict:
 
     w = req.workload
     q, k, v, cu, ref = _inputs_for(w, "cpu" if req.interpret else "cuda")
+    if req.backend == PREPARE:
+        return {}
     if req.backend == "triton":
         prepare = vitune_with(KernelConfig.from_dict(req.config) if req.config else None)
     else:
