@@ -22,13 +22,14 @@ from vitune.tuner.trial import WARM_UP
 log = logging.getLogger(__name__)
 
 
-def _member_main(env: dict[str, str], index: int, compile_jobs: int, inbox: mp.Queue,
-                 done: mp.Queue) -> None:
+def _member_main(env: dict[str, str], index: int, compile_jobs: int, timeout_s: float,
+                 inbox: mp.Queue, done: mp.Queue) -> None:
     with contextlib.ExitStack() as stack:
         worker = stack.enter_context(IsolatedWorker("vitune.tuner.trial:run_trial", env,
                                                     WARM_UP))
         worker.start()
-        compiler = stack.enter_context(CompilePool(compile_jobs, env)) if compile_jobs else None
+        compiler = stack.enter_context(CompilePool(compile_jobs, env, timeout_s)) \
+            if compile_jobs else None
         while (plan := inbox.get()) is not None:
             try:
                 search(plan, worker, seed_offset=index, compiler=compiler)
@@ -39,14 +40,17 @@ def _member_main(env: dict[str, str], index: int, compile_jobs: int, inbox: mp.Q
 
 class SearchTeam:
     """Search processes with the given environments (e.g. {"CUDA_VISIBLE_DEVICES": "1"}),
-    each with `compile_jobs` compile processes (0: none, e.g. on the interpreter)."""
+    each with `compile_jobs` compile processes (0: none, e.g. on the interpreter) that give
+    up on a compile after `compile_timeout_s`."""
 
-    def __init__(self, envs: list[dict[str, str]], compile_jobs: int) -> None:
+    def __init__(self, envs: list[dict[str, str]], compile_jobs: int,
+                 compile_timeout_s: float = 300) -> None:
         ctx = mp.get_context("spawn")
         self._done = ctx.Queue()
         self._inboxes = [ctx.Queue() for _ in envs]
         self._members = [ctx.Process(target=_member_main,
-                                     args=(env, i + 1, compile_jobs, inbox, self._done))
+                                     args=(env, i + 1, compile_jobs, compile_timeout_s, inbox,
+                                           self._done))
                          for i, (env, inbox) in enumerate(zip(envs, self._inboxes, strict=True))]
         self._searching: dict[str, set[int]] = {}  # study name -> members still on it
         for member in self._members:

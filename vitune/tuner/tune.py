@@ -105,7 +105,8 @@ def tune(workloads: list[Workload], gpu: GpuIdentity, out_dir: str | Path, opts:
     with contextlib.ExitStack() as stack:
         # Started once for the whole run, all at once: workers, compile pools and extra
         # search processes stay warm from bucket to bucket.
-        team = stack.enter_context(SearchTeam(helper_envs, jobs)) if helper_envs else None
+        team = stack.enter_context(SearchTeam(helper_envs, jobs, opts.trial_timeout_s)) \
+            if helper_envs else None
         worker = stack.enter_context(IsolatedWorker("vitune.tuner.trial:run_trial", main_env,
                                                     WARM_UP))
         worker.start()
