@@ -136,18 +136,14 @@ def test_trials_other_processes_run_count_against_the_budget(tmp_path, started_b
     was killed before this one planned the bucket do not."""
     import time
 
-    from vitune.kernels.vision_attn.space import SEARCH_SPACE
-
     plan = make_plan(tmp_path, BIG_FP32, "random", budget=5)
     since = time.time() - (5 if started_by_this_run else -5)
     plan = dataclasses.replace(plan, since=since)
     study = optuna.load_study(study_name="s", storage=plan.storage)
-    distributions = {name: optuna.distributions.CategoricalDistribution(list(choices))
-                     for name, choices in SEARCH_SPACE.items()}
     elsewhere = list(valid_configs(256, torch.float32, GPU.arch))[:2]
     for cfg in elsewhere:  # asked, never told: running in another process
         study.enqueue_trial(cfg.to_dict())
-        study.ask(distributions)
+        study.ask(loop.DISTRIBUTIONS)
     worker = FakeWorker()
     loop.search(plan, worker, seed_offset=0)
     assert len(worker.ran) == (3 if started_by_this_run else 5)
@@ -155,13 +151,9 @@ def test_trials_other_processes_run_count_against_the_budget(tmp_path, started_b
 
 
 def test_refinement_tries_neighbours_of_the_fastest_first():
-    from vitune.kernels.vision_attn.space import SEARCH_SPACE
-
-    distributions = {name: optuna.distributions.CategoricalDistribution(list(choices))
-                     for name, choices in SEARCH_SPACE.items()}
     valid = list(valid_configs(256, torch.float32, GPU.arch))
     fast, slow = valid[0], valid[-1]
-    ran = {cfg: optuna.trial.create_trial(params=cfg.to_dict(), distributions=distributions,
+    ran = {cfg: optuna.trial.create_trial(params=cfg.to_dict(), distributions=loop.DISTRIBUTIONS,
                                           value=rate)
            for cfg, rate in ((fast, 2.0), (slow, 1.0))}
     fresh = set(valid) - set(ran)
@@ -211,15 +203,11 @@ def test_chosen_configs_are_new_running_trials_no_other_process_can_take(tmp_pat
     """A config the loop picks itself (first, refinement, random) becomes a trial created
     RUNNING, not a queued one: on SQLite two processes could both take a queued trial, and
     the second's updates then failed ("Trial#197 has already finished", on two GPUs)."""
-    from vitune.kernels.vision_attn.space import SEARCH_SPACE
-
     plan = make_plan(tmp_path, BIG_FP32, "tpe", budget=1)
-    distributions = {name: optuna.distributions.CategoricalDistribution(list(choices))
-                     for name, choices in SEARCH_SPACE.items()}
     mine, other = (optuna.load_study(study_name="s", storage=plan.storage) for _ in range(2))
     cfg = next(valid_configs(256, torch.float32, GPU.arch))
-    chosen = loop.ask_for(mine, cfg, distributions, searcher=0)
-    proposed = other.ask(distributions)  # the other process's sampler proposal
+    chosen = loop.ask_for(mine, cfg, searcher=0)
+    proposed = other.ask(loop.DISTRIBUTIONS)  # the other process's sampler proposal
     assert proposed.number != chosen.number
     frozen = {t.number: t for t in trials(plan)}
     assert frozen[chosen.number].state.name == "RUNNING"

@@ -50,6 +50,9 @@ RANDOM_AFTER = 10  # proposals in a row that bring nothing new before a random n
 REFINE_SHARE = 0.9
 REFINE_TOP = 15
 Progress = Callable[[int, int, float | None], None]  # (ran, budget, best TFLOP/s so far)
+# The search space as Optuna sees it: every field categorical
+DISTRIBUTIONS = {name: optuna.distributions.CategoricalDistribution(list(choices))
+                 for name, choices in SEARCH_SPACE.items()}
 
 
 @dataclass(frozen=True)
@@ -179,8 +182,6 @@ def search(plan: SearchPlan, worker: IsolatedWorker, seed_offset: int,
     study = optuna.load_study(study_name=plan.study_name, storage=open_storage(plan.storage),
                               sampler=make_sampler(plan.sampler, plan.seed + seed_offset,
                                                    plan.budget))
-    distributions = {name: optuna.distributions.CategoricalDistribution(list(choices))
-                     for name, choices in SEARCH_SPACE.items()}
     valid = list(valid_configs(w.head_dim, w.torch_dtype, plan.gpu.arch))
     rng = random.Random(plan.seed + seed_offset)
     stale_after = plan.trial_timeout_s * 2 + 60
@@ -209,9 +210,9 @@ def search(plan: SearchPlan, worker: IsolatedWorker, seed_offset: int,
                 pick = rng.choice([c for c in fresh if c not in taken])
                 nothing_new = 0
             if pick is not None:
-                batch.append((ask_for(study, pick, distributions, seed_offset), pick))
+                batch.append((ask_for(study, pick, seed_offset), pick))
                 continue
-            trial = study.ask(distributions)
+            trial = study.ask(DISTRIBUTIONS)
             trial.set_user_attr("searcher", seed_offset)
             cfg = canonical(KernelConfig(**trial.params), w.head_dim)
             reason = check_config(cfg, w.head_dim, w.torch_dtype, plan.gpu.arch)
@@ -229,16 +230,14 @@ def search(plan: SearchPlan, worker: IsolatedWorker, seed_offset: int,
         _run_batch(study, plan, worker, compiler, batch)
 
 
-def ask_for(study: optuna.Study, cfg: KernelConfig,
-            distributions: dict[str, optuna.distributions.BaseDistribution],
-            searcher: int = 0) -> optuna.Trial:
+def ask_for(study: optuna.Study, cfg: KernelConfig, searcher: int = 0) -> optuna.Trial:
     """A new trial of `cfg`, created RUNNING. Not enqueue_trial + ask: on SQLite two
     processes can both take the same waiting trial (Optuna's row lock is a no-op there;
     it happened on two GPUs), and the first to finish it breaks the other's updates."""
     params = cfg.to_dict()
     # fixed_params, as enqueue_trial marks a trial: a grid sampler then leaves it alone
     template = optuna.trial.create_trial(state=optuna.trial.TrialState.RUNNING, params=params,
-                                         distributions=distributions,
+                                         distributions=DISTRIBUTIONS,
                                          user_attrs={"searcher": searcher},
                                          system_attrs={"fixed_params": params})
     storage = study._storage  # noqa: SLF001 (Optuna has no public way to add a running trial)
