@@ -1,17 +1,20 @@
 #!/usr/bin/env bash
 # GPU work in stages that each fit one device call (10 min). In the order the next session
-# should run them (docs/perf-notes.md, "fifth session", says why):
+# should run them (docs/perf-notes.md, "sixth session", says why):
 #   STAGE=spread    one H100, ~3 min: window configs timed in fresh workers by the tuner's
 #                   events and under CUDA graphs: is the descriptor configs' 40% swing
 #                   host-side launch work? (decides how trials should be timed)
-#   STAGE=retune    one H100: the built-in default's bench at 64-128, the qwen2.5-vl tune
-#                   (ship its <gpu>.yaml; the 10-minute target) and the lengths bench
+#   STAGE=timer     after a change to the GPU timer (vitune/tuner/measure.py): its GPU test
+#                   and the window configs' spread in fresh workers under it (~2 min)
+#   STAGE=retune    one H100: the qwen2.5-vl tune (ship its <gpu>.yaml; the 10-minute target)
+#   STAGE=heads     then tune head dims 64/72/80/88/128 into the same file (into a copy of
+#                   the shipped file where no retune left one in results/gpu/configs)
+#   STAGE=benches   then the built-in default's bench at 64-128 and the lengths bench
 #   STAGE=duo       on a 2-GPU machine: the qwen2.5-vl tune on one GPU and on both (wall
 #                   times for the 1.7x target; each run with its own Triton cache)
 #   STAGE=duosweep  then, same machine (results/gpu stays there; else carry it): the window
 #                   bucket's exhaustive sweep on both GPUs, both searches against it (raw and
 #                   re-timed side by side), and the lengths bench with the 1-GPU run's file
-#   STAGE=heads     tune the heads preset (d64/72/80/88/128) into a copy of the shipped file
 # and when the code they cover changes:
 #   STAGE=check     the whole GPU lane, the overhead bench three times, the encoder bench
 #   STAGE=kernel    a new kernel choice: A/B (scripts/ab_configs.py, FIELD=...), the kernel
@@ -47,12 +50,16 @@ gpu_lane() { step "$1" python3 -m pytest -q -m gpu -n "${JOBS:-14}" -p no:cachep
   grep -E "^FAILED|passed|failed" "$DB/gpu_tests.log" | tail -8; }
 case "${STAGE:-tests}" in
   spread)  # one config's rate across fresh workers: do_bench events vs CUDA graphs
-    step 200 python3 scripts/timing_spread.py --processes 4 --repeats 3 \
+    step 240 python3 scripts/timing_spread.py --processes 4 --repeats 3 \
       > "$DB/timing-spread.log" 2>&1
     step 80 python3 scripts/timing_spread.py --processes 2 --repeats 2 --bucket L5476 \
       --configs m64n64w4s2-split-heads-tma,m128n64w8s4-split-heads-tma \
       >> "$DB/timing-spread.log" 2>&1
     grep -v "^==" "$DB/timing-spread.log" ;;
+  timer)  # the timer's GPU test, then one config's rate across fresh workers under it
+    gpu_lane 60 tests/test_measure.py
+    step 150 python3 scripts/timing_spread.py --processes 4 --repeats 3 --timer events \
+      > "$DB/timer-spread.log" 2>&1; grep -v "^==" "$DB/timer-spread.log" ;;
   duo)  # one GPU, then two, on the same preset: the speed-up of one study on two GPUs
     TRITON_CACHE_DIR=/tmp/triton-tpe1 tune_run tpe1 330 --workers 1 --out "$DB/configs"
     cp "$DB/configs/"*.yaml "$DB/" 2>/dev/null
@@ -70,17 +77,18 @@ case "${STAGE:-tests}" in
         "sqlite:///$PWD/$DB/tpe$n.db"
     done 2>&1 | tee "$DB/compare.log"
     lengths_bench "$PWD/$DB/configs" ;;
-  retune)  # the built-in default against the peers, then a tune and the lengths bench
+  retune)  # the qwen2.5-vl tune (ship its <gpu>.yaml; the 10-minute target)
+    tune_run tpe 330 --out "$DB/configs"; cp "$DB/configs/"*.yaml "$DB/" 2>/dev/null ;;
+  benches)  # the built-in default against the peers, then the lengths bench, tuned files
     wl="16x1024 d64,4x4096 d64,4x4096 d72,1x16384 d72,4x4096 d80,1x16384 d80,4x4096 d88"
     wl="$wl,1x16384 d88,4x4096 d128,1x16384 d128"
     step 100 python3 -m vitune.cli bench --preset lengths --workloads "$wl" \
       --backends vitune-default,sdpa-cudnn,sdpa-flash,varlen_attn \
       --out "$DB/bench-default.jsonl" > "$DB/bench-default.log" 2>&1
     tail -14 "$DB/bench-default.log"
-    tune_run tpe 330 --out "$DB/configs"; cp "$DB/configs/"*.yaml "$DB/" 2>/dev/null
     lengths_bench "$PWD/$DB/configs" ;;
   heads)  # tune head dims 64/72/80/88/128 (window and full) into a copy of the shipped file
-    mkdir -p "$DB/configs"; cp vitune/configs/*.yaml "$DB/configs/" 2>/dev/null
+    mkdir -p "$DB/configs"; cp -n vitune/configs/*.yaml "$DB/configs/" 2>/dev/null
     step 560 python3 -m vitune.cli tune --gpu auto --preset heads \
       --out "$DB/configs" --storage "sqlite:///$PWD/$DB/heads.db" > "$DB/heads.log" 2>&1
     tail -16 "$DB/heads.log"; cp "$DB/configs/"*.yaml "$DB/" 2>/dev/null ;;

@@ -8,13 +8,15 @@ CUDA context, new allocations) and within one: the tuner's own measurement path
 --timer events: the tuner's do_bench (CUDA events around each call, L2 flushed between);
 graph: the same calls captured in a CUDA graph and replayed (triton's do_bench_cudagraph:
 no host work between calls, no flush), to tell the kernel's time from host-side launch
-work such as building tensor descriptors.
+work such as building tensor descriptors; host: microseconds of host time per launch (many
+launches queued back to back, no synchronisation between them).
 """
 
 from __future__ import annotations
 
 import argparse
 import statistics
+import time
 
 from vitune.kernels.vision_attn.space import KernelConfig
 from vitune.tuner.isolation import IsolatedWorker
@@ -48,6 +50,27 @@ def measure_graph(req: TrialRequest) -> dict:
     return {"tflops": w.tflops(ms)}
 
 
+def measure_host(req: TrialRequest) -> dict:
+    """Host microseconds per launch, reported in the "tflops" slot (run in a trial worker)."""
+    import torch
+
+    from vitune.tuner.peers import vitune_with
+    from vitune.tuner.trial import _inputs_for
+
+    w = req.workload
+    q, k, v, cu, _ = _inputs_for(w, "cuda", reference=False)
+    peer = vitune_with(KernelConfig.from_dict(req.config))(w, q, k, v, cu)
+    peer.run()
+    torch.cuda.synchronize()
+    launches = 200
+    t0 = time.perf_counter()
+    for _ in range(launches):
+        peer.run()
+    host_s = time.perf_counter() - t0
+    torch.cuda.synchronize()
+    return {"tflops": host_s / launches * 1e6}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--processes", type=int, default=6)
@@ -55,14 +78,15 @@ def main() -> None:
     parser.add_argument("--bucket", default="window", help="part of the bucket key")
     parser.add_argument("--configs", default="m32n64w2s2-split-heads-tma,"
                         "m64n32w4s3-split-heads,m64n64w4s2-split-heads-tma")
-    parser.add_argument("--timer", choices=("events", "graph", "both"), default="both")
+    parser.add_argument("--timer", choices=("events", "graph", "host", "both"), default="both")
     args = parser.parse_args()
-    timers = ("events", "graph") if args.timer == "both" else (args.timer,)
+    timers = ("events", "graph", "host") if args.timer == "both" else (args.timer,)
     workload = next(w for w in TUNE_PRESETS["qwen2.5-vl"] if args.bucket in bucket_of(w).key)
     configs = [parse_short(c) for c in args.configs.split(",")]
     for cfg, name in zip(configs, args.configs.split(","), strict=True):
         assert cfg.short() == name, (cfg.short(), name)
-    targets = {"events": "vitune.tuner.trial:run_trial", "graph": "timing_spread:measure_graph"}
+    targets = {"events": "vitune.tuner.trial:run_trial", "graph": "timing_spread:measure_graph",
+               "host": "timing_spread:measure_host"}
     for timer in timers:
         rates: dict[str, list[list[float]]] = {c.short(): [] for c in configs}
         for _ in range(args.processes):
@@ -74,7 +98,8 @@ def main() -> None:
                                       120)
                     rate = round(out.value["tflops"], 1) if out.ok else 0.0
                     rates[cfg.short()][-1].append(rate)
-        print(f"{workload.name}, timer {timer}: TFLOP/s per fresh process (repeats within one)")
+        unit = "host us per launch" if timer == "host" else "TFLOP/s"
+        print(f"{workload.name}, timer {timer}: {unit} per fresh process (repeats within one)")
         for name, per_process in rates.items():
             flat = [r for rs in per_process for r in rs]
             print(f"{name:28s} min {min(flat):6.1f} median {statistics.median(flat):6.1f} "
