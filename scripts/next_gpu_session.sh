@@ -10,6 +10,9 @@
 #   STAGE=heads     then tune head dims 64/72/80/88/128 into the same file (into a copy of
 #                   the shipped file where no retune left one in results/gpu/configs)
 #   STAGE=benches   then the built-in default's bench at 64-128 and the lengths bench
+#   STAGE=sweep1    one GPU: the window bucket's exhaustive sweep, then the search of a tune
+#                   run (SEARCH_DB, default the sixth session's committed tune-qwen.db)
+#                   against it, raw and re-timed side by side
 #   STAGE=duo       on a 2-GPU machine: the qwen2.5-vl tune on one GPU and on both (wall
 #                   times for the 1.7x target; each run with its own Triton cache)
 #   STAGE=duosweep  then, same machine (results/gpu stays there; else carry it): the window
@@ -60,6 +63,15 @@ case "${STAGE:-tests}" in
     gpu_lane 60 tests/test_measure.py
     step 150 python3 scripts/timing_spread.py --processes 4 --repeats 3 --timer events \
       > "$DB/timer-spread.log" 2>&1; grep -v "^==" "$DB/timer-spread.log" ;;
+  sweep1)  # one GPU: the window bucket's sweep against a search of the same kind of card
+    search_db=${SEARCH_DB:-results/h100-2026-11-27-s6/tune-qwen.db}
+    step 420 timeout -s INT -k 30 400 python3 -m vitune.cli tune --gpu auto \
+      --preset qwen2.5-vl --sampler grid --trials 100000 --workers 1 \
+      --buckets d80-bfloat16-window-L64 --out /tmp/vt/grid \
+      --storage "sqlite:///$PWD/$DB/grid.db" > "$DB/grid.log" 2>&1; tail -4 "$DB/grid.log"
+    { python3 scripts/compare_search.py "sqlite:///$PWD/$DB/grid.db" "sqlite:///$PWD/$search_db"
+      step 60 python3 scripts/retime_bests.py "sqlite:///$PWD/$DB/grid.db" \
+        "sqlite:///$PWD/$search_db"; } 2>&1 | tee "$DB/compare.log" ;;
   duo)  # one GPU, then two, on the same preset: the speed-up of one study on two GPUs
     TRITON_CACHE_DIR=/tmp/triton-tpe1 tune_run tpe1 330 --workers 1 --out "$DB/configs"
     cp "$DB/configs/"*.yaml "$DB/" 2>/dev/null
