@@ -42,9 +42,13 @@ trap 'cp "$DB"/* "$OUT"/ 2>/dev/null' EXIT
 step() { local limit=$1; shift; echo "== $* (limit ${limit}s)"; local t0=$SECONDS
          timeout "$limit" "$@"; echo "== rc=$? in $((SECONDS - t0)) s"; }
 # The tuner on the qwen2.5-vl preset: tune_run NAME LIMIT [ARGS...] -> $DB/NAME.db, NAME.log
+# (the log's first and last lines: the epoch the run started and ended, to line the study's
+# trial and crown times up with the run's)
 tune_run() { local name=$1 limit=$2; shift 2
+  echo "started $(date +%s.%N)" > "$DB/$name.log"
   step "$limit" python3 -m vitune.cli tune --gpu auto --preset qwen2.5-vl "$@" \
-    --storage "sqlite:///$PWD/$DB/$name.db" > "$DB/$name.log" 2>&1; tail -9 "$DB/$name.log"; }
+    --storage "sqlite:///$PWD/$DB/$name.db" >> "$DB/$name.log" 2>&1
+  echo "ended $(date +%s.%N)" >> "$DB/$name.log"; tail -10 "$DB/$name.log"; }
 lengths_bench() {  # with the tuned files in $1
   VITUNE_CONFIG_DIR=$1 step 150 python3 -m vitune.cli bench --preset lengths \
     --out "$DB/bench-lengths.jsonl" > "$DB/bench.log" 2>&1; tail -30 "$DB/bench.log"; }

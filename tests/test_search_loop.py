@@ -197,6 +197,8 @@ def test_the_crown_weighs_the_bucket_band_and_reports_the_bucket_shape(tmp_path)
     loop.search(plan, worker, seed_offset=0)
     result = search_module._crown(study, plan, worker, default=valid[3])
     assert result.config == steady and result.tflops == 9.0 and result.default_tflops == 0.5
+    crown = optuna.load_study(study_name="s", storage=plan.storage).user_attrs["crown"]
+    assert crown["started"] > 0 and crown["retime_s"] >= 0 and crown["peers_s"] >= 0
 
 
 def test_chosen_configs_are_new_running_trials_no_other_process_can_take(tmp_path):

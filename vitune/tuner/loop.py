@@ -10,7 +10,8 @@ Every proposal of the sampler is told back, so the sampler learns from it:
 Only the last kind counts against the budget. Before the sampler proposes, the plan's
 `first` configs run (the built-in default, known winners); the last REFINE_SHARE of the
 budget goes to neighbours of the fastest; after a run of proposals that bring nothing new,
-a random config that has not run yet is taken, so no sampler can stall the search; when
+random configs that have not run yet fill the rest of the round, so no sampler can stall
+the search (nor keep the GPU waiting while it proposes repeats); when
 every valid config has run, the bucket's space is exhausted and the search stops.
 """
 
@@ -40,7 +41,7 @@ from vitune.tuner.trial import PREPARE, TrialRequest
 from vitune.tuner.workloads import Workload
 
 log = logging.getLogger(__name__)
-RANDOM_AFTER = 10  # proposals in a row that bring nothing new before a random new config
+RANDOM_AFTER = 10  # proposals in a round that bring nothing new before random new configs
 # The last REFINE_SHARE of a sampled search's budget tries the untried one-field neighbours
 # of the REFINE_TOP fastest configs (fastest first) instead of the sampler's proposals: the
 # sampler opens, a best-first local search finishes. Replayed against the window sweeps (H100,
@@ -185,7 +186,6 @@ def search(plan: SearchPlan, worker: IsolatedWorker, seed_offset: int,
     valid = list(valid_configs(w.head_dim, w.torch_dtype, plan.gpu.arch))
     rng = random.Random(plan.seed + seed_offset)
     stale_after = plan.trial_timeout_s * 2 + 60
-    nothing_new = 0
     while plan.deadline is None or time.time() < plan.deadline:
         if between_rounds is not None:
             between_rounds()
@@ -199,6 +199,7 @@ def search(plan: SearchPlan, worker: IsolatedWorker, seed_offset: int,
         if room <= 0 or not fresh:
             return
         batch: list[tuple[optuna.Trial, KernelConfig]] = []
+        nothing_new = 0  # (each round gives the sampler, which has learnt more, a new try)
         refining = plan.sampler != "grid" and len(seen.ran) >= plan.budget * (1 - REFINE_SHARE)
         fresh_set = set(fresh)
         chosen = [c for c in plan.first if c in fresh_set]
@@ -206,9 +207,8 @@ def search(plan: SearchPlan, worker: IsolatedWorker, seed_offset: int,
         while len(batch) < min(compiler.jobs if compiler else 1, room, len(fresh)):
             taken = {cfg for _, cfg in batch}
             pick = next((c for c in chosen if c not in taken), None)
-            if pick is None and nothing_new >= RANDOM_AFTER:
+            if pick is None and nothing_new >= RANDOM_AFTER:  # stalled: random this round
                 pick = rng.choice([c for c in fresh if c not in taken])
-                nothing_new = 0
             if pick is not None:
                 batch.append((ask_for(study, pick, seed_offset), pick))
                 continue

@@ -184,6 +184,7 @@ def _crown(study: optuna.Study, plan: SearchPlan, worker: IsolatedWorker,
                   if check_config(cfg, workload.head_dim, workload.torch_dtype, gpu.arch)
                   is None]
     band = band_workloads(workload)
+    started = time.time()
     rates: dict[KernelConfig, list[float]] = {cfg: [] for cfg in candidates}
     for i, shape in enumerate(band):  # shape by shape: the worker keeps one shape's inputs
         for cfg in candidates:
@@ -196,12 +197,16 @@ def _crown(study: optuna.Study, plan: SearchPlan, worker: IsolatedWorker,
     best_tflops = whole[best_cfg][-1] if best_cfg else None
     default_rates = whole.get(canonical(default, workload.head_dim))
     default_tflops = default_rates[-1] if default_rates else None
+    retimed = time.time()
     peers = {}
     if not gpu.is_interpreter:  # the interpreter's wall times say nothing about peers
         for name in GPU_PEERS:
             outcome = measure(worker, plan, None, backend=name)
             if outcome.ok:
                 peers[name] = outcome.value["tflops"]
+    # When and for how long (the crown's share of a run's wall time, per bucket)
+    study.set_user_attr("crown", {"started": started, "retime_s": round(retimed - started, 2),
+                                  "peers_s": round(time.time() - retimed, 2)})
     return BucketResult(bucket_of(workload), workload, best_cfg, best_tflops, default_tflops,
                         peers, counts, plan.study_name)
 
