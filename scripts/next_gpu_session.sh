@@ -46,7 +46,7 @@ step() { local limit=$1; shift; echo "== $* (limit ${limit}s)"; local t0=$SECOND
 # trial and crown times up with the run's)
 tune_run() { local name=$1 limit=$2; shift 2
   echo "started $(date +%s.%N)" > "$DB/$name.log"
-  step "$limit" python3 -m vitune.cli tune --gpu auto --preset qwen2.5-vl "$@" \
+  step "$limit" python3 -m vitune.cli -v tune --gpu auto --preset qwen2.5-vl "$@" \
     --storage "sqlite:///$PWD/$DB/$name.db" >> "$DB/$name.log" 2>&1
   echo "ended $(date +%s.%N)" >> "$DB/$name.log"; tail -10 "$DB/$name.log"; }
 lengths_bench() {  # with the tuned files in $1

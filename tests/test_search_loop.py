@@ -195,8 +195,26 @@ def test_the_crown_weighs_the_bucket_band_and_reports_the_bucket_shape(tmp_path)
     study = optuna.load_study(study_name="s", storage=plan.storage)
     worker = BandWorker()
     loop.search(plan, worker, seed_offset=0)
-    result = search_module._crown(study, plan, worker, default=valid[3])
+
+    class BandCompiler(FakeCompiler):  # records what it compiled and what had run by then
+        def __init__(self):
+            super().__init__()
+            self.batches = []
+
+        def compile(self, requests):
+            self.batches.append([(r.workload.seqlens, KernelConfig.from_dict(r.config),
+                                  len(worker.ran)) for r in requests])
+            return [Outcome(True, {"compile_s": 0.1}) for _ in requests]
+
+    compiler, ran_before = BandCompiler(), len(worker.ran)
+    result = search_module._crown(study, plan, worker, default=valid[3], compiler=compiler)
     assert result.config == steady and result.tflops == 9.0 and result.default_tflops == 0.5
+    # every candidate compiled for the band's other shapes, a pool at a time, before timing
+    compiled = [item for batch in compiler.batches for item in batch]
+    assert max(len(b) for b in compiler.batches) <= compiler.jobs
+    assert {(seqlens, cfg) for seqlens, cfg, _ in compiled} == \
+        {(shape.seqlens, cfg) for shape in band[:2] for cfg in (spiky, steady, broken, valid[3])}
+    assert all(ran == ran_before for *_, ran in compiled)
     crown = optuna.load_study(study_name="s", storage=plan.storage).user_attrs["crown"]
     assert crown["started"] > 0 and crown["retime_s"] >= 0 and crown["peers_s"] >= 0
 

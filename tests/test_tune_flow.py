@@ -51,12 +51,12 @@ def test_buckets_are_crowned_between_rounds_once_the_team_is_done(monkeypatch, t
                 rounds_done.get(WORKLOADS.index(plan.workload), 0) + 1
             events.append(("round", plan.name))
 
-    def fake_crown(plan, default, worker):
+    def fake_crown(plan, default, worker, compiler=None):
         events.append(("crown", plan.name))
-        return SimpleNamespace(name=plan.name)
+        return SimpleNamespace(name=plan.name, study_name=plan.name)
 
     monkeypatch.setattr(tune_module, "plan_bucket", lambda w, gpu, opts: (
-        SimpleNamespace(name=w.name, workload=w), None))
+        SimpleNamespace(name=w.name, study_name=w.name, workload=w), None))
     monkeypatch.setattr(tune_module, "search", fake_search)
     monkeypatch.setattr(tune_module, "crown_bucket", fake_crown)
     monkeypatch.setattr(tune_module, "save_results", lambda *args: None)

@@ -10,6 +10,7 @@ import signal
 import sys
 from pathlib import Path
 
+from vitune.logs import LOG_FORMAT
 from vitune.runtime.atomic import write_atomic
 from vitune.tuner.workloads import PRESETS
 
@@ -499,7 +500,7 @@ def tune_main(argv: list[str] | None = None) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s")
+                        format=LOG_FORMAT)
     return args.func(args)
 
 

@@ -34,6 +34,7 @@ from vitune.tuner.loop import (
     make_sampler,
     measure,
     open_storage,
+    request,
     trial_ran,
 )
 from vitune.tuner.peers import sglang_style_config
@@ -140,11 +141,11 @@ def plan_bucket(workload: Workload, gpu: GpuIdentity, opts: TuneOptions
     return plan, default
 
 
-def crown_bucket(plan: SearchPlan, default: KernelConfig, worker: IsolatedWorker
-                 ) -> BucketResult:
+def crown_bucket(plan: SearchPlan, default: KernelConfig, worker: IsolatedWorker,
+                 compiler=None) -> BucketResult:
     """Re-time the bucket's best few beside the built-in default, measure the peers."""
     study = optuna.load_study(study_name=plan.study_name, storage=open_storage(plan.storage))
-    return _crown(study, plan, worker, default)
+    return _crown(study, plan, worker, default, compiler)
 
 
 def band_workloads(workload: Workload) -> list[Workload]:
@@ -164,10 +165,14 @@ def band_workloads(workload: Workload) -> list[Workload]:
 
 
 def _crown(study: optuna.Study, plan: SearchPlan, worker: IsolatedWorker,
-           default: KernelConfig) -> BucketResult:
+           default: KernelConfig, compiler=None) -> BucketResult:
     """Re-time the top few configs and the default on the bucket's band of shapes, back to
     back, and crown the best geometric mean (a config that fails anywhere never wins);
-    measure the peers in the same worker. Rates reported are the bucket's own shape's."""
+    measure the peers in the same worker. Rates reported are the bucket's own shape's.
+    With a compile pool, the candidates are first compiled for the band's other shapes at
+    once: Triton specialises integer arguments (a segment count of 1 or a multiple of 16),
+    so a new shape can need a new binary, and one by one in the timing worker those took
+    most of a crown (12-19 s of 2 x H200 crowns, 1-4 s without; docs/perf-notes.md)."""
     workload, gpu = plan.workload, plan.gpu
     trials = study.get_trials(deepcopy=False)
     ran = [t for t in trials if trial_ran(t)]
@@ -185,6 +190,9 @@ def _crown(study: optuna.Study, plan: SearchPlan, worker: IsolatedWorker,
                   is None]
     band = band_workloads(workload)
     started = time.time()
+    if compiler is not None:
+        _precompile(compiler, [(replace(plan, workload=shape), cfg)
+                               for shape in band[:-1] for cfg in candidates])
     rates: dict[KernelConfig, list[float]] = {cfg: [] for cfg in candidates}
     for i, shape in enumerate(band):  # shape by shape: the worker keeps one shape's inputs
         for cfg in candidates:
@@ -209,6 +217,13 @@ def _crown(study: optuna.Study, plan: SearchPlan, worker: IsolatedWorker,
                                   "peers_s": round(time.time() - retimed, 2)})
     return BucketResult(bucket_of(workload), workload, best_cfg, best_tflops, default_tflops,
                         peers, counts, plan.study_name)
+
+
+def _precompile(compiler, work: list[tuple[SearchPlan, KernelConfig]]) -> None:
+    """Compile each (shape, config) into Triton's cache, a pool's worth at a time (failures
+    show up again, with their reason, when the config is measured)."""
+    for i in range(0, len(work), compiler.jobs):
+        compiler.compile([request(p, cfg) for p, cfg in work[i:i + compiler.jobs]])
 
 
 def bucket_entry(result: BucketResult) -> dict:

@@ -13,7 +13,9 @@ import contextlib
 import logging
 import multiprocessing as mp
 import queue
+import time
 
+from vitune.logs import LOG_FORMAT
 from vitune.tuner.compile_pool import CompilePool
 from vitune.tuner.isolation import IsolatedWorker
 from vitune.tuner.loop import SearchPlan, search
@@ -23,18 +25,24 @@ log = logging.getLogger(__name__)
 
 
 def _member_main(env: dict[str, str], index: int, compile_jobs: int, timeout_s: float,
-                 inbox: mp.Queue, done: mp.Queue) -> None:
+                 inbox: mp.Queue, done: mp.Queue, log_level: int = logging.WARNING) -> None:
+    logging.basicConfig(level=log_level, format=LOG_FORMAT)
     with contextlib.ExitStack() as stack:
         worker = stack.enter_context(IsolatedWorker("vitune.tuner.trial:run_trial", env,
                                                     WARM_UP))
         worker.start()
         compiler = stack.enter_context(CompilePool(compile_jobs, env, timeout_s)) \
             if compile_jobs else None
+        log.info("search process %d: trial worker and %d compile processes starting",
+                 index, compile_jobs)
         while (plan := inbox.get()) is not None:
+            started = time.perf_counter()
             try:
                 search(plan, worker, seed_offset=index, compiler=compiler)
             except Exception:  # the main process carries on with the bucket alone
                 log.exception("search process %d failed on %s", index, plan.study_name)
+            log.info("search process %d: %s searched in %.1f s", index, plan.study_name,
+                     time.perf_counter() - started)
             done.put((index, plan.study_name))
 
 
@@ -50,7 +58,7 @@ class SearchTeam:
         self._inboxes = [ctx.Queue() for _ in envs]
         self._members = [ctx.Process(target=_member_main,
                                      args=(env, i + 1, compile_jobs, compile_timeout_s, inbox,
-                                           self._done))
+                                           self._done, logging.getLogger().level))
                          for i, (env, inbox) in enumerate(zip(envs, self._inboxes, strict=True))]
         self._searching: dict[str, set[int]] = {}  # study name -> members still on it
         for member in self._members:

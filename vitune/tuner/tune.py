@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -119,11 +120,17 @@ def tune(workloads: list[Workload], gpu: GpuIdentity, out_dir: str | Path, opts:
             the team has finished it too; on this GPU, between this process's rounds of
             the next bucket, so no GPU waits for another at the end of a bucket."""
             while searched and (team is None or team.finished(searched[0][0], wait)):
-                result = crown_bucket(*searched.pop(0), worker)
+                started = time.perf_counter()
+                result = crown_bucket(*searched.pop(0), worker, compiler)
                 results.append(result)
                 save_results(path, gpu, [result])
+                log.info("%s crowned in %.1f s", result.study_name,
+                         time.perf_counter() - started)
 
+        log.info("trial worker and %d compile processes starting (%d more search processes)",
+                 jobs, len(helper_envs))
         for w in workloads:
+            started = time.perf_counter()
             plan, default = plan_bucket(w, gpu, opts)
             if team is not None:
                 team.start(plan)
@@ -131,5 +138,6 @@ def tune(workloads: list[Workload], gpu: GpuIdentity, out_dir: str | Path, opts:
                    on_trial=on_bucket_start(w) if on_bucket_start else None,
                    between_rounds=crown_finished)
             searched.append((plan, default))
+            log.info("%s searched in %.1f s", plan.study_name, time.perf_counter() - started)
         crown_finished(wait=True)
     return results
