@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# GPU work in stages that each fit one device call (10 min). In the order the next session
-# should run them (docs/perf-notes.md, "sixth session", says why):
+# GPU work in stages that each fit one device call (10 min). The sixth session ran spread,
+# timer, retune, heads, benches, sweep1 and duo; next (docs/perf-notes.md, "sixth session"):
+# duo again (its -v logs time every round, bucket and crown: is the crown's pool compile
+# and the round filling worth what was predicted?), then a kernel A/B of do_not_specialize.
 #   STAGE=spread    one H100, ~3 min: window configs timed in fresh workers by the tuner's
-#                   events and under CUDA graphs: is the descriptor configs' 40% swing
-#                   host-side launch work? (decides how trials should be timed)
+#                   events, under CUDA graphs, and host time per call
 #   STAGE=timer     after a change to the GPU timer (vitune/tuner/measure.py): its GPU test
 #                   and the window configs' spread in fresh workers under it (~2 min)
 #   STAGE=retune    one H100: the qwen2.5-vl tune (ship its <gpu>.yaml; the 10-minute target)

@@ -29,6 +29,7 @@ HOST_MARGIN = 1.5
 HEAD_START_SHARE = 0.5
 HEAD_START_MAX_MS = 50.0
 ESTIMATE_CALLS = 5
+ESTIMATE_HEAD_START_MAX_MS = 1000.0  # (a call with seconds of host work is timed as is)
 
 
 @dataclass(frozen=True)
@@ -87,7 +88,7 @@ def time_gpu(fn: Callable[[], object], warmup_ms: float = 25, rep_ms: float = 10
 
     # The GPU's own time per flushed call, measured with the host already ahead.
     start, end = (torch.cuda.Event(enable_timing=True) for _ in range(2))
-    _gpu_sleep(2 * HOST_MARGIN * host_ms * ESTIMATE_CALLS)
+    _gpu_sleep(min(2 * HOST_MARGIN * host_ms * ESTIMATE_CALLS, ESTIMATE_HEAD_START_MAX_MS))
     start.record()
     flushed_calls(ESTIMATE_CALLS)
     end.record()
