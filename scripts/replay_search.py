@@ -65,11 +65,11 @@ _MEMORY: dict[str, optuna.storages.InMemoryStorage] = {}
 _open_storage = loop.open_storage
 
 
-def _open_in_memory(url: str):
+def _open_in_memory(url: str, read_only: bool = False):
     """`memory:NAME` as one in-memory storage per name (a replay needs no database)."""
     if url.startswith("memory:"):
         return _MEMORY.setdefault(url, optuna.storages.InMemoryStorage())
-    return _open_storage(url)
+    return _open_storage(url, read_only)
 
 
 loop.open_storage = search_module.open_storage = _open_in_memory

@@ -255,3 +255,27 @@ def test_a_prepare_request_builds_the_inputs_and_reference_and_runs_nothing():
     assert trial.run_trial(trial.TrialRequest(w, PREPARE, None, interpret=True)) == {}
     q, *_, reference = trial._inputs[w]  # noqa: SLF001
     assert reference is not None and reference.shape == q.shape
+
+
+def test_a_tuning_run_writes_sqlite_ahead_and_a_reader_leaves_the_file_alone(tmp_path):
+    """A run's SQLite storage is in write-ahead-log mode (readers do not wait for another
+    process's writes); opening a finished run's file to read it does not change it."""
+    import sqlite3
+
+    def journal_mode(path):
+        with sqlite3.connect(path) as db:
+            return db.execute("PRAGMA journal_mode").fetchone()[0]
+
+    read = tmp_path / "read.db"
+    optuna.create_study(storage=f"sqlite:///{read}", study_name="s")
+    before = read.read_bytes()
+    storage = loop.open_storage(f"sqlite:///{read}", read_only=True)
+    assert optuna.load_study(study_name="s", storage=storage).trials == []
+    assert read.read_bytes() == before and journal_mode(read) == "delete"
+
+    run = tmp_path / "run.db"
+    study = optuna.create_study(storage=loop.open_storage(f"sqlite:///{run}"), study_name="s")
+    study.enqueue_trial({"x": 1})
+    study.optimize(lambda t: t.suggest_int("x", 0, 3), n_trials=1)
+    assert journal_mode(run) == "wal"
+    assert optuna.load_study(study_name="s", storage=f"sqlite:///{run}").trials[0].value == 1

@@ -145,7 +145,7 @@ def plot_convergence(storages: str | list[str], out_dir: str | Path) -> list[Pat
 
     curves: dict[str, list[tuple[str, list[int], list[float], str]]] = {}
     for url in [storages] if isinstance(storages, str) else storages:
-        store = open_storage(url)
+        store = open_storage(url, read_only=True)
         for summary in optuna.get_all_study_summaries(store):
             study = optuna.load_study(study_name=summary.study_name, storage=store)
             best, ran, failed, xs, ys = 0.0, 0, 0, [], []

@@ -90,7 +90,7 @@ class BucketResult:
 def bucket_studies(url: str) -> Iterator[tuple[str, optuna.Study]]:
     """Every study of one `vitune tune` run's storage with its bucket key (study names are
     GPU:bucket:kernel hash, as plan_bucket makes them)."""
-    storage = open_storage(url)
+    storage = open_storage(url, read_only=True)
     for summary in optuna.get_all_study_summaries(storage):
         study = optuna.load_study(study_name=summary.study_name, storage=storage)
         yield summary.study_name.split(":")[1], study
