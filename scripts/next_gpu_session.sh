@@ -2,7 +2,7 @@
 # GPU work in stages that each fit one device call (10 min). The sixth session ran spread,
 # timer, retune, heads, benches, sweep1 and duo; next (docs/perf-notes.md, "sixth session"):
 # duo again (its -v logs time every round, bucket and crown: is the crown's pool compile
-# and the round filling worth what was predicted?), then a kernel A/B of do_not_specialize.
+# and the round filling worth what was predicted?), then STAGE=specialize.
 #   STAGE=spread    one H100, ~3 min: window configs timed in fresh workers by the tuner's
 #                   events, under CUDA graphs, and host time per call
 #   STAGE=timer     after a change to the GPU timer (vitune/tuner/measure.py): its GPU test
@@ -26,6 +26,8 @@
 #   STAGE=probe     split head_dim 72/88 configs the split-on-wgmma rule rejects
 #   STAGE=probebase the valid split-on-wgmma configs at 80/72 with bases 8 bytes off 16-byte
 #                   boundaries: is the runtime's padding fallback for them needed?
+#   STAGE=specialize  one GPU, ~4 min: the kernel as it is against one binary for every
+#                   segment count (scripts/ab_specialize.py): compiles on first use, rates
 #   STAGE=tests     every GPU test
 # Optuna is not on the device image: run ../shared/device/fetch-wheels.sh here first, carry
 # .whl, and this script installs it. Studies live in results/gpu (name it in carry to resume
@@ -127,6 +129,9 @@ case "${STAGE:-tests}" in
     step 500 python3 scripts/probe_rules.py --jobs 14 --warps 4,8 --head-dims 80,72 \
       --base-offset 4 > "$DB/probe-base.log" 2>&1
     grep -c "^ok" "$DB/probe-base.log"; grep "^BAD" "$DB/probe-base.log" | head -20 ;;
+  specialize)  # does do_not_specialize on the count arguments cost speed or save compiles?
+    step 400 python3 scripts/ab_specialize.py > "$DB/ab-specialize.log" 2>&1
+    cat "$DB/ab-specialize.log" ;;
   tests) gpu_lane 560 tests/ ;;
   *) echo "unknown STAGE=$STAGE"; exit 2 ;;
 esac

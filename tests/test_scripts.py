@@ -17,3 +17,26 @@ def test_timing_spread_reads_back_every_config_name():
     for head_dim in (80, 128):
         configs = list(valid_configs(head_dim, torch.bfloat16, identity_for_key("h100").arch))
         assert configs and all(parse_short(c.short()) == c for c in configs)
+
+
+def test_ab_specialize_variant_is_wired_in_and_computes_the_same(monkeypatch):
+    """The A/B's rebuilt kernel (one binary for every segment count) replaces the launcher's
+    and gives the reference's result (here through the interpreter)."""
+    from ab_specialize import SEGMENT_COUNTS, TOKENS, segment_workloads, use_variant
+    from conftest import make_packed
+
+    from vitune.kernels.vision_attn import kernel, launch
+    from vitune.kernels.vision_attn.launch import launch_vision_attention
+    from vitune.kernels.vision_attn.reference import TOLERANCE, reference_attention, relative_error
+    from vitune.kernels.vision_attn.space import KernelConfig
+
+    assert [sum(w.seqlens) for w in segment_workloads(80)] == [TOKENS] * len(SEGMENT_COUNTS)
+    assert [len(w.seqlens) for w in segment_workloads(80)] == list(SEGMENT_COUNTS)
+    monkeypatch.setattr(launch, "vision_attn_fwd", launch.vision_attn_fwd)  # (restored)
+    use_variant("one-binary")
+    assert launch.vision_attn_fwd is not kernel.vision_attn_fwd
+    q, k, v, cu = make_packed([9, 16, 1], heads=2, head_dim=32, dtype=torch.float32)
+    out = torch.full_like(q, float("nan"))
+    cfg = KernelConfig(block_m=16, block_n=16, num_warps=4, num_stages=1)
+    launch_vision_attention(q, k, v, out, cu, 32 ** -0.5, cfg)
+    assert relative_error(out, reference_attention(q, k, v, cu)) < TOLERANCE[torch.float32]
