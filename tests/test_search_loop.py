@@ -279,3 +279,22 @@ def test_a_tuning_run_writes_sqlite_ahead_and_a_reader_leaves_the_file_alone(tmp
     study.optimize(lambda t: t.suggest_int("x", 0, 3), n_trials=1)
     assert journal_mode(run) == "wal"
     assert optuna.load_study(study_name="s", storage=f"sqlite:///{run}").trials[0].value == 1
+
+
+def test_each_round_logs_its_compile_and_timing_seconds(tmp_path, caplog):
+    import logging
+    import re
+    import time
+
+    class SlowCompiler(FakeCompiler):
+        def compile(self, requests):
+            time.sleep(0.2)
+            return [Outcome(True, {"compile_s": 0.2}) for _ in requests]
+
+    plan = make_plan(tmp_path, BIG_FP32, "random", budget=4)
+    with caplog.at_level(logging.INFO, logger="vitune.tuner.loop"):
+        loop.search(plan, FakeWorker(), seed_offset=0, compiler=SlowCompiler())
+    rounds = [re.search(r"a round of (\d+) compiled in ([-\d.]+) s", r.getMessage())
+              for r in caplog.records]
+    rounds = [(int(m[1]), float(m[2])) for m in rounds if m]
+    assert sum(n for n, _ in rounds) == 4 and all(s >= 0.2 for _, s in rounds)

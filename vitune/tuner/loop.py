@@ -329,7 +329,7 @@ def _compile(plan: SearchPlan, worker: IsolatedWorker, compiler,
 
 def _run_batch(study: optuna.Study, plan: SearchPlan, worker: IsolatedWorker, compiler,
                batch: list[tuple[optuna.Trial, KernelConfig]]) -> None:
-    started = time.perf_counter()
+    round_started = time.perf_counter()
     compiled = _compile(plan, worker, compiler, batch)
     compiled_at = time.perf_counter()
     for (trial, cfg), pre in zip(batch, compiled, strict=True):
@@ -351,5 +351,5 @@ def _run_batch(study: optuna.Study, plan: SearchPlan, worker: IsolatedWorker, co
             _tell(study, trial, state=optuna.trial.TrialState.FAIL)
             log.debug("%s %s failed: %s", plan.study_name, cfg.short(), reason)
     log.info("%s: a round of %d compiled in %.1f s, checked and timed in %.1f s",
-             plan.study_name, len(batch), compiled_at - started,
+             plan.study_name, len(batch), compiled_at - round_started,
              time.perf_counter() - compiled_at)
