@@ -35,17 +35,24 @@ def parse_short(name: str) -> KernelConfig:
                         tma="tma" in flags)
 
 
-def measure_graph(req: TrialRequest) -> dict:
-    """The config's rate timed under a CUDA graph (run in a trial worker process)."""
-    from triton.testing import do_bench_cudagraph
-
+def _ready_peer(req: TrialRequest):
+    """The request's workload and vitune's kernel with its config on that workload's inputs,
+    run once (compiled and planned) in this trial worker process."""
     from vitune.tuner.peers import vitune_with
     from vitune.tuner.trial import _inputs_for
 
     w = req.workload
     q, k, v, cu, _ = _inputs_for(w, "cuda", reference=False)
     peer = vitune_with(KernelConfig.from_dict(req.config))(w, q, k, v, cu)
-    peer.run()  # compiled and planned before the capture
+    peer.run()
+    return w, peer
+
+
+def measure_graph(req: TrialRequest) -> dict:
+    """The config's rate timed under a CUDA graph (run in a trial worker process)."""
+    from triton.testing import do_bench_cudagraph
+
+    w, peer = _ready_peer(req)  # (compiled and planned before the capture)
     ms = do_bench_cudagraph(peer.run, rep=req.rep_ms, return_mode="median")
     return {"tflops": w.tflops(ms)}
 
@@ -54,13 +61,7 @@ def measure_host(req: TrialRequest) -> dict:
     """Host microseconds per launch, reported in the "tflops" slot (run in a trial worker)."""
     import torch
 
-    from vitune.tuner.peers import vitune_with
-    from vitune.tuner.trial import _inputs_for
-
-    w = req.workload
-    q, k, v, cu, _ = _inputs_for(w, "cuda", reference=False)
-    peer = vitune_with(KernelConfig.from_dict(req.config))(w, q, k, v, cu)
-    peer.run()
+    _, peer = _ready_peer(req)
     torch.cuda.synchronize()
     launches = 200
     t0 = time.perf_counter()

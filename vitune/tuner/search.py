@@ -213,8 +213,11 @@ def _crown(study: optuna.Study, plan: SearchPlan, worker: IsolatedWorker,
             if outcome.ok:
                 peers[name] = outcome.value["tflops"]
     # When and for how long (the crown's share of a run's wall time, per bucket)
-    study.set_user_attr("crown", {"started": started, "retime_s": round(retimed - started, 2),
-                                  "peers_s": round(time.time() - retimed, 2)})
+    crown = {"started": started, "retime_s": round(retimed - started, 2),
+             "peers_s": round(time.time() - retimed, 2)}
+    study.set_user_attr("crown", crown)
+    log.info("%s crowned: re-timed in %.1f s, peers in %.1f s", plan.study_name,
+             crown["retime_s"], crown["peers_s"])
     return BucketResult(bucket_of(workload), workload, best_cfg, best_tflops, default_tflops,
                         peers, counts, plan.study_name)
 

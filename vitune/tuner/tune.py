@@ -120,12 +120,9 @@ def tune(workloads: list[Workload], gpu: GpuIdentity, out_dir: str | Path, opts:
             the team has finished it too; on this GPU, between this process's rounds of
             the next bucket, so no GPU waits for another at the end of a bucket."""
             while searched and (team is None or team.finished(searched[0][0], wait)):
-                started = time.perf_counter()
                 result = crown_bucket(*searched.pop(0), worker, compiler)
                 results.append(result)
                 save_results(path, gpu, [result])
-                log.info("%s crowned in %.1f s", result.study_name,
-                         time.perf_counter() - started)
 
         log.info("trial worker and %d compile processes starting (%d more search processes)",
                  jobs, len(helper_envs))
