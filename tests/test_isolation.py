@@ -1,5 +1,7 @@
 """A crashing, hanging or failing trial costs one trial, never the study."""
 
+import pytest
+
 from vitune.tuner.isolation import IsolatedWorker
 
 
@@ -39,3 +41,15 @@ def test_start_runs_the_warm_up_before_the_first_call(tmp_path):
         assert mark.read_text() == str(worker._proc.pid)  # noqa: SLF001 (the same process)
     with IsolatedWorker("worker_targets:warmed_at") as cold:
         assert cold.call(None, timeout_s=60).value is None
+
+
+@pytest.mark.gpu
+def test_a_workers_warm_up_starts_cuda_and_runs_a_triton_kernel():
+    import torch
+
+    from vitune.kernels.touch import touch_gpu
+    from vitune.tuner.trial import warm_up
+
+    warm_up()
+    assert torch.cuda.is_initialized()
+    assert touch_gpu() == 1  # (the kernel read the zero and wrote one)

@@ -44,7 +44,7 @@ class FakeWorker:
 def make_plan(tmp_path, workload, sampler, budget):
     storage = f"sqlite:///{tmp_path / 's.db'}"
     optuna.create_study(storage=storage, study_name="s", direction="maximize")
-    return loop.SearchPlan(workload, GPU, "s", sampler, storage, budget, deadline=None, seed=0,
+    return loop.SearchPlan(workload, GPU, "s", sampler, storage, budget, timeout_s=None, seed=0,
                            rep_ms=1, trial_timeout_s=60)
 
 

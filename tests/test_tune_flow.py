@@ -1,7 +1,7 @@
 """How `vitune tune` orders its work across buckets with a team (stand-ins for the search,
-the crown and the team: no processes, no kernels): the main process moves on to the next
-bucket without waiting for the team, and crowns a bucket between its own rounds of the
-next one as soon as the team has finished it too."""
+the crown and the team: no processes, no kernels): the team gets every bucket at the start,
+the main process moves on to the next bucket without waiting for the team, and crowns a
+bucket between its own rounds of the next one as soon as the team has finished it too."""
 
 from types import SimpleNamespace
 
@@ -36,6 +36,9 @@ def test_buckets_are_crowned_between_rounds_once_the_team_is_done(monkeypatch, t
         def start(self, plan):
             events.append(("team starts", plan.name))
 
+        def release(self):
+            events.append(("team released",))
+
         def finished(self, plan, wait=False):
             # the team ends a bucket during this process's second round of the next one
             later = WORKLOADS.index(plan.workload) + 1
@@ -66,9 +69,9 @@ def test_buckets_are_crowned_between_rounds_once_the_team_is_done(monkeypatch, t
                                workers=2)
     assert [r.name for r in results] == ["w0", "w1", "w2"]
     assert events == [
-        ("team starts", "w0"), ("round", "w0"), ("round", "w0"), ("round", "w0"),
-        ("team starts", "w1"), ("round", "w1"), ("round", "w1"), ("crown", "w0"),
-        ("round", "w1"),
-        ("team starts", "w2"), ("round", "w2"), ("round", "w2"), ("crown", "w1"),
-        ("round", "w2"),
+        ("team starts", "w0"), ("team starts", "w1"), ("team starts", "w2"),
+        ("team released",),
+        ("round", "w0"), ("round", "w0"), ("round", "w0"),
+        ("round", "w1"), ("round", "w1"), ("crown", "w0"), ("round", "w1"),
+        ("round", "w2"), ("round", "w2"), ("crown", "w1"), ("round", "w2"),
         ("waited for", "w2"), ("crown", "w2")]

@@ -66,7 +66,9 @@ class SearchPlan:
     sampler: str
     storage: str
     budget: int  # trials that ran, counting those a previous run left
-    deadline: float | None  # time.time() after which no new trial starts
+    # seconds a search process gives the bucket from when it starts on it (None: no limit);
+    # no new trial starts after that
+    timeout_s: float | None
     seed: int
     rep_ms: float
     trial_timeout_s: float
@@ -200,18 +202,20 @@ def search(plan: SearchPlan, worker: IsolatedWorker, seed_offset: int,
            on_trial: Progress | None = None, compiler=None,
            between_rounds: Callable[[], None] | None = None) -> None:
     """Run trials on the plan's study until it holds `plan.budget` trials that ran, the
-    deadline passes or every valid config has run. Any number of processes may run this on
+    plan's time is up or every valid config has run. Any number of processes may run this on
     one study. Each round takes up to `compiler.jobs` new configs, compiles them at once,
     then checks and times them one by one on this process's GPU. `between_rounds` runs
     before each round (other work for this GPU, e.g. crowning a bucket searched before)."""
     w = plan.workload
+    deadline = None if plan.timeout_s is None else time.time() + plan.timeout_s
+    log.info("%s: searching (searcher %d)", plan.study_name, seed_offset)
     study = optuna.load_study(study_name=plan.study_name, storage=open_storage(plan.storage),
                               sampler=make_sampler(plan.sampler, plan.seed + seed_offset,
                                                    plan.budget))
     valid = list(valid_configs(w.head_dim, w.torch_dtype, plan.gpu.arch))
     rng = random.Random(plan.seed + seed_offset)
     stale_after = plan.trial_timeout_s * 2 + 60
-    while plan.deadline is None or time.time() < plan.deadline:
+    while deadline is None or time.time() < deadline:
         if between_rounds is not None:
             between_rounds()
         seen = _Seen.of(study, w.head_dim, stale_after, plan.since)

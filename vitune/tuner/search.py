@@ -134,8 +134,7 @@ def plan_bucket(workload: Workload, gpu: GpuIdentity, opts: TuneOptions
         cfg = canonical(cfg, workload.head_dim)
         if check_config(cfg, workload.head_dim, dtype, gpu.arch) is None and cfg not in first:
             first.append(cfg)
-    deadline = None if opts.timeout_s is None else time.time() + opts.timeout_s
-    plan = SearchPlan(workload, gpu, study_name, sampler, opts.storage, trials, deadline,
+    plan = SearchPlan(workload, gpu, study_name, sampler, opts.storage, trials, opts.timeout_s,
                       opts.seed, opts.rep_ms, opts.trial_timeout_s, since=time.time(),
                       first=tuple(first))
     return plan, default

@@ -4,7 +4,8 @@ Each member starts its trial worker (CUDA context, compiled kernels) and its com
 at once and keeps them warm from bucket to bucket, so a second GPU adds throughput from
 the first bucket on. Members run the same loop as the main process on the same study (the
 storage coordinates them) and take the buckets in the order given, each as soon as they
-are done with the one before: nobody waits for the others at the end of a bucket.
+are done with the one before: every bucket is handed over at the start, so nobody waits
+for the others at the end of a bucket.
 """
 
 from __future__ import annotations
@@ -61,6 +62,7 @@ class SearchTeam:
                                            self._done, logging.getLogger().level))
                          for i, (env, inbox) in enumerate(zip(envs, self._inboxes, strict=True))]
         self._searching: dict[str, set[int]] = {}  # study name -> members still on it
+        self._released = False
         for member in self._members:
             member.start()
 
@@ -70,6 +72,14 @@ class SearchTeam:
                                             if m.is_alive()}
         for inbox in self._inboxes:
             inbox.put(plan)
+
+    def release(self) -> None:
+        """No more plans: each member exits once done with those it has, while this process
+        works on (its processes' shutdown then costs the run nothing)."""
+        for inbox, member in zip(self._inboxes, self._members, strict=True):
+            if member.is_alive():
+                inbox.put(None)
+        self._released = True
 
     def finished(self, plan: SearchPlan, wait: bool = False) -> bool:
         """Whether every member still alive has finished the plan's bucket (`wait`: block
@@ -89,9 +99,8 @@ class SearchTeam:
         return not pending
 
     def close(self) -> None:
-        for inbox, member in zip(self._inboxes, self._members, strict=True):
-            if member.is_alive():
-                inbox.put(None)
+        if not self._released:
+            self.release()
         for member in self._members:
             member.join(timeout=30)
             if member.is_alive():

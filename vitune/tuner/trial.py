@@ -38,13 +38,18 @@ def _inputs_for(workload, device: str, reference: bool = True) -> list:
 
 def warm_up() -> None:
     """What every trial worker needs, done as its process starts (IsolatedWorker warm_up):
-    torch, triton and the kernel imported, CUDA started."""
+    torch, triton and the kernel imported; on a GPU, its context made and a first Triton
+    kernel run (vitune.kernels.touch), so the first trials do not pay for them."""
+    import os
+
     import torch
 
     from vitune.kernels.vision_attn import launch  # noqa: F401
 
-    if torch.cuda.is_available():
-        torch.cuda.init()
+    if torch.cuda.is_available() and os.environ.get("TRITON_INTERPRET") != "1":
+        from vitune.kernels.touch import touch_gpu
+
+        touch_gpu()
 
 
 WARM_UP = f"{__name__}:warm_up"

@@ -126,11 +126,16 @@ def tune(workloads: list[Workload], gpu: GpuIdentity, out_dir: str | Path, opts:
 
         log.info("trial worker and %d compile processes starting (%d more search processes)",
                  jobs, len(helper_envs))
-        for w in workloads:
-            started = time.perf_counter()
-            plan, default = plan_bucket(w, gpu, opts)
-            if team is not None:
+        # Every bucket planned (its study created) and handed to the team at once: a member
+        # done with its share of a bucket goes on to the next without waiting for this
+        # process to finish its last round there (2-3 s a bucket on two H200s).
+        plans = [plan_bucket(w, gpu, opts) for w in workloads]
+        if team is not None:
+            for plan, _ in plans:
                 team.start(plan)
+            team.release()
+        for w, (plan, default) in zip(workloads, plans, strict=True):
+            started = time.perf_counter()
             search(plan, worker, seed_offset=0, compiler=compiler,
                    on_trial=on_bucket_start(w) if on_bucket_start else None,
                    between_rounds=crown_finished)

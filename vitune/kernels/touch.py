@@ -1,0 +1,24 @@
+"""A one-element Triton kernel that worker processes run as they start.
+
+A process's first Triton kernel pays for more than its own compile: the CUDA context, and
+Triton's CUDA helpers and kernel launcher, which it builds with the C compiler when its
+cache does not have them. Paid during start-up, while the tuner's main process is still
+setting up, they no longer stretch the first round of a run."""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+
+@triton.jit
+def _increment(x_ptr):
+    tl.store(x_ptr, tl.load(x_ptr) + 1)
+
+
+def touch_gpu() -> int:
+    """Run the kernel once on the current GPU; returns the value it wrote (1)."""
+    x = torch.zeros(1, dtype=torch.int32, device="cuda")
+    _increment[(1,)](x)
+    return int(x.item())
