@@ -1,9 +1,10 @@
-"""A/B for the next kernel change: the kernel as it is against one built with
-`do_not_specialize` on its count arguments (docs/perf-notes.md, sixth session).
+"""A/B of the kernel's one binary for every count: the kernel as it is (`do_not_specialize`
+on its count arguments) against one rebuilt without it, which Triton specialises.
 
 Triton specialises an integer argument that is 1 or divisible by 16, so a call whose
 segment count or token count falls in a class not seen before compiles the kernel again
-(seconds, on first use in a process). Does one binary for every count cost speed?
+(seconds, on first use in a process). Does one binary for every count cost speed? (It did
+not: docs/perf-notes.md, seventh session; the kernel has had it since.)
 
     python scripts/ab_specialize.py [--head-dim 80] [--configs m64n64w4s2-split-heads-tma,...]
 
@@ -29,9 +30,6 @@ from timing_spread import parse_short  # noqa: E402
 
 from vitune.tuner.isolation import IsolatedWorker  # noqa: E402
 
-# The kernel's arguments that count things (never strides: their divisibility lets loads
-# vectorise).
-COUNT_ARGS = ("seq_len", "n_segments", "search_steps", "n_m_blocks")
 SEGMENT_COUNTS = (2, 1, 16, 8)
 TOKENS = 16384
 
@@ -45,15 +43,14 @@ def segment_workloads(head_dim: int) -> list:
 
 
 def use_variant(variant: str) -> None:
-    """Point the launcher at the kernel as it is ("as-is") or rebuilt with
-    do_not_specialize on COUNT_ARGS ("one-binary")."""
+    """Point the launcher at the kernel as it is ("as-is", one binary for every count) or
+    rebuilt without do_not_specialize ("specialised")."""
     import triton
 
     from vitune.kernels.vision_attn import kernel, launch
 
-    if variant == "one-binary":
-        launch.vision_attn_fwd = triton.jit(do_not_specialize=list(COUNT_ARGS))(
-            kernel.vision_attn_fwd.fn)
+    if variant == "specialised":
+        launch.vision_attn_fwd = triton.jit(kernel.vision_attn_fwd.fn)
 
 
 def measure(job: dict) -> dict:
@@ -105,7 +102,7 @@ def main() -> None:
     results: dict[tuple[str, str], list[dict]] = {}
     for _ in range(args.rounds):
         for config in args.configs.split(","):
-            for variant in ("as-is", "one-binary"):
+            for variant in ("specialised", "as-is"):
                 with tempfile.TemporaryDirectory() as cache:
                     env = {"TRITON_CACHE_DIR": cache, "PYTHONPATH": os.pathsep.join(sys.path)}
                     with IsolatedWorker("ab_specialize:measure", env) as worker:

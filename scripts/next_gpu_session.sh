@@ -14,8 +14,9 @@
 #   STAGE=sweep1    one GPU: the window bucket's exhaustive sweep, then the search of a tune
 #                   run (SEARCH_DB, default the sixth session's committed tune-qwen.db)
 #                   against it, raw and re-timed side by side
-#   STAGE=duo       on a 2-GPU machine: the qwen2.5-vl tune on one GPU and on both (wall
-#                   times for the 1.7x target; each run with its own Triton cache)
+#   STAGE=duo       on a 2-GPU machine: how long the workers take to start
+#                   (scripts/startup_probe.py), then the qwen2.5-vl tune on one GPU and on
+#                   both (wall times for the 1.7x target; each run with its own Triton cache)
 #   STAGE=duosweep  then, same machine (results/gpu stays there; else carry it): the window
 #                   bucket's exhaustive sweep on both GPUs, both searches against it (raw and
 #                   re-timed side by side), and the lengths bench with the 1-GPU run's file
@@ -80,6 +81,7 @@ case "${STAGE:-tests}" in
       step 60 python3 scripts/retime_bests.py "sqlite:///$PWD/$DB/grid.db" \
         "sqlite:///$PWD/$search_db"; } 2>&1 | tee "$DB/compare.log" ;;
   duo)  # one GPU, then two, on the same preset: the speed-up of one study on two GPUs
+    step 120 python3 scripts/startup_probe.py --gpus 0,1 2>&1 | tee "$DB/startup.log"
     TRITON_CACHE_DIR=/tmp/triton-tpe1 tune_run tpe1 330 --workers 1 --out "$DB/configs"
     cp "$DB/configs/"*.yaml "$DB/" 2>/dev/null
     TRITON_CACHE_DIR=/tmp/triton-tpe2 tune_run tpe2 200 --workers gpus --out /tmp/vt/tpe2 ;;

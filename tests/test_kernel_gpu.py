@@ -133,3 +133,18 @@ def test_a_reused_plan_with_a_misaligned_base_takes_pointer_loads(head_dim, cfg)
         ref = reference_attention(q, k, v, cu, compute_dtype=torch.float32)
         assert relative_error(out, ref) < TOLERANCE[torch.bfloat16]
     assert launch.tma_geometry_ok(k, v, tokens)
+
+
+def test_one_binary_serves_every_segment_count():
+    """Counts of 1, of 16 and of neither, in one process: the kernel compiled once (Triton
+    would specialise the count arguments and compile again for each class)."""
+    from vitune.kernels.vision_attn.kernel import vision_attn_fwd
+
+    cfg = KernelConfig(block_m=64, block_n=64, num_warps=4, num_stages=2)
+    binaries = vision_attn_fwd.device_caches[torch.cuda.current_device()][0]
+    before = None
+    for lengths in ([300, 212], [512], [32] * 16, [64] * 7):
+        check(lengths, heads=2, head_dim=64, dtype=torch.float16, seed=len(lengths),
+              config=cfg)
+        before = len(binaries) if before is None else before
+    assert len(binaries) == before

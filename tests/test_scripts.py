@@ -20,8 +20,8 @@ def test_timing_spread_reads_back_every_config_name():
 
 
 def test_ab_specialize_variant_is_wired_in_and_computes_the_same(monkeypatch):
-    """The A/B's rebuilt kernel (one binary for every segment count) replaces the launcher's
-    and gives the reference's result (here through the interpreter)."""
+    """The A/B's rebuilt kernel (specialised on counts, as Triton does by default) replaces
+    the launcher's and gives the reference's result (here through the interpreter)."""
     from ab_specialize import SEGMENT_COUNTS, TOKENS, segment_workloads, use_variant
     from conftest import make_packed
 
@@ -33,7 +33,7 @@ def test_ab_specialize_variant_is_wired_in_and_computes_the_same(monkeypatch):
     assert [sum(w.seqlens) for w in segment_workloads(80)] == [TOKENS] * len(SEGMENT_COUNTS)
     assert [len(w.seqlens) for w in segment_workloads(80)] == list(SEGMENT_COUNTS)
     monkeypatch.setattr(launch, "vision_attn_fwd", launch.vision_attn_fwd)  # (restored)
-    use_variant("one-binary")
+    use_variant("specialised")
     assert launch.vision_attn_fwd is not kernel.vision_attn_fwd
     q, k, v, cu = make_packed([9, 16, 1], heads=2, head_dim=32, dtype=torch.float32)
     out = torch.full_like(q, float("nan"))

@@ -298,3 +298,26 @@ def test_each_round_logs_its_compile_and_timing_seconds(tmp_path, caplog):
               for r in caplog.records]
     rounds = [(int(m[1]), float(m[2])) for m in rounds if m]
     assert sum(n for n, _ in rounds) == 4 and all(s >= 0.2 for _, s in rounds)
+
+
+class EvenCompiler(FakeCompiler):
+    def compile(self, requests):
+        self.rounds.append(len(requests))
+        return [Outcome(True, {"compile_s": 0.5}) for _ in requests]
+
+
+@pytest.mark.parametrize("other_busy", [False, True])
+def test_the_last_trials_are_shared_with_the_processes_between_rounds(tmp_path, other_busy):
+    """Two processes on the bucket: one that finds the other between rounds takes half of
+    what is left (both then end at about the same time); one that finds it busy takes the
+    rest."""
+    import time
+
+    plan = dataclasses.replace(make_plan(tmp_path, BIG_FP32, "random", budget=5),
+                               since=time.time() - 5, searchers=2)
+    study = optuna.load_study(study_name="s", storage=plan.storage)
+    if other_busy:  # searcher 1 of this run is running a trial
+        loop.ask_for(study, list(valid_configs(256, torch.float32, GPU.arch))[0], searcher=1)
+    compiler = EvenCompiler()
+    loop.search(plan, FakeWorker(), seed_offset=0, compiler=compiler)
+    assert compiler.rounds == ([3, 1] if other_busy else [3, 1, 1])

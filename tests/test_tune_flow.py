@@ -3,6 +3,7 @@ the crown and the team: no processes, no kernels): the team gets every bucket at
 the main process moves on to the next bucket without waiting for the team, and crowns a
 bucket between its own rounds of the next one as soon as the team has finished it too."""
 
+from dataclasses import dataclass
 from types import SimpleNamespace
 
 from vitune.runtime.gpu import interpreter_identity
@@ -12,6 +13,14 @@ from vitune.tuner.workloads import Workload
 
 WORKLOADS = [Workload(f"w{i}", (16, 8), heads=1, head_dim=32, dtype="float16")
              for i in range(3)]
+
+
+@dataclass(frozen=True)
+class FakePlan:
+    name: str
+    study_name: str
+    workload: Workload
+    searchers: int = 1
 
 
 class FakeWorker:
@@ -47,7 +56,10 @@ def test_buckets_are_crowned_between_rounds_once_the_team_is_done(monkeypatch, t
                 events.append(("waited for", plan.name))
             return done
 
+    searchers = []
+
     def fake_search(plan, worker, seed_offset, compiler, on_trial, between_rounds):
+        searchers.append(plan.searchers)
         for _ in range(3):
             between_rounds()
             rounds_done[WORKLOADS.index(plan.workload)] = \
@@ -58,8 +70,8 @@ def test_buckets_are_crowned_between_rounds_once_the_team_is_done(monkeypatch, t
         events.append(("crown", plan.name))
         return SimpleNamespace(name=plan.name, study_name=plan.name)
 
-    monkeypatch.setattr(tune_module, "plan_bucket", lambda w, gpu, opts: (
-        SimpleNamespace(name=w.name, study_name=w.name, workload=w), None))
+    monkeypatch.setattr(tune_module, "plan_bucket",
+                        lambda w, gpu, opts: (FakePlan(w.name, w.name, w), None))
     monkeypatch.setattr(tune_module, "search", fake_search)
     monkeypatch.setattr(tune_module, "crown_bucket", fake_crown)
     monkeypatch.setattr(tune_module, "save_results", lambda *args: None)
@@ -68,6 +80,7 @@ def test_buckets_are_crowned_between_rounds_once_the_team_is_done(monkeypatch, t
     results = tune_module.tune(WORKLOADS, interpreter_identity(), tmp_path, TuneOptions(),
                                workers=2)
     assert [r.name for r in results] == ["w0", "w1", "w2"]
+    assert searchers == [2, 2, 2]  # every plan knows how many processes share it
     assert events == [
         ("team starts", "w0"), ("team starts", "w1"), ("team starts", "w2"),
         ("team released",),

@@ -77,6 +77,7 @@ class SearchPlan:
     since: float | None = None
     # configs to run before the sampler proposes any (the built-in default, known winners)
     first: tuple[KernelConfig, ...] = ()
+    searchers: int = 1  # search processes of this run on the bucket
 
 
 def trial_ran(t: optuna.trial.FrozenTrial) -> bool:
@@ -170,17 +171,18 @@ def request(plan: SearchPlan, cfg: KernelConfig | None, backend: str = "triton"
 @dataclass
 class _Seen:
     """What the study holds: configs that ran (with the trial), configs running elsewhere
-    (and how many of them this run's other search processes started)."""
+    (and how many of them this run's search processes started, and which processes)."""
 
     ran: dict[KernelConfig, optuna.trial.FrozenTrial]
     running: set[KernelConfig]
     running_now: int
+    busy: set[int]  # searchers (seed offsets) of this run with trials running
     best: float | None
 
     @classmethod
     def of(cls, study: optuna.Study, head_dim: int, stale_after_s: float,
            since: float | None = None) -> _Seen:
-        ran, running, running_now, best = {}, set(), 0, None
+        ran, running, running_now, busy, best = {}, set(), 0, set(), None
         now = datetime.datetime.now()
         this_run = None if since is None else datetime.datetime.fromtimestamp(since)
         for t in study.get_trials(deepcopy=False):
@@ -194,8 +196,10 @@ class _Seen:
             elif (t.state == optuna.trial.TrialState.RUNNING and t.datetime_start
                   and (now - t.datetime_start).total_seconds() < stale_after_s):
                 running.add(cfg)  # (older ones are left over from a killed run)
-                running_now += this_run is not None and t.datetime_start >= this_run
-        return cls(ran, running, running_now, best)
+                if this_run is not None and t.datetime_start >= this_run:
+                    running_now += 1
+                    busy.add(t.user_attrs.get("searcher", -1))
+        return cls(ran, running, running_now, busy, best)
 
 
 def search(plan: SearchPlan, worker: IsolatedWorker, seed_offset: int,
@@ -227,13 +231,17 @@ def search(plan: SearchPlan, worker: IsolatedWorker, seed_offset: int,
         fresh = [c for c in valid if c not in seen.ran and c not in seen.running]
         if room <= 0 or not fresh:
             return
+        # The last trials shared with the processes that are between rounds, so they all
+        # end the bucket at about the same time (not one full round and one of the rest).
+        idle = max(1, plan.searchers - len(seen.busy - {seed_offset}))
+        share = -(-room // idle)
         batch: list[tuple[optuna.Trial, KernelConfig]] = []
         nothing_new = 0  # (each round gives the sampler, which has learnt more, a new try)
         refining = plan.sampler != "grid" and len(seen.ran) >= plan.budget * (1 - REFINE_SHARE)
         fresh_set = set(fresh)
         chosen = [c for c in plan.first if c in fresh_set]
         chosen += neighbours_of_best(seen.ran, fresh_set, REFINE_TOP) if refining else []
-        while len(batch) < min(compiler.jobs if compiler else 1, room, len(fresh)):
+        while len(batch) < min(compiler.jobs if compiler else 1, share, len(fresh)):
             taken = {cfg for _, cfg in batch}
             pick = next((c for c in chosen if c not in taken), None)
             if pick is None and nothing_new >= RANDOM_AFTER:  # stalled: random this round

@@ -8,6 +8,7 @@ import logging
 import os
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 from vitune.kernels.vision_attn.space import KernelConfig
@@ -129,7 +130,8 @@ def tune(workloads: list[Workload], gpu: GpuIdentity, out_dir: str | Path, opts:
         # Every bucket planned (its study created) and handed to the team at once: a member
         # done with its share of a bucket goes on to the next without waiting for this
         # process to finish its last round there (2-3 s a bucket on two H200s).
-        plans = [plan_bucket(w, gpu, opts) for w in workloads]
+        plans = [(replace(plan, searchers=workers), default)
+                 for plan, default in (plan_bucket(w, gpu, opts) for w in workloads)]
         if team is not None:
             for plan, _ in plans:
                 team.start(plan)

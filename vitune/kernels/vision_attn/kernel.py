@@ -140,7 +140,10 @@ def _store_rows(base, rows, row_mask, stride_t, acc, inv_l, OFF: tl.constexpr,
         tl.store(ptrs, val, mask=row_mask[:, None])
 
 
-@triton.jit
+# One binary for every token and segment count: Triton would otherwise compile the kernel
+# again (1-3 s) the first time a process sees a count that is 1 or a multiple of 16 and
+# had not before. Measured on an H100 (docs/perf-notes.md, seventh session): same rates.
+@triton.jit(do_not_specialize=["seq_len", "n_segments", "search_steps", "n_m_blocks"])
 def vision_attn_fwd(
     Q, K, V, Out, CU,
     KD0, KD1, KD2, VD0, VD1, VD2,  # TMA: descriptors of each head-dim chunk of K and V
