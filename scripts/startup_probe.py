@@ -4,11 +4,12 @@ warm-up before it can serve (docs/perf-notes.md, seventh session).
 
     python scripts/startup_probe.py [--processes 16] [--gpus 0,1]
 
-Warm-ups compared (each in fresh processes, one after the other): "import" (torch, triton
-and the kernel imported, CUDA initialised: the tuner's before the seventh session) and
-"touch" (the tuner's: also a CUDA context and a first Triton kernel run). Prints, per
-warm-up, when the first, median and last process was ready, and how long the first
-Triton compile-and-run took in one of them afterwards.
+Compared (each in fresh processes, one after the other): spawned processes that import
+torch, triton and the kernel themselves, with the warm-up "import" (CUDA initialised: the
+tuner's before the seventh session) or "touch" (also a CUDA context and a first Triton
+kernel run), and "forked touch" (the tuner's now: forked from a fork server that imported
+them once). Prints when the first, median and last process was ready, and how long the
+first Triton compile-and-run took in one of them afterwards.
 """
 
 from __future__ import annotations
@@ -26,7 +27,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from vitune.tuner.isolation import IsolatedWorker  # noqa: E402
 from vitune.tuner.trial import WARM_UP  # noqa: E402
 
-WARM_UPS = {"import": "startup_probe:import_only", "touch": WARM_UP}
+# name: (start method, warm-up)
+VARIANTS = {"import": ("spawn", "startup_probe:import_only"), "touch": ("spawn", WARM_UP),
+            "forked touch": ("forkserver", WARM_UP)}
 
 
 def import_only() -> None:
@@ -50,18 +53,21 @@ def first_kernel(_payload) -> float:
     return time.perf_counter() - start
 
 
-def ready_times(warm_up: str, gpus: list[str], processes: int) -> tuple[list[float], str]:
+def ready_times(method: str, warm_up: str, gpus: list[str], processes: int
+                ) -> tuple[list[float], str]:
     with tempfile.TemporaryDirectory() as cache:
         base = {"TRITON_CACHE_DIR": cache, "PYTHONPATH": os.pathsep.join(sys.path)}
         started = time.time()
         workers = [IsolatedWorker("startup_probe:clock", {**base, "CUDA_VISIBLE_DEVICES": g},
-                                  warm_up) for g in gpus for _ in range(processes + 1)]
+                                  warm_up, method)
+                   for g in gpus for _ in range(processes + 1)]
         for w in workers:
             w.start()
         try:
             ready = [w.call(None, 300).value - started for w in workers]
             with IsolatedWorker("startup_probe:first_kernel",
-                                {**base, "CUDA_VISIBLE_DEVICES": gpus[0]}, warm_up) as one:
+                                {**base, "CUDA_VISIBLE_DEVICES": gpus[0]}, warm_up,
+                                method) as one:
                 out = one.call(None, 300)
                 first = f"{out.value:.2f} s" if out.ok else out.reason
         finally:
@@ -77,10 +83,10 @@ def main() -> None:
     args = parser.parse_args()
     gpus = args.gpus.split(",")
     print(f"{len(gpus)} GPU(s) x ({args.processes} compile + 1 trial) processes")
-    print(f"{'warm-up':8s} {'first':>7s} {'median':>7s} {'last':>7s}  first kernel after")
-    for name, target in WARM_UPS.items():
-        ready, first = ready_times(target, gpus, args.processes)
-        print(f"{name:8s} {min(ready):7.1f} {statistics.median(ready):7.1f} "
+    print(f"{'start':12s} {'first':>7s} {'median':>7s} {'last':>7s}  first kernel after")
+    for name, (method, warm_up) in VARIANTS.items():
+        ready, first = ready_times(method, warm_up, gpus, args.processes)
+        print(f"{name:12s} {min(ready):7.1f} {statistics.median(ready):7.1f} "
               f"{max(ready):7.1f}  {first}")
 
 

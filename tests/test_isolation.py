@@ -53,3 +53,24 @@ def test_a_workers_warm_up_starts_cuda_and_runs_a_triton_kernel():
     warm_up()
     assert torch.cuda.is_initialized()
     assert touch_gpu() == 1  # (the kernel read the zero and wrote one)
+
+
+def test_a_compiled_kernel_worker_is_forked_with_its_own_environment(monkeypatch, tmp_path):
+    """Without the interpreter a worker comes from the fork server (torch imported there
+    once), yet gets its own environment and PYTHONPATH, and a crash still costs one call."""
+    import os
+
+    monkeypatch.delenv("TRITON_INTERPRET", raising=False)
+    env = {"CUDA_VISIBLE_DEVICES": "7", "PYTHONPATH": str(tmp_path)}
+    with IsolatedWorker("worker_targets:environment_seen", env) as worker:
+        assert worker._ctx.get_start_method() == "forkserver"  # noqa: SLF001
+        seen = worker.call(["CUDA_VISIBLE_DEVICES", "TRITON_INTERPRET"], 120).value
+        assert seen["env"] == {"CUDA_VISIBLE_DEVICES": "7", "TRITON_INTERPRET": None}
+        assert str(tmp_path) in seen["path"] and seen["ppid"] != os.getpid()
+        assert "CUDA_VISIBLE_DEVICES" not in os.environ or \
+            os.environ["CUDA_VISIBLE_DEVICES"] != "7"  # this process's is left alone
+    with IsolatedWorker("worker_targets:misbehave", {}) as worker:
+        assert not worker.call("crash", 120).ok
+        assert worker.call("ok", 120).ok  # a fresh fork
+    assert IsolatedWorker("worker_targets:echo", {"TRITON_INTERPRET": "1"}) \
+        ._ctx.get_start_method() == "spawn"  # noqa: SLF001

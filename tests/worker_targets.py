@@ -32,3 +32,11 @@ def warm():
 
 def warmed_at(payload):
     return _warmed_at
+
+
+def environment_seen(names):
+    """The worker's view of these environment variables, its sys.path and parent pid."""
+    import sys
+
+    return {"env": {n: os.environ.get(n) for n in names}, "path": sys.path,
+            "ppid": os.getppid(), "pid": os.getpid()}

@@ -237,6 +237,10 @@ def _worker_count(asked: str, gpu) -> int:
 def cmd_tune(args: argparse.Namespace) -> int:
     import warnings
 
+    from vitune.tuner.isolation import start_fork_server
+
+    if not args.interpret:  # its imports overlap this process's own set-up
+        start_fork_server()
     import optuna
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
@@ -249,6 +253,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     gpu = _target_gpu(args.gpu, args.interpret)
+    logging.getLogger(__name__).info("tuning for %s (%s)", gpu.key, gpu.name)
     if args.head_dim or args.seqlens:
         if not (args.head_dim and args.seqlens):
             _fail("--head-dim and --seqlens go together (with --dtype)")

@@ -1,14 +1,25 @@
 """Run trials in a worker process, so an illegal memory access, a compiler crash or a hang
 costs one trial and not the study. The worker is kept between trials (compiled kernels and
-the CUDA context stay warm) and replaced after any crash or timeout."""
+the CUDA context stay warm) and replaced after any crash or timeout.
+
+GPU workers are forked from a fork server that imported torch, Triton and the kernel once
+(nothing there touches CUDA, so forking is safe): a tuning run starts 17 of them per GPU at
+once, and each importing torch for itself took 14 s for 34 on a 32-core host
+(scripts/startup_probe.py). Workers for the Triton interpreter are spawned, since
+TRITON_INTERPRET only takes effect when the kernel module is imported."""
 
 from __future__ import annotations
 
 import importlib
 import multiprocessing as mp
 import os
+import sys
 from dataclasses import dataclass
 from typing import Any
+
+# What the fork server imports once for every worker it forks (none of it starts CUDA)
+FORK_SERVER_PRELOAD = ["vitune.kernels.vision_attn.launch", "vitune.tuner.trial",
+                       "vitune.tuner.measure", "vitune.tuner.peers"]
 
 
 @dataclass(frozen=True)
@@ -24,7 +35,12 @@ def _function(target: str):
 
 
 def _serve(conn, target: str, env: dict[str, str], warm_up: str | None) -> None:
+    # (a forked worker inherited the fork server's environment: its own applies from here,
+    # before CUDA starts or Triton looks for its cache)
     os.environ.update(env)
+    for path in env.get("PYTHONPATH", "").split(os.pathsep):
+        if path and path not in sys.path:
+            sys.path.append(path)
     fn = _function(target)
     if warm_up is not None:
         try:
@@ -42,17 +58,38 @@ def _serve(conn, target: str, env: dict[str, str], warm_up: str | None) -> None:
             conn.send((False, f"{type(exc).__name__}: {exc}"))
 
 
+def process_context(env: dict[str, str]):
+    """Fork server for compiled-kernel workers; spawn where the interpreter is wanted (in
+    the worker or in this process, whose environment the fork server would inherit)."""
+    if "1" in (env.get("TRITON_INTERPRET"), os.environ.get("TRITON_INTERPRET")) \
+            or "forkserver" not in mp.get_all_start_methods():
+        return mp.get_context("spawn")
+    ctx = mp.get_context("forkserver")
+    ctx.set_forkserver_preload(FORK_SERVER_PRELOAD)  # (used when the server starts)
+    return ctx
+
+
+def start_fork_server() -> None:
+    """Start this process's fork server now, so its imports overlap the caller's own
+    start-up (workers started later fork from it at once); no-op where workers spawn."""
+    if process_context({}).get_start_method() == "forkserver":
+        from multiprocessing import forkserver
+
+        forkserver.ensure_running()
+
+
 class IsolatedWorker:
     """Calls `target` ("module:function") on payloads in a child process."""
 
     def __init__(self, target: str, env: dict[str, str] | None = None,
-                 warm_up: str | None = None) -> None:
+                 warm_up: str | None = None, start_method: str | None = None) -> None:
         """`warm_up` ("module:function") runs once as the process starts, e.g. importing
-        torch and starting CUDA, so that start() can overlap them with other work."""
+        torch and starting CUDA, so that start() can overlap them with other work.
+        `start_method` "spawn" or "forkserver" overrides the choice made from `env`."""
         self._target = target
         self._env = dict(env or {})
         self._warm_up = warm_up
-        self._ctx = mp.get_context("spawn")
+        self._ctx = mp.get_context(start_method) if start_method else process_context(self._env)
         self._proc = None
         self._conn = None
 
@@ -65,10 +102,12 @@ class IsolatedWorker:
         parent, child = self._ctx.Pipe()
         self._proc = self._ctx.Process(target=_serve, daemon=True,
                                        args=(child, self._target, self._env, self._warm_up))
-        # The child inherits the environment at start, before it re-imports anything (such
-        # as triton, which reads TRITON_INTERPRET when kernels are defined).
-        saved = {k: os.environ.get(k) for k in self._env}
-        os.environ.update(self._env)
+        # A spawned child inherits the environment at start, before it re-imports anything
+        # (such as triton, which reads TRITON_INTERPRET when kernels are defined). The fork
+        # server keeps this process's own (a forked child applies its env in _serve).
+        spawned = self._ctx.get_start_method() == "spawn"
+        saved = {k: os.environ.get(k) for k in self._env} if spawned else {}
+        os.environ.update(self._env if spawned else {})
         try:
             self._proc.start()
         finally:

@@ -18,7 +18,7 @@ import time
 
 from vitune.logs import LOG_FORMAT
 from vitune.tuner.compile_pool import CompilePool
-from vitune.tuner.isolation import IsolatedWorker
+from vitune.tuner.isolation import IsolatedWorker, process_context, start_fork_server
 from vitune.tuner.loop import SearchPlan, search
 from vitune.tuner.trial import WARM_UP
 
@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 def _member_main(env: dict[str, str], index: int, compile_jobs: int, timeout_s: float,
                  inbox: mp.Queue, done: mp.Queue, log_level: int = logging.WARNING) -> None:
     logging.basicConfig(level=log_level, format=LOG_FORMAT)
+    start_fork_server()
     with contextlib.ExitStack() as stack:
         worker = stack.enter_context(IsolatedWorker("vitune.tuner.trial:run_trial", env,
                                                     WARM_UP))
@@ -54,7 +55,8 @@ class SearchTeam:
 
     def __init__(self, envs: list[dict[str, str]], compile_jobs: int,
                  compile_timeout_s: float = 300) -> None:
-        ctx = mp.get_context("spawn")
+        # (forked from the fork server where there is one: torch is imported there)
+        ctx = process_context(envs[0] if envs else {})
         self._done = ctx.Queue()
         self._inboxes = [ctx.Queue() for _ in envs]
         self._members = [ctx.Process(target=_member_main,
