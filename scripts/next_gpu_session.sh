@@ -81,7 +81,8 @@ case "${STAGE:-tests}" in
       step 60 python3 scripts/retime_bests.py "sqlite:///$PWD/$DB/grid.db" \
         "sqlite:///$PWD/$search_db"; } 2>&1 | tee "$DB/compare.log" ;;
   duo)  # one GPU, then two, on the same preset: the speed-up of one study on two GPUs
-    step 120 python3 scripts/startup_probe.py --gpus 0,1 2>&1 | tee "$DB/startup.log"
+    [ "${PROBE:-1}" = 1 ] && step 120 python3 scripts/startup_probe.py --gpus 0,1 2>&1 \
+      | tee "$DB/startup.log"
     TRITON_CACHE_DIR=/tmp/triton-tpe1 tune_run tpe1 330 --workers 1 --out "$DB/configs"
     cp "$DB/configs/"*.yaml "$DB/" 2>/dev/null
     TRITON_CACHE_DIR=/tmp/triton-tpe2 tune_run tpe2 200 --workers gpus --out /tmp/vt/tpe2 ;;

@@ -74,3 +74,27 @@ def test_compile_and_cuda_graph_on_gpu():
     graph.replay()
     torch.cuda.synchronize()
     assert relative_error(out, ref) < TOLERANCE[torch.bfloat16]
+
+
+def test_trace_time_constants_carry_torchs_own_mark():
+    """vitune marks them itself (torch.compiler.assume_constant_result would import
+    torch._dynamo); the mark must be the one torch's call sets."""
+    from vitune.runtime import api
+
+    def probe():
+        return 0
+
+    mark = set(vars(torch.compiler.assume_constant_result(probe)))
+    assert mark
+    for fn in (api._auto_backend_const, api._decide_config_const):
+        assert mark <= set(vars(fn))
+
+
+def test_importing_vitune_leaves_torch_dynamo_unloaded():
+    import subprocess
+    import sys
+
+    code = "import sys, vitune.cli; print('torch._dynamo' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.strip() == "False"

@@ -123,6 +123,15 @@ def test_compile_pool_refuses_more_requests_than_processes():
     assert 1 <= default_compile_jobs() <= 8
 
 
+def test_compile_processes_share_the_cores_among_search_processes(monkeypatch):
+    import os
+
+    monkeypatch.setattr(os, "cpu_count", lambda: 32)
+    assert [default_compile_jobs(n) for n in (1, 2, 4)] == [16, 14, 6]
+    monkeypatch.setattr(os, "cpu_count", lambda: 16)
+    assert [default_compile_jobs(n) for n in (1, 2, 8)] == [14, 6, 1]
+
+
 def test_tpe_starts_with_a_third_of_its_budget_at_random():
     assert [loop.tpe_startup_trials(b) for b in (None, 12, 40, 98, 400)] == [10, 10, 13, 30, 30]
     sampler = loop.make_sampler("tpe", seed=0, budget=98)

@@ -383,11 +383,20 @@ def _decide_config_uncached(device_type: str, device_index: int, head_dim: int,
     return fitted.as_tuple()
 
 
+def _constant_under_compile(fn):
+    """Mark `fn` as torch.compiler.assume_constant_result does (torch.compile runs it once at
+    trace time and keeps the result), without the import of torch._dynamo that the call
+    makes: 1-3 s in every process that imports vitune, such as each tuning worker.
+    tests/test_compile.py checks that the mark is still torch's."""
+    fn._dynamo_marked_constant = True
+    return fn
+
+
 # Eager calls reach these once per call signature (the plan cache above them, the
 # selector's cache below); under torch.compile each runs once at trace time and its result
 # is a constant of the graph.
-_auto_backend_const = torch.compiler.assume_constant_result(_auto_backend_uncached)
-_decide_config_const = torch.compiler.assume_constant_result(_decide_config_uncached)
+_auto_backend_const = _constant_under_compile(_auto_backend_uncached)
+_decide_config_const = _constant_under_compile(_decide_config_uncached)
 
 
 def _auto_backend(*args) -> str:

@@ -102,7 +102,7 @@ def tune(workloads: list[Workload], gpu: GpuIdentity, out_dir: str | Path, opts:
     opts.known_winners = opts.known_winners or known_winners(out_dir)
     main_env, *helper_envs = worker_envs(gpu, workers)
     jobs = 0 if gpu.is_interpreter else opts.compile_jobs
-    jobs = default_compile_jobs() if jobs is None else jobs
+    jobs = default_compile_jobs(workers) if jobs is None else jobs
     results: list[BucketResult] = []
     with contextlib.ExitStack() as stack:
         # Started once for the whole run, all at once: workers, compile pools and extra
