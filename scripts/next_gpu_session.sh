@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# GPU work in stages that each fit one device call (10 min). The sixth session ran spread,
-# timer, retune, heads, benches, sweep1 and duo; next (docs/perf-notes.md, "sixth session"):
-# duo again (its -v logs time every round, bucket and crown: is the crown's pool compile
-# and the round filling worth what was predicted?), then STAGE=specialize.
+# GPU work in stages that each fit one device call (10 min). The seventh session ran
+# specialize and duo (four times); next (docs/perf-notes.md, "seventh session"): retune and
+# heads on an H100 (the shipped h100.yaml predates the one-binary kernel), segments (issue
+# 6's window candidate), then duo twice per order (ORDER=12, ORDER=21) for a steadier
+# 2-GPU figure.
 #   STAGE=spread    one H100, ~3 min: window configs timed in fresh workers by the tuner's
 #                   events, under CUDA graphs, and host time per call
 #   STAGE=timer     after a change to the GPU timer (vitune/tuner/measure.py): its GPU test
@@ -29,6 +30,9 @@
 #                   boundaries: is the runtime's padding fallback for them needed?
 #   STAGE=specialize  one GPU, ~4 min: the kernel as it is against one binary for every
 #                   segment count (scripts/ab_specialize.py): compiles on first use, rates
+#   STAGE=segments  one GPU, ~5 min: the segment-major window kernel (issue 6) checked
+#                   at head dims 64-128, then timed against the main kernel's window
+#                   configs, varlen_attn and the memory floor (scripts/ab_segments.py)
 #   STAGE=tests     every GPU test
 # Optuna is not on the device image: run ../shared/device/fetch-wheels.sh here first, carry
 # .whl, and this script installs it. Studies live in results/gpu (name it in carry to resume
@@ -138,6 +142,10 @@ case "${STAGE:-tests}" in
   specialize)  # does do_not_specialize on the count arguments cost speed or save compiles?
     step 400 python3 scripts/ab_specialize.py > "$DB/ab-specialize.log" 2>&1
     cat "$DB/ab-specialize.log" ;;
+  segments)  # issue 6: the segment-major window kernel candidate against the main kernel
+    gpu_lane 200 tests/test_segments.py
+    step 300 python3 scripts/ab_segments.py --head-dims 80,64,128 > "$DB/ab-segments.log" 2>&1
+    cat "$DB/ab-segments.log" ;;
   tests) gpu_lane 560 tests/ ;;
   *) echo "unknown STAGE=$STAGE"; exit 2 ;;
 esac
