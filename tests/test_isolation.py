@@ -74,3 +74,37 @@ def test_a_compiled_kernel_worker_is_forked_with_its_own_environment(monkeypatch
         assert worker.call("ok", 120).ok  # a fresh fork
     assert IsolatedWorker("worker_targets:echo", {"TRITON_INTERPRET": "1"}) \
         ._ctx.get_start_method() == "spawn"  # noqa: SLF001
+
+
+def test_ctrl_c_is_left_to_the_parent():
+    """A worker ignores SIGINT (Ctrl-C reaches the whole process group; the parent stops
+    its workers), so it neither dies mid-trial nor prints a traceback of its own."""
+    import os
+    import signal
+    import time
+
+    with IsolatedWorker("worker_targets:echo", {"TRITON_INTERPRET": "1"}) as worker:
+        pid = worker.call(1, timeout_s=60).value["pid"]
+        os.kill(pid, signal.SIGINT)
+        time.sleep(0.5)
+        again = worker.call(2, timeout_s=60)
+        assert again.ok and again.value == {"pid": pid, "payload": 2}
+
+
+def test_a_worker_whose_parent_went_away_mid_call_exits_quietly():
+    """A stopped search process leaves its worker finishing a trial: the worker's answer
+    finds no one to read it, and it exits without a traceback."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = ("import os, time\n"
+            "from vitune.tuner.isolation import IsolatedWorker\n"
+            "w = IsolatedWorker('worker_targets:misbehave', {'TRITON_INTERPRET': '1'})\n"
+            "w.start(); w._conn.send('slow'); time.sleep(1); os._exit(0)\n")
+    tests = str(Path(__file__).resolve().parent)
+    # (run() returns once the orphaned worker, which holds the stderr pipe too, has exited)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env={**os.environ, "PYTHONPATH": tests}, timeout=120)
+    assert out.returncode == 0 and "Traceback" not in out.stderr, out.stderr

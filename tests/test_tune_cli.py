@@ -141,6 +141,34 @@ def test_sigterm_stops_like_ctrl_c_and_leaves_no_worker_running(tmp_path):
             proc.wait()
 
 
+@pytest.mark.skipif(not os.path.isdir("/proc"), reason="reads /proc")
+def test_ctrl_c_in_a_terminal_stops_the_whole_team_quietly(tmp_path):
+    """Ctrl-C reaches every process of the group (search processes, workers): the run stops
+    with status 130, no process prints a traceback, none is left running."""
+    out = tmp_path / "cfg"
+    cmd = [sys.executable, "-m", "vitune.cli", "tune", "--interpret", "--trials", "30",
+           "--out", str(out), "--sampler", "random", "--workers", "2"]
+    proc = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and count_finished_readonly(out / "studies.db") < 2:
+            time.sleep(0.5)
+        workers = _worker_processes(proc.pid)
+        os.killpg(proc.pid, signal.SIGINT)  # as the terminal sends Ctrl-C
+        _, err = proc.communicate(timeout=60)
+        assert proc.returncode == 130
+        assert "Traceback" not in err, err
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and any(_cmdline(p) for p in workers):
+            time.sleep(0.2)
+        assert not any(_cmdline(p) for p in workers), "a process outlived the tuner"
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
 @pytest.mark.parametrize(
     ("argv", "message"),
     [(["tune", "--gpu", "h100"], "asked to tune for h100 but this machine has no CUDA GPU"),

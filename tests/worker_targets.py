@@ -13,6 +13,8 @@ def misbehave(payload):
         os._exit(3)  # as an illegal memory access would take the process down
     if payload == "hang":
         time.sleep(60)
+    if payload == "slow":  # outlasts a parent that goes away meanwhile
+        time.sleep(8)
     if payload == "raise":
         raise ValueError("wrong result: relative error 1.0")
     return {"pid": os.getpid(), "interpret": os.environ.get("TRITON_INTERPRET")}

@@ -10,10 +10,14 @@ TRITON_INTERPRET only takes effect when the kernel module is imported."""
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import multiprocessing as mp
 import os
+import signal
 import sys
+import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,6 +39,11 @@ def _function(target: str):
 
 
 def _serve(conn, target: str, env: dict[str, str], warm_up: str | None) -> None:
+    # Ctrl-C reaches every process of the terminal's group: the parent stops its workers
+    # (a worker left alone exits when the parent's end of the pipe closes), so no worker
+    # prints a KeyboardInterrupt traceback of its own (most start with it ignored already:
+    # children_ignore_ctrl_c).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     # (a forked worker inherited the fork server's environment: its own applies from here,
     # before CUDA starts or Triton looks for its cache)
     os.environ.update(env)
@@ -50,12 +59,16 @@ def _serve(conn, target: str, env: dict[str, str], warm_up: str | None) -> None:
     while True:
         try:
             payload = conn.recv()
-        except EOFError:
+        except EOFError:  # the parent is gone
             return
         try:
-            conn.send((True, fn(payload)))
+            result = (True, fn(payload))
         except Exception as exc:  # reported to the parent as this trial's failure
-            conn.send((False, f"{type(exc).__name__}: {exc}"))
+            result = (False, f"{type(exc).__name__}: {exc}")
+        try:
+            conn.send(result)
+        except (BrokenPipeError, ConnectionResetError):  # the parent was stopped meanwhile
+            return
 
 
 def process_context(env: dict[str, str]):
@@ -69,13 +82,32 @@ def process_context(env: dict[str, str]):
     return ctx
 
 
+@contextlib.contextmanager
+def children_ignore_ctrl_c() -> Iterator[None]:
+    """Processes started inside begin with SIGINT ignored (Python keeps an ignored SIGINT at
+    start-up), so a Ctrl-C while they import prints no traceback: the process that started
+    them stops them. Its own Ctrl-C is held meanwhile (blocked, not lost) and arrives on
+    the way out. Signal handlers belong to the main thread: elsewhere this does nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_DFL if previous is None else previous)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+
+
 def start_fork_server() -> None:
     """Start this process's fork server now, so its imports overlap the caller's own
     start-up (workers started later fork from it at once); no-op where workers spawn."""
     if process_context({}).get_start_method() == "forkserver":
         from multiprocessing import forkserver
 
-        forkserver.ensure_running()
+        with children_ignore_ctrl_c():  # (its forked workers inherit that)
+            forkserver.ensure_running()
 
 
 class IsolatedWorker:
@@ -109,7 +141,8 @@ class IsolatedWorker:
         saved = {k: os.environ.get(k) for k in self._env} if spawned else {}
         os.environ.update(self._env if spawned else {})
         try:
-            self._proc.start()
+            with children_ignore_ctrl_c():
+                self._proc.start()
         finally:
             for k, v in saved.items():
                 if v is None:

@@ -18,7 +18,12 @@ import time
 
 from vitune.logs import LOG_FORMAT
 from vitune.tuner.compile_pool import CompilePool
-from vitune.tuner.isolation import IsolatedWorker, process_context, start_fork_server
+from vitune.tuner.isolation import (
+    IsolatedWorker,
+    children_ignore_ctrl_c,
+    process_context,
+    start_fork_server,
+)
 from vitune.tuner.loop import SearchPlan, search
 from vitune.tuner.trial import WARM_UP
 
@@ -65,8 +70,9 @@ class SearchTeam:
                          for i, (env, inbox) in enumerate(zip(envs, self._inboxes, strict=True))]
         self._searching: dict[str, set[int]] = {}  # study name -> members still on it
         self._released = False
-        for member in self._members:
-            member.start()
+        with children_ignore_ctrl_c():  # on Ctrl-C the main process stops them (close)
+            for member in self._members:
+                member.start()
 
     def start(self, plan: SearchPlan) -> None:
         """Every member searches the plan's bucket once done with the ones before."""
@@ -100,11 +106,13 @@ class SearchTeam:
                     break
         return not pending
 
-    def close(self) -> None:
+    def close(self, wait: bool = True) -> None:
+        """Members finish the plans they have (`wait`), or stop at once (Ctrl-C, an error:
+        trials they were running stay RUNNING, and a resumed run tries them again)."""
         if not self._released:
             self.release()
         for member in self._members:
-            member.join(timeout=30)
+            member.join(timeout=30 if wait else 0)
             if member.is_alive():
                 member.kill()
                 member.join()
@@ -112,5 +120,5 @@ class SearchTeam:
     def __enter__(self) -> SearchTeam:
         return self
 
-    def __exit__(self, *exc) -> None:
-        self.close()
+    def __exit__(self, exc_type, *exc) -> None:
+        self.close(wait=exc_type is None)
