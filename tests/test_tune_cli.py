@@ -1,5 +1,6 @@
 """`vitune tune --interpret`: the whole pipeline on the CPU, resume, SIGKILL, bad targets."""
 
+import contextlib
 import os
 import signal
 import sqlite3
@@ -116,57 +117,53 @@ def _cmdline(pid: int) -> str:
         return ""
 
 
-@pytest.mark.skipif(not os.path.isdir("/proc"), reason="reads /proc")
-def test_sigterm_stops_like_ctrl_c_and_leaves_no_worker_running(tmp_path):
+@contextlib.contextmanager
+def tuner_running(tmp_path, *extra):
+    """A `vitune tune --interpret` run in its own process group, once two trials finished:
+    yields (process, its worker processes); killed at the end if still running."""
     out = tmp_path / "cfg"
     cmd = [sys.executable, "-m", "vitune.cli", "tune", "--interpret", "--trials", "30",
-           "--out", str(out), "--sampler", "random"]
-    proc = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and count_finished_readonly(out / "studies.db") < 2:
-            time.sleep(0.5)
-        workers = _worker_processes(proc.pid)
-        assert workers, "the tuner runs its trials in worker processes"
-        proc.send_signal(signal.SIGTERM)  # to the tuner alone, as `timeout` does
-        assert proc.wait(timeout=60) == 130
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and any(_cmdline(p) for p in workers):
-            time.sleep(0.2)
-        assert not any(_cmdline(p) for p in workers), "a worker outlived the tuner"
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-
-
-@pytest.mark.skipif(not os.path.isdir("/proc"), reason="reads /proc")
-def test_ctrl_c_in_a_terminal_stops_the_whole_team_quietly(tmp_path):
-    """Ctrl-C reaches every process of the group (search processes, workers): the run stops
-    with status 130, no process prints a traceback, none is left running."""
-    out = tmp_path / "cfg"
-    cmd = [sys.executable, "-m", "vitune.cli", "tune", "--interpret", "--trials", "30",
-           "--out", str(out), "--sampler", "random", "--workers", "2"]
+           "--out", str(out), "--sampler", "random", *extra]
     proc = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and count_finished_readonly(out / "studies.db") < 2:
             time.sleep(0.5)
-        workers = _worker_processes(proc.pid)
-        os.killpg(proc.pid, signal.SIGINT)  # as the terminal sends Ctrl-C
-        _, err = proc.communicate(timeout=60)
-        assert proc.returncode == 130
-        assert "Traceback" not in err, err
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and any(_cmdline(p) for p in workers):
-            time.sleep(0.2)
-        assert not any(_cmdline(p) for p in workers), "a process outlived the tuner"
+        yield proc, _worker_processes(proc.pid)
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
+
+
+def assert_all_gone(pids: set[int]) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and any(_cmdline(p) for p in pids):
+        time.sleep(0.2)
+    assert not any(_cmdline(p) for p in pids), "a process outlived the tuner"
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc"), reason="reads /proc")
+def test_sigterm_stops_like_ctrl_c_and_leaves_no_worker_running(tmp_path):
+    with tuner_running(tmp_path) as (proc, workers):
+        assert workers, "the tuner runs its trials in worker processes"
+        proc.send_signal(signal.SIGTERM)  # to the tuner alone, as `timeout` does
+        proc.communicate(timeout=60)
+        assert proc.returncode == 130
+        assert_all_gone(workers)
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc"), reason="reads /proc")
+def test_ctrl_c_in_a_terminal_stops_the_whole_team_quietly(tmp_path):
+    """Ctrl-C reaches every process of the group (search processes, workers): the run stops
+    with status 130, no process prints a traceback, none is left running."""
+    with tuner_running(tmp_path, "--workers", "2") as (proc, workers):
+        os.killpg(proc.pid, signal.SIGINT)  # as the terminal sends Ctrl-C
+        _, err = proc.communicate(timeout=60)
+        assert proc.returncode == 130
+        assert "Traceback" not in err, err
+        assert_all_gone(workers)
 
 
 @pytest.mark.parametrize(

@@ -129,6 +129,44 @@ def _attend_block(acc0, acc1, acc2, m_i, l_i, q0, q1, q2, k_base, v_base, kd0, k
 
 
 @triton.jit
+def _start_rows(q_base, offs_m, row_mask, stride_qt, HEAD_DIM: tl.constexpr, D0: tl.constexpr,
+                D1: tl.constexpr, D2: tl.constexpr, O1: tl.constexpr, O2: tl.constexpr,
+                BLOCK_M: tl.constexpr):
+    """A tile's Q chunks (absent chunks repeat chunk 0, unused), zeroed accumulators, and
+    the online softmax's running max and sum."""
+    q0 = _load_q(q_base, offs_m, row_mask, stride_qt, 0, D0, 0, HEAD_DIM)
+    acc0 = tl.zeros([BLOCK_M, D0], dtype=tl.float32)
+    if D1 > 0:
+        q1 = _load_q(q_base, offs_m, row_mask, stride_qt, O1, D1, D0, HEAD_DIM)
+        acc1 = tl.zeros([BLOCK_M, D1], dtype=tl.float32)
+    else:
+        q1 = q0
+        acc1 = acc0
+    if D2 > 0:
+        q2 = _load_q(q_base, offs_m, row_mask, stride_qt, O2, D2, O1 + D1, HEAD_DIM)
+        acc2 = tl.zeros([BLOCK_M, D2], dtype=tl.float32)
+    else:
+        q2 = q0
+        acc2 = acc0
+    # A finite start keeps exp2(m_old - m_new) defined for rows that see only masked keys.
+    m_i = tl.zeros([BLOCK_M], dtype=tl.float32) - 1.0e30
+    l_i = tl.zeros([BLOCK_M], dtype=tl.float32)
+    return q0, q1, q2, acc0, acc1, acc2, m_i, l_i
+
+
+@triton.jit
+def _finish_rows(o_base, offs_m, row_mask, stride_ot, acc0, acc1, acc2, inv_l,
+                 HEAD_DIM: tl.constexpr, D0: tl.constexpr, D1: tl.constexpr,
+                 D2: tl.constexpr, O1: tl.constexpr, O2: tl.constexpr):
+    """Each chunk's accumulator, scaled by inv_l, into the tile's output rows."""
+    _store_rows(o_base, offs_m, row_mask, stride_ot, acc0, inv_l, 0, D0, HEAD_DIM)
+    if D1 > 0:
+        _store_rows(o_base, offs_m, row_mask, stride_ot, acc1, inv_l, O1, D1, HEAD_DIM)
+    if D2 > 0:
+        _store_rows(o_base, offs_m, row_mask, stride_ot, acc2, inv_l, O2, D2, HEAD_DIM)
+
+
+@triton.jit
 def _store_rows(base, rows, row_mask, stride_t, acc, inv_l, OFF: tl.constexpr,
                 WIDTH: tl.constexpr, HEAD_DIM: tl.constexpr):
     cols = OFF + tl.arange(0, WIDTH)
@@ -225,23 +263,8 @@ def vision_attn_fwd(
     k_col = h * stride_kh * STRIDE_UNIT
     v_col = h * stride_vh * STRIDE_UNIT
 
-    q0 = _load_q(q_base, offs_m, in_range, stride_qt, 0, D0, 0, HEAD_DIM)
-    acc0 = tl.zeros([BLOCK_M, D0], dtype=tl.float32)
-    if D1 > 0:
-        q1 = _load_q(q_base, offs_m, in_range, stride_qt, O1, D1, D0, HEAD_DIM)
-        acc1 = tl.zeros([BLOCK_M, D1], dtype=tl.float32)
-    else:
-        q1 = q0
-        acc1 = acc0
-    if D2 > 0:
-        q2 = _load_q(q_base, offs_m, in_range, stride_qt, O2, D2, O1 + D1, HEAD_DIM)
-        acc2 = tl.zeros([BLOCK_M, D2], dtype=tl.float32)
-    else:
-        q2 = q0
-        acc2 = acc0
-    # A finite start keeps exp2(m_old - m_new) defined for rows that see only masked keys.
-    m_i = tl.zeros([BLOCK_M], dtype=tl.float32) - 1.0e30
-    l_i = tl.zeros([BLOCK_M], dtype=tl.float32)
+    q0, q1, q2, acc0, acc1, acc2, m_i, l_i = _start_rows(
+        q_base, offs_m, in_range, stride_qt, HEAD_DIM, D0, D1, D2, O1, O2, BLOCK_M)
 
     for start_n in range(kv_start, full_end, BLOCK_N):
         acc0, acc1, acc2, m_i, l_i = _attend_block(
@@ -256,9 +279,6 @@ def vision_attn_fwd(
 
     # Rows outside every segment (only with malformed cu_seqlens) are written as zeros.
     inv_l = tl.where(valid & (l_i > 0), 1.0 / tl.where(l_i > 0, l_i, 1.0), 0.0)
-    _store_rows(o_base, offs_m, in_range, stride_ot, acc0, inv_l, 0, D0, HEAD_DIM)
-    if D1 > 0:
-        _store_rows(o_base, offs_m, in_range, stride_ot, acc1, inv_l, O1, D1, HEAD_DIM)
-    if D2 > 0:
-        _store_rows(o_base, offs_m, in_range, stride_ot, acc2, inv_l, O2, D2, HEAD_DIM)
+    _finish_rows(o_base, offs_m, in_range, stride_ot, acc0, acc1, acc2, inv_l, HEAD_DIM, D0,
+                 D1, D2, O1, O2)
 

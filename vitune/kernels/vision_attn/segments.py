@@ -24,7 +24,7 @@ import torch
 import triton
 import triton.language as tl
 
-from vitune.kernels.vision_attn.kernel import _attend_block, _load_q, _store_rows
+from vitune.kernels.vision_attn.kernel import _attend_block, _finish_rows, _start_rows
 from vitune.kernels.vision_attn.launch import LOG2E, stride_unit
 from vitune.kernels.vision_attn.space import chunk_offsets, head_chunks
 
@@ -54,22 +54,8 @@ def _attend_segment_tile(q_base, k_base, v_base, o_base, m0, start, end, stride_
     """Query rows m0..m0+BLOCK_M of the segment [start, end) against all of its keys."""
     offs_m = m0 + tl.arange(0, BLOCK_M)
     in_seg = offs_m < end
-    q0 = _load_q(q_base, offs_m, in_seg, stride_qt, 0, D0, 0, HEAD_DIM)
-    acc0 = tl.zeros([BLOCK_M, D0], dtype=tl.float32)
-    if D1 > 0:
-        q1 = _load_q(q_base, offs_m, in_seg, stride_qt, O1, D1, D0, HEAD_DIM)
-        acc1 = tl.zeros([BLOCK_M, D1], dtype=tl.float32)
-    else:
-        q1 = q0
-        acc1 = acc0
-    if D2 > 0:
-        q2 = _load_q(q_base, offs_m, in_seg, stride_qt, O2, D2, O1 + D1, HEAD_DIM)
-        acc2 = tl.zeros([BLOCK_M, D2], dtype=tl.float32)
-    else:
-        q2 = q0
-        acc2 = acc0
-    m_i = tl.zeros([BLOCK_M], dtype=tl.float32) - 1.0e30
-    l_i = tl.zeros([BLOCK_M], dtype=tl.float32)
+    q0, q1, q2, acc0, acc1, acc2, m_i, l_i = _start_rows(
+        q_base, offs_m, in_seg, stride_qt, HEAD_DIM, D0, D1, D2, O1, O2, BLOCK_M)
     row_start = tl.zeros([BLOCK_M], dtype=tl.int32) + start
     row_end = tl.zeros([BLOCK_M], dtype=tl.int32) + end
     full_end = start + ((end - start) // BLOCK_N) * BLOCK_N
@@ -84,11 +70,8 @@ def _attend_segment_tile(q_base, k_base, v_base, o_base, m0, start, end, stride_
             None, None, 0, 0, 0, start_n, end, row_start, row_end, stride_kt, stride_vt,
             qk_scale, True, HEAD_DIM, D0, D1, D2, O1, O2, BLOCK_N, PRECISION, False)
     inv_l = 1.0 / tl.where(l_i > 0, l_i, 1.0)
-    _store_rows(o_base, offs_m, in_seg, stride_ot, acc0, inv_l, 0, D0, HEAD_DIM)
-    if D1 > 0:
-        _store_rows(o_base, offs_m, in_seg, stride_ot, acc1, inv_l, O1, D1, HEAD_DIM)
-    if D2 > 0:
-        _store_rows(o_base, offs_m, in_seg, stride_ot, acc2, inv_l, O2, D2, HEAD_DIM)
+    _finish_rows(o_base, offs_m, in_seg, stride_ot, acc0, acc1, acc2, inv_l, HEAD_DIM, D0,
+                 D1, D2, O1, O2)
 
 
 @triton.jit(do_not_specialize=["seq_len", "n_heads"])
