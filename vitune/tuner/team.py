@@ -14,6 +14,7 @@ import contextlib
 import logging
 import multiprocessing as mp
 import queue
+import signal
 import time
 
 from vitune.logs import LOG_FORMAT
@@ -32,6 +33,7 @@ log = logging.getLogger(__name__)
 
 def _member_main(env: dict[str, str], index: int, compile_jobs: int, timeout_s: float,
                  inbox: mp.Queue, done: mp.Queue, log_level: int = logging.WARNING) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C: the main process stops members
     logging.basicConfig(level=log_level, format=LOG_FORMAT)
     start_fork_server()
     with contextlib.ExitStack() as stack:
