@@ -4,9 +4,10 @@ the CUDA context stay warm) and replaced after any crash or timeout.
 
 GPU workers are forked from a fork server that imported torch, Triton and the kernel once
 (nothing there touches CUDA, so forking is safe): a tuning run starts 17 of them per GPU at
-once, and each importing torch for itself took 14 s for 34 on a 32-core host
-(scripts/startup_probe.py). Workers for the Triton interpreter are spawned, since
-TRITON_INTERPRET only takes effect when the kernel module is imported."""
+once, and 34 spawned ones each importing for themselves were all ready only after 14.5 s
+on a 32-core host (scripts/startup_probe.py; docs/perf-notes.md, seventh session, has what
+the fork server did and did not save). Workers for the Triton interpreter are spawned,
+since TRITON_INTERPRET only takes effect when the kernel module is imported."""
 
 from __future__ import annotations
 
