@@ -2,8 +2,8 @@
 # GPU work in stages that each fit one device call (10 min). The seventh session ran
 # specialize and duo (four times); next (docs/perf-notes.md, "seventh session"): retune and
 # heads on an H100 (the shipped h100.yaml predates the one-binary kernel), segments (issue
-# 6's window candidate), then duo twice per order (ORDER=12, ORDER=21) for a steadier
-# 2-GPU figure.
+# 6's window candidate), then duo4 (both orders on one machine) for a steadier 2-GPU
+# figure.
 #   STAGE=spread    one H100, ~3 min: window configs timed in fresh workers by the tuner's
 #                   events, under CUDA graphs, and host time per call
 #   STAGE=timer     after a change to the GPU timer (vitune/tuner/measure.py): its GPU test
@@ -18,6 +18,7 @@
 #   STAGE=duo       on a 2-GPU machine: how long the workers take to start
 #                   (scripts/startup_probe.py), then the qwen2.5-vl tune on one GPU and on
 #                   both (wall times for the 1.7x target; each run with its own Triton cache)
+#   STAGE=duo4      on a 2-GPU machine, ~9 min: 1 GPU, 2, 2, 1 (both orders, one machine)
 #   STAGE=duosweep  then, same machine (results/gpu stays there; else carry it): the window
 #                   bucket's exhaustive sweep on both GPUs, both searches against it (raw and
 #                   re-timed side by side), and the lengths bench with the 1-GPU run's file
@@ -93,6 +94,18 @@ case "${STAGE:-tests}" in
     two() { TRITON_CACHE_DIR=/tmp/triton-tpe2 tune_run tpe2 200 --workers gpus \
               --out /tmp/vt/tpe2; }
     if [ "${ORDER:-12}" = 21 ]; then two; one; else one; two; fi ;;
+  duo4)  # on one 2-GPU machine: 1 then 2 GPUs, then 2 then 1 (~9 min): a ratio with a
+    # spread, both orders, warm file caches for all four runs
+    python3 -c "import vitune.cli"
+    for run in tpe1a:1:/tmp/vt/tpe1a tpe2a:gpus:/tmp/vt/tpe2a tpe2b:gpus:/tmp/vt/tpe2b \
+               tpe1b:1:/tmp/vt/tpe1b; do
+      IFS=: read -r name workers out <<< "$run"
+      TRITON_CACHE_DIR=/tmp/triton-$name tune_run "$name" 250 --workers "$workers" --out "$out"
+    done
+    for name in tpe1a tpe2a tpe2b tpe1b; do
+      echo "$name $(awk 'NR==1 {s=$2} /^ended/ {e=$2} END {printf "%.1f s", e - s}' \
+        "$DB/$name.log")"
+    done ;;
   duosweep)  # the window bucket's sweep, the searches against it, the tuned lengths bench
     # (SIGINT at its limit: the tuner closes its worker processes; a SIGTERM'd run of an
     # older version left them timing on the GPUs and spoiled the re-timing after it)
