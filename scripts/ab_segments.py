@@ -34,14 +34,14 @@ MAIN_CONFIGS = [KernelConfig(block_m=32, block_n=64, num_warps=2, num_stages=2, 
 
 
 def segment_configs(heads_per_program: list[int]) -> list[SegmentConfig]:
-    """Whole 64-token windows per tile; split head dims with two stages or more (Triton 3.6
-    miscompiles some split configs with one stage on the wgmma path: space.py's rules)."""
+    """Windows of <= 64 tokens in one or two query tiles, keys in one block of 64 (so the
+    key loop runs once and more stages buy nothing); split head dims with two stages
+    (Triton 3.6 miscompiles some split configs with one stage on the wgmma path: space.py's
+    rules)."""
     out = []
-    for warps, stages, hpp, split in itertools.product((2, 4), (1, 2, 3), heads_per_program,
-                                                      (True, False)):
-        if split and stages == 1:
-            continue
-        out.append(SegmentConfig(64, 64, warps, stages, hpp, split))
+    for block_m, warps, hpp in itertools.product((64, 32), (4, 2), heads_per_program):
+        for stages, split in ((1, False), (2, False), (2, True)):
+            out.append(SegmentConfig(block_m, 64, warps, stages, hpp, split))
     return out
 
 

@@ -3,6 +3,7 @@
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 from vitune.kernels.vision_attn.space import valid_configs
@@ -40,3 +41,26 @@ def test_ab_specialize_variant_is_wired_in_and_computes_the_same(monkeypatch):
     cfg = KernelConfig(block_m=16, block_n=16, num_warps=4, num_stages=1)
     launch_vision_attention(q, k, v, out, cu, 32 ** -0.5, cfg)
     assert relative_error(out, reference_attention(q, k, v, cu)) < TOLERANCE[torch.float32]
+
+
+def test_ab_segments_candidates_compute_the_reference_result():
+    """The window A/B's candidate configs (a few, through the interpreter) and its runner
+    give the reference's result."""
+    import ab_segments
+    from conftest import make_packed
+
+    from vitune.kernels.vision_attn.launch import kernel_is_interpreted
+    from vitune.kernels.vision_attn.reference import TOLERANCE, reference_attention, relative_error
+    from vitune.kernels.vision_attn.segments import launch_segments
+
+    if torch.cuda.is_available() or not kernel_is_interpreted():
+        pytest.skip("CPU lane")
+    configs = ab_segments.segment_configs([1, 4])
+    assert len(set(configs)) == len(configs) == 24
+    q, k, v, cu = make_packed([64, 20, 64], heads=3, head_dim=32, dtype=torch.float16)
+    ref = reference_attention(q, k, v, cu)
+    for cfg in (configs[0], configs[2], configs[-1]):
+        name, out, call = ab_segments.run_of(launch_segments, cfg, q, k, v, cu)
+        out.fill_(float("nan"))
+        call()
+        assert name == cfg.short() and relative_error(out, ref) < TOLERANCE[torch.float16]
