@@ -65,6 +65,6 @@ def test_segment_kernel_on_qwen_windows(head_dim):
     from vitune.tuner.workloads import qwen_window_seqlens
 
     lengths = list(qwen_window_seqlens(1024, 1024))
-    for cfg in segment_configs([1, 2, 4]):
+    for cfg in segment_configs([1, 2, 4] if head_dim == 80 else [2]):
         err = run(lengths, 4, head_dim, torch.bfloat16, cfg, device="cuda")
         assert err < TOLERANCE[torch.bfloat16], f"{cfg.short()}: {err:.1e}"
