@@ -67,3 +67,29 @@ def test_cli_commands_other_than_tune_need_no_optuna():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          timeout=120)
     assert "OPTUNA False" in out.stdout, out.stderr
+
+
+def test_the_cli_starts_without_torch_and_the_package_loads_its_api_on_use():
+    """`vitune tune` starts its workers' fork server before it imports torch itself: the
+    CLI module and the worker machinery import no torch; the public names still load."""
+    import subprocess
+    import sys
+
+    code = ("import sys, vitune, vitune.cli, vitune.tuner.isolation\n"
+            "print('torch' in sys.modules)\n"
+            "from vitune import KernelConfig, vision_attention\n"
+            "print('torch' in sys.modules, KernelConfig.__name__, vision_attention.__name__)\n"
+            "try:\n    vitune.no_such_name\nexcept AttributeError as e:\n    print(e)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, timeout=120)
+    assert out.stdout.splitlines() == [
+        "False", "True KernelConfig vision_attention",
+        "module 'vitune' has no attribute 'no_such_name'"]
+
+
+def test_only_a_gpu_tune_starts_the_fork_server_first():
+    from vitune.cli import _tunes_a_gpu
+
+    assert _tunes_a_gpu(["tune", "--gpu", "h100"]) and _tunes_a_gpu(["-v", "tune"])
+    assert not any(_tunes_a_gpu(argv) for argv in (["tune", "--interpret"], ["tune", "-h"],
+                                                   ["bench", "--preset", "lengths"], []))

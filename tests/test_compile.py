@@ -94,7 +94,7 @@ def test_importing_vitune_leaves_torch_dynamo_unloaded():
     import subprocess
     import sys
 
-    code = "import sys, vitune.cli; print('torch._dynamo' in sys.modules)"
+    code = "import sys, vitune.runtime.api; print('torch._dynamo' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True)
     assert out.stdout.strip() == "False"

@@ -12,7 +12,6 @@ from pathlib import Path
 
 from vitune.logs import LOG_FORMAT
 from vitune.runtime.atomic import write_atomic
-from vitune.tuner.workloads import PRESETS
 
 BACKENDS = ("vitune-auto", "vitune-tuned", "vitune-default", "sglang-style-fixed",
             "sdpa-flash", "sdpa-cudnn", "sdpa-memeff", "sdpa-masked", "varlen_attn", "flash_attn")
@@ -24,6 +23,8 @@ def write_jsonl(rows: list[dict], path: Path) -> None:
 
 
 def _pick_workloads(args: argparse.Namespace):
+    from vitune.tuner.workloads import PRESETS
+
     workloads = list(PRESETS[args.preset])
     if args.workloads:
         wanted = [name.strip() for name in args.workloads.split(",")]
@@ -237,10 +238,6 @@ def _worker_count(asked: str, gpu) -> int:
 def cmd_tune(args: argparse.Namespace) -> int:
     import warnings
 
-    from vitune.tuner.isolation import start_fork_server
-
-    if not args.interpret:  # its imports overlap this process's own set-up
-        start_fork_server()
     import optuna
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
@@ -392,6 +389,8 @@ def cmd_plot(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from vitune.tuner.workloads import PRESETS
+
     parser = argparse.ArgumentParser(prog="vitune", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -502,7 +501,20 @@ def tune_main(argv: list[str] | None = None) -> int:
     return main(["tune", *(sys.argv[1:] if argv is None else argv)])
 
 
+def _tunes_a_gpu(argv: list[str]) -> bool:
+    """`vitune tune ...` on a GPU (not --interpret, not --help), read before parsing."""
+    words = [a for a in argv if not a.startswith("-")]
+    return bool(words) and words[0] == "tune" and not {"--interpret", "-h", "--help"} & set(argv)
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if _tunes_a_gpu(argv):
+        # Its worker processes' fork server first: its imports (torch, Triton: seconds)
+        # then overlap this process's own, which building the parser starts.
+        from vitune.tuner.isolation import start_fork_server
+
+        start_fork_server()
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format=LOG_FORMAT)
