@@ -169,9 +169,10 @@ def _crown(study: optuna.Study, plan: SearchPlan, worker: IsolatedWorker,
     back, and crown the best geometric mean (a config that fails anywhere never wins);
     measure the peers in the same worker. Rates reported are the bucket's own shape's.
     With a compile pool, the candidates are first compiled for the band's other shapes at
-    once: Triton specialises integer arguments (a segment count of 1 or a multiple of 16),
-    so a new shape can need a new binary, and one by one in the timing worker those took
-    most of a crown (12-19 s of 2 x H200 crowns, 1-4 s without; docs/perf-notes.md)."""
+    once: before the kernel had one binary for every segment count, a new shape could need
+    a new binary, and one by one in the timing worker those took most of a crown (12-19 s
+    of 2 x H200 crowns; docs/perf-notes.md). Now these are expected to be cache hits: kept
+    until a GPU run shows the crown as fast without them."""
     workload, gpu = plan.workload, plan.gpu
     trials = study.get_trials(deepcopy=False)
     ran = [t for t in trials if trial_ran(t)]

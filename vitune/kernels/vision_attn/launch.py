@@ -104,12 +104,18 @@ def kernel_constants(cfg: KernelConfig, head_dim: int, dtype: torch.dtype, varle
     """The kernel's compile-time arguments for a config (the launcher's and the ahead-of-time
     compiler's, so both build the same kernel). Cached: it is on every call's path; callers
     unpack the dict and never change it."""
-    d0, d1, d2 = head_chunks(head_dim, cfg.head_split)
-    _, o1, o2 = chunk_offsets(head_dim, cfg.head_split)
-    return dict(IS_VARLEN=varlen, HEAD_DIM=head_dim, D0=d0, D1=d1, D2=d2, O1=o1, O2=o2,
+    return dict(IS_VARLEN=varlen, **tile_constants(head_dim, cfg.head_split, dtype, unit),
                 BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n, HEADS_FASTEST=cfg.heads_fastest,
-                PRECISION="ieee" if dtype == torch.float32 else "tf32", STRIDE_UNIT=unit,
                 TMA=cfg.tma)
+
+
+def tile_constants(head_dim: int, head_split: bool, dtype: torch.dtype, unit: int) -> dict:
+    """Compile-time arguments of every kernel built on kernel.py's tile helpers (this one
+    and segments.py's): the head-dim chunks, the dot precision, the stride unit."""
+    d0, d1, d2 = head_chunks(head_dim, head_split)
+    _, o1, o2 = chunk_offsets(head_dim, head_split)
+    return dict(HEAD_DIM=head_dim, D0=d0, D1=d1, D2=d2, O1=o1, O2=o2,
+                PRECISION="ieee" if dtype == torch.float32 else "tf32", STRIDE_UNIT=unit)
 
 
 def tma_geometry_ok(k: torch.Tensor, v: torch.Tensor, rows: int) -> bool:

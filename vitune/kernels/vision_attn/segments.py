@@ -25,8 +25,7 @@ import triton
 import triton.language as tl
 
 from vitune.kernels.vision_attn.kernel import _attend_block, _finish_rows, _start_rows
-from vitune.kernels.vision_attn.launch import LOG2E, stride_unit
-from vitune.kernels.vision_attn.space import chunk_offsets, head_chunks
+from vitune.kernels.vision_attn.launch import LOG2E, stride_unit, tile_constants
 
 
 @dataclass(frozen=True)
@@ -122,14 +121,11 @@ def launch_segments(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, out: torc
         return out
     strides = [(0, x.stride(0), x.stride(1)) for x in (q, k, v, out)]
     unit = stride_unit(strides)
-    d0, d1, d2 = head_chunks(head_dim, cfg.head_split)
-    _, o1, o2 = chunk_offsets(head_dim, cfg.head_split)
     grid = (n_segments, triton.cdiv(heads, cfg.heads_per_program))
     vision_attn_segments_fwd[grid](
         q, k, v, out, cu_seqlens, seq_len, heads,
         *(s // unit for _, t, h in strides for s in (t, h)), scale * LOG2E,
-        HEAD_DIM=head_dim, D0=d0, D1=d1, D2=d2, O1=o1, O2=o2, BLOCK_M=cfg.block_m,
+        **tile_constants(head_dim, cfg.head_split, q.dtype, unit), BLOCK_M=cfg.block_m,
         BLOCK_N=cfg.block_n, HEADS_PER_PROGRAM=cfg.heads_per_program,
-        PRECISION="ieee" if q.dtype == torch.float32 else "tf32", STRIDE_UNIT=unit,
         num_warps=cfg.num_warps, num_stages=cfg.num_stages)
     return out
