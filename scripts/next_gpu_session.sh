@@ -156,9 +156,9 @@ case "${STAGE:-tests}" in
     step 400 python3 scripts/ab_specialize.py > "$DB/ab-specialize.log" 2>&1
     cat "$DB/ab-specialize.log" ;;
   segments)  # issue 6: the segment-major window kernel candidate against the main kernel
-    gpu_lane 200 tests/test_segments.py
-    step 300 python3 scripts/ab_segments.py --head-dims 80,64,128 > "$DB/ab-segments.log" 2>&1
-    cat "$DB/ab-segments.log" ;;
+    gpu_lane 200 tests/test_windows.py
+    step 300 python3 scripts/ab_windows.py --head-dims 80,64,128,72 > "$DB/ab-windows.log" 2>&1
+    cat "$DB/ab-windows.log" ;;
   tests) gpu_lane 560 tests/ ;;
   *) echo "unknown STAGE=$STAGE"; exit 2 ;;
 esac

@@ -43,24 +43,26 @@ def test_ab_specialize_variant_is_wired_in_and_computes_the_same(monkeypatch):
     assert relative_error(out, reference_attention(q, k, v, cu)) < TOLERANCE[torch.float32]
 
 
-def test_ab_segments_candidates_compute_the_reference_result():
-    """The window A/B's candidate configs (a few, through the interpreter) and its runner
-    give the reference's result."""
-    import ab_segments
+def test_ab_windows_candidates_compute_the_reference_result():
+    """The window A/B's candidate configs are distinct window-kernel configs the rules
+    admit on an H100, and a few of them (through the interpreter) give the reference's
+    result."""
+    import ab_windows
     from conftest import make_packed
 
-    from vitune.kernels.vision_attn.launch import kernel_is_interpreted
+    from vitune.kernels.vision_attn.launch import kernel_is_interpreted, launch_vision_attention
     from vitune.kernels.vision_attn.reference import TOLERANCE, reference_attention, relative_error
-    from vitune.kernels.vision_attn.segments import launch_segments
+    from vitune.kernels.vision_attn.space import check_config
 
     if torch.cuda.is_available() or not kernel_is_interpreted():
         pytest.skip("CPU lane")
-    configs = ab_segments.segment_configs([1, 4])
-    assert len(set(configs)) == len(configs) == 24
+    configs = ab_windows.window_configs()
+    assert len(set(configs)) == len(configs) == 12 and all(c.windows for c in configs)
+    hopper = identity_for_key("h100").arch
+    assert all(check_config(c, 80, torch.bfloat16, hopper) is None for c in configs)
     q, k, v, cu = make_packed([64, 20, 64], heads=3, head_dim=32, dtype=torch.float16)
     ref = reference_attention(q, k, v, cu)
-    for cfg in (configs[0], configs[2], configs[-1]):
-        name, out, call = ab_segments.run_of(launch_segments, cfg, q, k, v, cu)
-        out.fill_(float("nan"))
-        call()
-        assert name == cfg.short() and relative_error(out, ref) < TOLERANCE[torch.float16]
+    for cfg in (configs[0], configs[-1]):
+        out = torch.full_like(q, float("nan"))
+        launch_vision_attention(q, k, v, out, cu, 32 ** -0.5, cfg)
+        assert relative_error(out, ref) < TOLERANCE[torch.float16], cfg.short()

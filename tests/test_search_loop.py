@@ -188,7 +188,7 @@ def test_the_crown_weighs_the_bucket_band_and_reports_the_bucket_shape(tmp_path)
     band = search_module.band_workloads(full)
     assert [w.seqlens for w in band] == [(75,) * 4, (300,), (150, 150)]
     assert search_module.band_workloads(BIG_FP32) == [BIG_FP32]  # windows: no band
-    valid = list(valid_configs(256, torch.float32, GPU.arch))
+    valid = list(valid_configs(256, torch.float32, GPU.arch, windows=False))
     spiky, steady, broken = valid[:3]
 
     class BandWorker(FakeWorker):
@@ -330,3 +330,27 @@ def test_the_last_trials_are_shared_with_the_processes_between_rounds(tmp_path, 
     compiler = EvenCompiler()
     loop.search(plan, FakeWorker(), seed_offset=0, compiler=compiler)
     assert compiler.rounds == ([3, 1] if other_busy else [3, 1, 1])
+
+
+def test_the_window_kernel_is_searched_in_the_window_regime_only():
+    full = Workload("full d80", (1024,) * 2, head_dim=80, dtype="float16")
+    window = Workload("windows d80", (64,) * 20, head_dim=80, dtype="float16")
+    assert not any(c.windows for c in loop.bucket_configs(full, GPU.arch))
+    in_window = loop.bucket_configs(window, GPU.arch)
+    assert any(c.windows for c in in_window) and any(not c.windows for c in in_window)
+    win = next(c for c in in_window if c.windows)
+    assert "window regime only" in loop.bucket_reason(win, full, GPU.arch)
+    assert loop.bucket_reason(win, window, GPU.arch) is None
+
+
+def test_a_tile_config_neighbours_its_window_kernel_form():
+    """Flipping `windows` on a tile config gives the window config of its tiles (the
+    canonical form), so the refining search can step from one kernel to the other."""
+    window = Workload("windows d80", (64,) * 20, head_dim=80, dtype="float16")
+    tile = KernelConfig(block_m=64, block_n=32, num_warps=4, num_stages=2, tma=True)
+    fresh = set(loop.bucket_configs(window, GPU.arch))
+    ran = {tile: optuna.trial.create_trial(value=1.0, params={}, distributions={})}
+    near = loop.neighbours_of_best(ran, fresh, top=1, head_dim=80)
+    assert dataclasses.replace(tile, block_n=64, heads_fastest=True, tma=False,
+                               windows=True) in near
+    assert all(c in fresh for c in near)

@@ -1,5 +1,7 @@
 """The search space and its validity rules (no kernel launches)."""
 
+import dataclasses
+
 import pytest
 import torch
 
@@ -128,3 +130,29 @@ def test_split_odd_head_dims_on_hopper_need_pipelining_and_8_element_strides(hea
     assert "num_stages >= 2" in check_config(one_stage, head_dim, torch.bfloat16, HOPPER)
     for length in (64, 4096):
         assert default_config(head_dim, torch.bfloat16, HOPPER, length).head_split
+
+
+def test_window_kernel_configs_take_one_form():
+    """The window kernel has keys in the query tile, heads fastest and no descriptors: any
+    other form is refused with the reason, and canonical() brings a sampled one to it."""
+    window = KernelConfig(block_m=64, block_n=64, num_warps=4, num_stages=3,
+                          heads_fastest=True, windows=True)
+    assert check_config(window, 80, torch.bfloat16, HOPPER) is None
+    odd = dataclasses.replace(window, block_n=32, heads_fastest=False, tma=True)
+    assert "block_n must equal block_m" in check_config(odd, 80, torch.bfloat16, HOPPER)
+    assert "heads fastest" in check_config(dataclasses.replace(window, tma=True), 80,
+                                           torch.bfloat16, HOPPER)
+    assert odd.canonical(80) == window
+    assert dataclasses.replace(window, head_split=False).canonical(64) == window
+    assert window.short() == "win-m64w4s3-split"
+    with_windows = set(valid_configs(80, torch.bfloat16, HOPPER))
+    without = set(valid_configs(80, torch.bfloat16, HOPPER, windows=False))
+    assert window in with_windows and without < with_windows
+    assert {c for c in with_windows if c.windows} == with_windows - without
+    assert all(c.canonical(80) == c for c in with_windows)
+
+
+def test_the_window_default_is_the_window_kernel_and_full_stays_on_tiles():
+    assert default_config(80, torch.bfloat16, HOPPER, 64).windows
+    assert not default_config(80, torch.bfloat16, HOPPER, 4096).windows
+    assert not default_config(80, torch.bfloat16, HOPPER, None).windows

@@ -29,7 +29,9 @@ def sweep_configs(workloads: list[Workload], device: torch.device,
         q, k, v = w.make_qkv(device)
         cu = w.cu_seqlens(device)
         ref = reference_attention(q, k, v, cu, compute_dtype=torch.float32)
-        for cfg in valid_configs(w.head_dim, w.torch_dtype, arch):
+        # (the window kernel where the tuner searches it: windows)
+        for cfg in valid_configs(w.head_dim, w.torch_dtype, arch,
+                                 windows=w.regime == "window"):
             row = {"workload": w.name, "regime": w.regime, "config": cfg.short(),
                    **cfg.to_dict(), **env}
             peer = vitune_with(cfg)(w, q, k, v, cu)

@@ -14,8 +14,9 @@ from vitune.kernels.vision_attn.space import KernelConfig, fit_to_layout
 def vision_attention_op(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
                         cu_seqlens: torch.Tensor | None, scale: float, block_m: int,
                         block_n: int, num_warps: int, num_stages: int, head_split: bool,
-                        heads_fastest: bool, tma: bool) -> torch.Tensor:
-    cfg = KernelConfig(block_m, block_n, num_warps, num_stages, head_split, heads_fastest, tma)
+                        heads_fastest: bool, tma: bool, windows: bool) -> torch.Tensor:
+    cfg = KernelConfig(block_m, block_n, num_warps, num_stages, head_split, heads_fastest, tma,
+                       windows)
     out = torch.empty_like(q, memory_format=torch.contiguous_format)
     if not tensor_bases_aligned(q, k, v):  # (unknown when the config was chosen, at trace time)
         from vitune.runtime.api import device_arch
@@ -26,7 +27,7 @@ def vision_attention_op(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
 
 @vision_attention_op.register_fake
 def _(q, k, v, cu_seqlens, scale, block_m, block_n, num_warps, num_stages, head_split,
-      heads_fastest, tma):
+      heads_fastest, tma, windows):
     return torch.empty_like(q, memory_format=torch.contiguous_format)
 
 

@@ -29,7 +29,7 @@ BUCKET_KEYS = {"head_dim", "dtype", "regime", "seqlen", "backend", "config", "tf
 TRIAL_KEYS = {"total", "ran", "complete", "failed", "rejected", "repeats"}
 # Kernel choices added to the search space after files were written: a file without one
 # predates it and ran with KernelConfig's default (the choice off).
-LATER_CONFIG_FIELDS = {"tma"}
+LATER_CONFIG_FIELDS = {"tma", "windows"}
 
 
 class ConfigFileError(ValueError):

@@ -32,7 +32,6 @@ from vitune.kernels.vision_attn.space import (
     SEARCH_SPACE,
     KernelConfig,
     check_config,
-    head_chunks,
     valid_configs,
 )
 from vitune.runtime.gpu import GpuIdentity
@@ -150,10 +149,22 @@ def make_sampler(name: str, seed: int, budget: int | None = None) -> optuna.samp
 
 
 def canonical(cfg: KernelConfig, head_dim: int) -> KernelConfig:
-    """One name per kernel: at power-of-two head dims head_split changes nothing."""
-    if head_chunks(head_dim, True) == head_chunks(head_dim, False):
-        return replace(cfg, head_split=True)
-    return cfg
+    """One name per kernel (KernelConfig.canonical)."""
+    return cfg.canonical(head_dim)
+
+
+def bucket_configs(w: Workload, arch) -> list[KernelConfig]:
+    """The valid configs a bucket searches: the window kernel's only where segments are
+    short (it walks a long segment in one program per head: never a winner there)."""
+    return list(valid_configs(w.head_dim, w.torch_dtype, arch, windows=w.regime == "window"))
+
+
+def bucket_reason(cfg: KernelConfig, w: Workload, arch) -> str | None:
+    """Why a bucket's search leaves `cfg` out (check_config's rules, bucket_configs'
+    regime), or None."""
+    if cfg.windows and w.regime != "window":
+        return "windows: the window kernel is searched in the window regime only"
+    return check_config(cfg, w.head_dim, w.torch_dtype, arch)
 
 
 def measure(worker: IsolatedWorker, plan: SearchPlan, cfg: KernelConfig | None,
@@ -216,7 +227,7 @@ def search(plan: SearchPlan, worker: IsolatedWorker, seed_offset: int,
     study = optuna.load_study(study_name=plan.study_name, storage=open_storage(plan.storage),
                               sampler=make_sampler(plan.sampler, plan.seed + seed_offset,
                                                    plan.budget))
-    valid = list(valid_configs(w.head_dim, w.torch_dtype, plan.gpu.arch))
+    valid = bucket_configs(w, plan.gpu.arch)
     rng = random.Random(plan.seed + seed_offset)
     stale_after = plan.trial_timeout_s * 2 + 60
     while deadline is None or time.time() < deadline:
@@ -240,7 +251,8 @@ def search(plan: SearchPlan, worker: IsolatedWorker, seed_offset: int,
         refining = plan.sampler != "grid" and len(seen.ran) >= plan.budget * (1 - REFINE_SHARE)
         fresh_set = set(fresh)
         chosen = [c for c in plan.first if c in fresh_set]
-        chosen += neighbours_of_best(seen.ran, fresh_set, REFINE_TOP) if refining else []
+        chosen += neighbours_of_best(seen.ran, fresh_set, REFINE_TOP, w.head_dim) \
+            if refining else []
         while len(batch) < min(compiler.jobs if compiler else 1, share, len(fresh)):
             taken = {cfg for _, cfg in batch}
             pick = next((c for c in chosen if c not in taken), None)
@@ -252,7 +264,7 @@ def search(plan: SearchPlan, worker: IsolatedWorker, seed_offset: int,
             trial = study.ask(DISTRIBUTIONS)
             trial.set_user_attr("searcher", seed_offset)
             cfg = canonical(KernelConfig(**trial.params), w.head_dim)
-            reason = check_config(cfg, w.head_dim, w.torch_dtype, plan.gpu.arch)
+            reason = bucket_reason(cfg, w, plan.gpu.arch)
             if reason is not None:
                 trial.set_user_attr("rejected_by_rules", True)  # never compiled
                 trial.set_user_attr("reason", reason)
@@ -283,9 +295,11 @@ def ask_for(study: optuna.Study, cfg: KernelConfig, searcher: int = 0) -> optuna
 
 
 def neighbours_of_best(ran: dict[KernelConfig, optuna.trial.FrozenTrial],
-                       fresh: set[KernelConfig], top: int) -> list[KernelConfig]:
+                       fresh: set[KernelConfig], top: int,
+                       head_dim: int | None = None) -> list[KernelConfig]:
     """Configs that have not run and differ in one field from one of the `top` fastest
-    that ran (the fastest's first)."""
+    that ran (the fastest's first), in canonical form where head_dim is given (so a tile
+    config's neighbour in the window kernel is the window config of its tiles)."""
     rates = {cfg: t.value for cfg, t in ran.items()
              if t.state == optuna.trial.TrialState.COMPLETE and t.value}
     out: list[KernelConfig] = []
@@ -293,6 +307,7 @@ def neighbours_of_best(ran: dict[KernelConfig, optuna.trial.FrozenTrial],
         for name, choices in SEARCH_SPACE.items():
             for value in choices:
                 near = replace(cfg, **{name: value})
+                near = near if head_dim is None else near.canonical(head_dim)
                 if near in fresh and near not in out:
                     out.append(near)
     return out

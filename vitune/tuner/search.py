@@ -19,17 +19,19 @@ import optuna
 
 from vitune.kernels.vision_attn import kernel as kernel_module
 from vitune.kernels.vision_attn import space as space_module
+from vitune.kernels.vision_attn import windows as windows_module
 from vitune.kernels.vision_attn.space import (
     KernelConfig,
     check_config,
     default_config,
-    valid_configs,
 )
 from vitune.runtime.backends import PEER_BACKENDS
 from vitune.runtime.gpu import GpuIdentity
 from vitune.tuner.isolation import IsolatedWorker
 from vitune.tuner.loop import (
     SearchPlan,
+    bucket_configs,
+    bucket_reason,
     canonical,
     make_sampler,
     measure,
@@ -54,7 +56,7 @@ def kernel_hash() -> str:
     """Changes whenever the kernel or its search space does: trials of an older kernel
     live in another study and never mix with the new one's."""
     digest = hashlib.sha256()
-    for module in (kernel_module, space_module):
+    for module in (kernel_module, windows_module, space_module):
         digest.update(Path(module.__file__).read_bytes())
     return digest.hexdigest()[:12]
 
@@ -119,7 +121,7 @@ def plan_bucket(workload: Workload, gpu: GpuIdentity, opts: TuneOptions
     dtype = workload.torch_dtype
     # GPU:bucket:kernel hash (bucket_studies reads the bucket back out of it)
     study_name = f"{opts.study_prefix or gpu.key}:{bucket.key}:{kernel_hash()}"
-    n_valid = sum(1 for _ in valid_configs(workload.head_dim, dtype, gpu.arch))
+    n_valid = len(bucket_configs(workload, gpu.arch))
     sampler = opts.sampler
     trials = trial_budget(opts.trials, n_valid)
     if sampler != "grid" and n_valid <= trials:
@@ -132,7 +134,7 @@ def plan_bucket(workload: Workload, gpu: GpuIdentity, opts: TuneOptions
     first = []
     for cfg in [default, sglang_style_config(workload.head_dim), *opts.known_winners]:
         cfg = canonical(cfg, workload.head_dim)
-        if check_config(cfg, workload.head_dim, dtype, gpu.arch) is None and cfg not in first:
+        if bucket_reason(cfg, workload, gpu.arch) is None and cfg not in first:
             first.append(cfg)
     plan = SearchPlan(workload, gpu, study_name, sampler, opts.storage, trials, opts.timeout_s,
                       opts.seed, opts.rep_ms, opts.trial_timeout_s, since=time.time(),

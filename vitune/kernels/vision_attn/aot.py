@@ -39,19 +39,22 @@ class CompiledInfo:
 
 def compile_for(cfg: KernelConfig, head_dim: int, dtype: torch.dtype, capability: int,
                 heads: int = 16, unit: int | None = None) -> CompiledInfo:
-    """Compile vision_attn_fwd with `cfg` for compute capability `capability` (90 = sm_90),
-    specialised as a launch on packed q, k, v views of one fused [T, 3, heads, head_dim]
-    tensor with a contiguous output would be (16-byte aligned pointers; ints that are
-    multiples of 16 marked so). `unit` overrides the launcher's stride unit (1 or 8)."""
+    """Compile the kernel `cfg` runs (the tile kernel, or the window kernel where
+    cfg.windows) for compute capability `capability` (90 = sm_90), specialised as a launch
+    on packed q, k, v views of one fused [T, 3, heads, head_dim] tensor with a contiguous
+    output would be (16-byte aligned pointers; ints that are multiples of 16 marked so).
+    `unit` overrides the launcher's stride unit (1 or 8)."""
     import triton
     from triton.backends.compiler import GPUTarget
     from triton.compiler import ASTSource
 
     from vitune.kernels.vision_attn.kernel import vision_attn_fwd
+    from vitune.kernels.vision_attn.windows import vision_attn_windows_fwd
 
-    if not isinstance(vision_attn_fwd, triton.runtime.JITFunction):
+    kernel_fn = vision_attn_windows_fwd if cfg.windows else vision_attn_fwd
+    if not isinstance(kernel_fn, triton.runtime.JITFunction):
         raise RuntimeError("compile_for needs the compiled kernel: unset TRITON_INTERPRET")
-    names = list(inspect.signature(vision_attn_fwd.fn).parameters)
+    names = list(inspect.signature(kernel_fn.fn).parameters)
     fused = [(0, 3 * heads * head_dim, head_dim)] * 3
     strides = [*fused, (0, heads * head_dim, head_dim)]
     unit = stride_unit(strides) if unit is None else unit
@@ -81,7 +84,7 @@ def compile_for(cfg: KernelConfig, head_dim: int, dtype: torch.dtype, capability
         else:
             signature[name] = "i32"
     aligned = [n for n in names if n in (*POINTERS, "CU") or ints.get(n, 1) % 16 == 0]
-    source = ASTSource(fn=vision_attn_fwd, signature=signature,
+    source = ASTSource(fn=kernel_fn, signature=signature,
                        constexprs={(names.index(k),): v for k, v in constexprs.items()},
                        attrs={(names.index(n),): [["tt.divisibility", 16]] for n in aligned})
     kernel = triton.compile(source, target=GPUTarget("cuda", capability, 32),

@@ -12,6 +12,7 @@ from triton.tools.tensor_descriptor import TensorDescriptor
 
 from vitune.kernels.vision_attn.kernel import vision_attn_fwd
 from vitune.kernels.vision_attn.space import KernelConfig, chunk_offsets, head_chunks
+from vitune.kernels.vision_attn.windows import PROGRAMS_PER_SM, vision_attn_windows_fwd
 
 LOG2E = 1.4426950408889634
 
@@ -49,6 +50,10 @@ class Launch(NamedTuple):  # (a tuple: built on every direct launch, cheaply)
 def plan_launch(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, out: torch.Tensor,
                 cu_seqlens: torch.Tensor | None, scale: float, cfg: KernelConfig) -> Launch:
     """Everything `run_launch` passes besides the tensors, from their shapes and strides."""
+    if cfg.windows:
+        if cu_seqlens is not None:
+            return _plan_windows(q, k, v, out, cu_seqlens, scale, cfg)
+        cfg = replace(cfg, windows=False)  # batched input: the same tiles, tile by tile
     if cu_seqlens is not None:
         batch, (seq_len, heads, head_dim) = 1, q.shape
         n_segments = cu_seqlens.numel() - 1
@@ -74,6 +79,32 @@ def plan_launch(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, out: torch.Te
         rows=rows, varlen=varlen)
 
 
+def _plan_windows(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, out: torch.Tensor,
+                  cu_seqlens: torch.Tensor, scale: float, cfg: KernelConfig) -> Launch:
+    """The window kernel's launch (windows.py): a grid of PROGRAMS_PER_SM programs per
+    multiprocessor, or one per (segment, head) item where there are fewer."""
+    seq_len, heads, head_dim = q.shape
+    n_segments = cu_seqlens.numel() - 1
+    strides = [(0, x.stride(0), x.stride(1)) for x in (q, k, v, out)]
+    unit = stride_unit(strides)
+    constants = kernel_constants(cfg, head_dim, q.dtype, True, unit)
+    programs = min(n_segments * heads, multiprocessors(q.device) * PROGRAMS_PER_SM)
+    return Launch(config=cfg, grid=(max(programs, 1),),
+                  scalars=(seq_len, n_segments, heads,
+                           *(s // unit for _, t, h in strides for s in (t, h)), scale * LOG2E),
+                  constants=constants, pointer_constants=constants,
+                  rows=seq_len if heads else 0, varlen=True)
+
+
+@functools.cache
+def multiprocessors(device: torch.device) -> int:
+    """The GPU's multiprocessor count (2 on the CPU, where the interpreter runs the grid
+    one program after another: a grid smaller than the work items tests the item loop)."""
+    if device.type != "cuda":
+        return 2
+    return torch.cuda.get_device_properties(device).multi_processor_count
+
+
 NO_DESCRIPTORS = (None,) * 6
 
 
@@ -84,6 +115,12 @@ def run_launch(launch: Launch, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor
     if not launch.rows:
         return out
     cfg, constants, descriptors = launch.config, launch.constants, NO_DESCRIPTORS
+    if cfg.windows:
+        kernel = functools.partial(vision_attn_windows_fwd.warmup, grid=launch.grid) \
+            if warmup else vision_attn_windows_fwd[launch.grid]
+        kernel(q, k, v, out, cu_seqlens, *launch.scalars, **constants,
+               num_warps=cfg.num_warps, num_stages=cfg.num_stages)
+        return out
     if cfg.tma:  # (descriptors need 16-byte aligned bases; a plan is made before addresses)
         if tensor_bases_aligned(k, v):
             descriptors = (*chunk_descriptors(k, cfg, q.shape[-1], launch.rows),
@@ -104,14 +141,17 @@ def kernel_constants(cfg: KernelConfig, head_dim: int, dtype: torch.dtype, varle
     """The kernel's compile-time arguments for a config (the launcher's and the ahead-of-time
     compiler's, so both build the same kernel). Cached: it is on every call's path; callers
     unpack the dict and never change it."""
+    if cfg.windows:
+        return dict(**tile_constants(head_dim, cfg.head_split, dtype, unit),
+                    D_PAD=head_chunks(head_dim, False)[0], BLOCK_M=cfg.block_m)
     return dict(IS_VARLEN=varlen, **tile_constants(head_dim, cfg.head_split, dtype, unit),
                 BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n, HEADS_FASTEST=cfg.heads_fastest,
                 TMA=cfg.tma)
 
 
 def tile_constants(head_dim: int, head_split: bool, dtype: torch.dtype, unit: int) -> dict:
-    """Compile-time arguments of every kernel built on kernel.py's tile helpers (this one
-    and segments.py's): the head-dim chunks, the dot precision, the stride unit."""
+    """Compile-time arguments of every kernel built on kernel.py's tile helpers (the tile
+    kernel and windows.py's): the head-dim chunks, the dot precision, the stride unit."""
     d0, d1, d2 = head_chunks(head_dim, head_split)
     _, o1, o2 = chunk_offsets(head_dim, head_split)
     return dict(HEAD_DIM=head_dim, D0=d0, D1=d1, D2=d2, O1=o1, O2=o2,

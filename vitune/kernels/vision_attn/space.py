@@ -37,6 +37,12 @@ SEARCH_SPACE: dict[str, tuple] = {
     # Keys and values through tensor descriptors (TMA: Hopper's copy engine fills shared
     # memory, no address arithmetic or masks in the key loop) instead of pointer loads.
     "tma": (False, True),
+    # The window kernel (windows.py): one program per multiprocessor pair of items, each
+    # item one segment of one head attended in a single step, the next items' loads
+    # pipelined behind it. For many short segments (packed input; batched input runs the
+    # same tiles in the tile kernel). block_m is the longest segment taken in one step;
+    # keys come in the same tile (block_n = block_m), heads fastest, no descriptors.
+    "windows": (False, True),
 }
 
 
@@ -51,6 +57,7 @@ class KernelConfig:
     head_split: bool = True
     heads_fastest: bool = False
     tma: bool = False
+    windows: bool = False
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -58,7 +65,7 @@ class KernelConfig:
     def as_tuple(self) -> tuple:
         """Fields in declaration order (cheap: no deep copy, unlike dataclasses.astuple)."""
         return (self.block_m, self.block_n, self.num_warps, self.num_stages, self.head_split,
-                self.heads_fastest, self.tma)
+                self.heads_fastest, self.tma, self.windows)
 
     @classmethod
     def from_dict(cls, data: dict) -> KernelConfig:
@@ -73,9 +80,21 @@ class KernelConfig:
 
     def short(self) -> str:
         split = "split" if self.head_split else "pad"
+        if self.windows:
+            return f"win-m{self.block_m}w{self.num_warps}s{self.num_stages}-{split}"
         order = "heads" if self.heads_fastest else "tiles"
         return (f"m{self.block_m}n{self.block_n}w{self.num_warps}s{self.num_stages}"
                 f"-{split}-{order}" + ("-tma" if self.tma else ""))
+
+    def canonical(self, head_dim: int) -> KernelConfig:
+        """One name per kernel: fields that change nothing take one value (head_split at
+        power-of-two head dims; block_n, heads_fastest and tma in the window kernel)."""
+        cfg = self
+        if head_chunks(head_dim, True) == head_chunks(head_dim, False):
+            cfg = replace(cfg, head_split=True)
+        if cfg.windows:
+            cfg = replace(cfg, block_n=cfg.block_m, heads_fastest=True, tma=False)
+        return cfg
 
 
 def _next_pow2(x: int) -> int:
@@ -128,6 +147,9 @@ def estimate_smem_bytes(cfg: KernelConfig, head_dim: int, dtype: torch.dtype,
     elt = dtype.itemsize
     width = padded_head_dim(head_dim, cfg.head_split)
     stages = max(cfg.num_stages, 1)
+    if cfg.windows:  # Q, K and V of each item in flight, the P tile and the scores
+        # (Triton 3.9, sm_90, block_m 64, width 128: 112 KB with 2 stages, 152 with 3)
+        return elt * (3 * cfg.block_m * width * stages + 2 * cfg.block_m * cfg.block_m)
     tiles = cfg.block_m * width + 2 * cfg.block_n * width * stages
     if (arch is not None and arch.name == "hopper" and cfg.tma and cfg.block_m >= 64
             and cfg.num_warps >= 4):
@@ -158,6 +180,11 @@ def check_config(cfg: KernelConfig, head_dim: int, dtype: torch.dtype,
             return f"{name}={value!r} is not one of {list(choices)}"
     if head_dim not in HEAD_DIMS:
         return f"head_dim={head_dim} is not a multiple of 8 in [32, 256]"
+    if cfg.windows:
+        if cfg.block_n != cfg.block_m:
+            return "windows: keys come in the query tile (block_n must equal block_m)"
+        if cfg.tma or not cfg.heads_fastest:
+            return "windows: the window kernel takes heads fastest, without descriptors"
     if dtype not in SUPPORTED_DTYPES:
         return f"dtype {dtype} is not supported"
     if cfg.tma:
@@ -214,13 +241,14 @@ def needs_aligned_strides(cfg: KernelConfig, head_dim: int, arch: ArchSpec) -> b
             and head_chunks(head_dim, cfg.head_split)[1] > 0)
 
 
-def valid_configs(head_dim: int, dtype: torch.dtype, arch: ArchSpec) -> Iterator[KernelConfig]:
-    """Every valid config for (head_dim, dtype, arch), without duplicates: where head_split
-    changes nothing (power-of-two head dims) only head_split=True is kept."""
+def valid_configs(head_dim: int, dtype: torch.dtype, arch: ArchSpec,
+                  windows: bool = True) -> Iterator[KernelConfig]:
+    """Every valid config for (head_dim, dtype, arch) in canonical form (KernelConfig.
+    canonical), each once; without the window kernel's where `windows` is False."""
     names = list(SEARCH_SPACE)
     for values in itertools.product(*SEARCH_SPACE.values()):
         cfg = KernelConfig(**dict(zip(names, values, strict=True)))
-        if not cfg.head_split and head_chunks(head_dim, True) == head_chunks(head_dim, False):
+        if cfg.canonical(head_dim) != cfg or (cfg.windows and not windows):
             continue
         if check_config(cfg, head_dim, dtype, arch) is None:
             yield cfg
@@ -238,8 +266,15 @@ def default_config(head_dim: int, dtype: torch.dtype, arch: ArchSpec,
 @functools.cache
 def _default_config(head_dim: int, dtype: torch.dtype, arch: ArchSpec,
                     window: bool) -> KernelConfig:
+    candidates = []
     if window:
-        # Best of the window sweep's first 102 configs, H200, 2026-11-27 (docs/perf-notes.md)
+        # The window kernel's best at head_dim 80 and 64, within 2% of it at 72 and 128
+        # (H100, scripts/ab_windows.py, 2026-11-27, docs/perf-notes.md): 1.20x, 1.32x, 1.12x
+        # and 1.16x the tile kernel's best window configs there.
+        windows = KernelConfig(block_m=64, block_n=64, num_warps=4, num_stages=3,
+                               heads_fastest=True, windows=True)
+        candidates += [replace(windows, head_split=split) for split in (True, False)]
+        # Before it: best of the window sweep's first 102 configs, H200 (perf-notes)
         cfg = KernelConfig(block_m=64, block_n=32, num_warps=2, num_stages=2,
                            heads_fastest=True)
     else:
@@ -253,9 +288,10 @@ def _default_config(head_dim: int, dtype: torch.dtype, arch: ArchSpec,
     for split, block_n, stages in ((True, cfg.block_n, cfg.num_stages),
                                    (False, cfg.block_n, cfg.num_stages), (True, 32, 2),
                                    (False, 32, 2), (True, 32, 1)):
-        candidate = replace(cfg, head_split=split, block_n=block_n, num_stages=stages)
+        candidates.append(replace(cfg, head_split=split, block_n=block_n, num_stages=stages))
+    for candidate in candidates:
         if check_config(candidate, head_dim, dtype, arch) is None:
-            return candidate
+            return candidate.canonical(head_dim)
     for candidate in valid_configs(head_dim, dtype, arch):
         return candidate
     raise ValueError(f"no valid config for head_dim={head_dim}, dtype={dtype} on {arch.name}")
