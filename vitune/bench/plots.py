@@ -179,11 +179,22 @@ def plot_convergence(storages: str | list[str], out_dir: str | Path) -> list[Pat
 
 
 def _bars(rows: list[dict], path: Path, title: str) -> Path:
-    fig, ax = plt.subplots(figsize=(7, 3.5))
-    by_backend = {b: max(r["tflops"] for r in rs) for b, rs in _group(rows, "backend").items()}
-    ax.barh(list(by_backend), list(by_backend.values()))
+    """One group of bars per workload (e.g. each head dim's windows), one bar per backend;
+    a backend's best row where it appears more than once in a workload."""
+    workloads = _group(rows, "workload")
+    backends = list(_group(rows, "backend"))
+    fig, ax = plt.subplots(figsize=(7, 1.2 + 0.25 * len(workloads) * len(backends)))
+    height = 0.8 / max(len(backends), 1)
+    for i, backend in enumerate(backends):
+        rates = [max((r["tflops"] for r in rs if r["backend"] == backend), default=0.0)
+                 for rs in workloads.values()]
+        ax.barh([w + i * height for w in range(len(workloads))], rates, height=height,
+                label=backend)
+    ax.set_yticks([w + 0.4 - height / 2 for w in range(len(workloads))], list(workloads))
+    ax.invert_yaxis()
     ax.set_xlabel("useful TFLOP/s")
     ax.set_title(title, fontsize=8)
+    ax.legend(fontsize=7)
     return _save(fig, path)
 
 
