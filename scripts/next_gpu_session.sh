@@ -31,9 +31,9 @@
 #                   boundaries: is the runtime's padding fallback for them needed?
 #   STAGE=specialize  one GPU, ~4 min: the kernel as it is against one binary for every
 #                   segment count (scripts/ab_specialize.py): compiles on first use, rates
-#   STAGE=segments  one GPU, ~5 min: the segment-major window kernel (issue 6) checked
+#   STAGE=segments  one GPU, ~2 min: the window kernel (issue 6) checked
 #                   at head dims 64-128, then timed against the main kernel's window
-#                   configs, varlen_attn and the memory floor (scripts/ab_segments.py)
+#                   configs, varlen_attn and the memory floor (scripts/ab_windows.py)
 #   STAGE=tests     every GPU test
 # Optuna is not on the device image: run ../shared/device/fetch-wheels.sh here first, carry
 # .whl, and this script installs it. Studies live in results/gpu (name it in carry to resume
@@ -155,7 +155,7 @@ case "${STAGE:-tests}" in
   specialize)  # does do_not_specialize on the count arguments cost speed or save compiles?
     step 400 python3 scripts/ab_specialize.py > "$DB/ab-specialize.log" 2>&1
     cat "$DB/ab-specialize.log" ;;
-  segments)  # issue 6: the segment-major window kernel candidate against the main kernel
+  segments)  # issue 6: the window kernel against the tile kernel's window winners
     gpu_lane 200 tests/test_windows.py
     step 300 python3 scripts/ab_windows.py --head-dims 80,64,128,72 > "$DB/ab-windows.log" 2>&1
     cat "$DB/ab-windows.log" ;;
