@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# GPU work in stages that each fit one device call (10 min). The seventh session ran
-# specialize and duo (four times); next (docs/perf-notes.md, "seventh session"): retune and
-# heads on an H100 (the shipped h100.yaml predates the one-binary kernel), segments (issue
-# 6's window candidate), then duo4 (both orders on one machine) for a steadier 2-GPU
-# figure.
+# GPU work in stages that each fit one device call (10 min). The eighth session ran
+# segments (the window kernel), retune, heads, tests and benches on an H100, and duo on
+# 2 x H100; next (docs/perf-notes.md, "eighth session"): retune on an H200 (h200.yaml
+# predates the window kernel), duo4 on two GPUs for issue 3, and window-kernel variants
+# for the head dims where it stays furthest from the floor (72, 88).
 #   STAGE=spread    one H100, ~3 min: window configs timed in fresh workers by the tuner's
 #                   events, under CUDA graphs, and host time per call
 #   STAGE=timer     after a change to the GPU timer (vitune/tuner/measure.py): its GPU test
