@@ -156,3 +156,22 @@ def test_the_window_default_is_the_window_kernel_and_full_stays_on_tiles():
     assert default_config(80, torch.bfloat16, HOPPER, 64).windows
     assert not default_config(80, torch.bfloat16, HOPPER, 4096).windows
     assert not default_config(80, torch.bfloat16, HOPPER, None).windows
+
+
+def test_a_misaligned_layout_gets_a_config_the_rules_admit():
+    """Split head dims on wgmma need aligned strides; for a layout without them the config
+    is padded, and where the padded variant would exceed the shared-memory budget, the
+    nearest config that takes any layout and passes the rules is used instead."""
+    from vitune.kernels.vision_attn.space import fit_to_layout, needs_aligned_strides
+
+    usual = KernelConfig(block_m=128, block_n=64, num_warps=4, num_stages=3, tma=True)
+    assert fit_to_layout(usual, 80, torch.bfloat16, HOPPER, layout_aligned=True) == usual
+    padded = fit_to_layout(usual, 80, torch.bfloat16, HOPPER, layout_aligned=False)
+    assert padded == dataclasses.replace(usual, head_split=False, tma=False)
+    big = KernelConfig(block_m=256, block_n=128, num_warps=8, num_stages=2)
+    assert check_config(big, 80, torch.bfloat16, HOPPER) is None
+    assert "shared memory" in check_config(dataclasses.replace(big, head_split=False), 80,
+                                           torch.bfloat16, HOPPER)
+    fitted = fit_to_layout(big, 80, torch.bfloat16, HOPPER, layout_aligned=False)
+    assert check_config(fitted, 80, torch.bfloat16, HOPPER) is None
+    assert not needs_aligned_strides(fitted, 80, HOPPER)

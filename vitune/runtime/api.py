@@ -373,7 +373,7 @@ def _decide_config_uncached(device_type: str, device_index: int, head_dim: int,
         if reason is not None:
             raise ValueError(f"config {cfg.short()} is invalid for head_dim={head_dim}, "
                              f"{dtype} on {gpu.arch.name}: {reason}")
-    fitted = fit_to_layout(cfg, head_dim, gpu.arch, layout_aligned)
+    fitted = fit_to_layout(cfg, head_dim, dtype, gpu.arch, layout_aligned)
     if fitted != cfg and config is not None:
         raise ValueError(
             f"config {cfg.short()} splits head_dim={head_dim} on the wgmma path, which "

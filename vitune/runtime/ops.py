@@ -21,7 +21,8 @@ def vision_attention_op(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
     if not tensor_bases_aligned(q, k, v):  # (unknown when the config was chosen, at trace time)
         from vitune.runtime.api import device_arch
 
-        cfg = fit_to_layout(cfg, q.shape[-1], device_arch(q.device), layout_aligned=False)
+        cfg = fit_to_layout(cfg, q.shape[-1], q.dtype, device_arch(q.device),
+                            layout_aligned=False)
     return launch_vision_attention(q, k, v, out, cu_seqlens, scale, cfg)
 
 

@@ -218,15 +218,24 @@ def check_config(cfg: KernelConfig, head_dim: int, dtype: torch.dtype,
     return None
 
 
-def fit_to_layout(cfg: KernelConfig, head_dim: int, arch: ArchSpec,
+def fit_to_layout(cfg: KernelConfig, head_dim: int, dtype: torch.dtype, arch: ArchSpec,
                   layout_aligned: bool) -> KernelConfig:
-    """`cfg`, or its padded variant without descriptors where it needs an aligned layout
-    (needs_aligned_strides) and the tensors' strides or base addresses are not. The rules
-    admit no descriptors with padding, and strides that are not multiples of 8 elements
-    cannot be described anyway."""
+    """`cfg`, or where it needs an aligned layout (needs_aligned_strides) and the tensors'
+    strides or base addresses are not, the nearest config that does not: padded without
+    descriptors (the rules admit no descriptors with padding, and strides that are not
+    multiples of 8 elements cannot be described anyway), else split on 2 warps (mma v2,
+    which takes any layout), else padded on 2 warps, else the first such valid config.
+    Each is held to the rules, so a padded variant over the budget is never launched."""
     if layout_aligned or not needs_aligned_strides(cfg, head_dim, arch):
         return cfg
-    return replace(cfg, head_split=False, tma=False)
+    for candidate in (replace(cfg, head_split=False, tma=False),
+                      replace(cfg, num_warps=2, tma=False),
+                      replace(cfg, head_split=False, tma=False, num_warps=2)):
+        if (not needs_aligned_strides(candidate, head_dim, arch)
+                and check_config(candidate, head_dim, dtype, arch) is None):
+            return candidate
+    return next(c for c in valid_configs(head_dim, dtype, arch)
+                if not needs_aligned_strides(c, head_dim, arch))
 
 
 def needs_aligned_strides(cfg: KernelConfig, head_dim: int, arch: ArchSpec) -> bool:
