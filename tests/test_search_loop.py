@@ -4,6 +4,7 @@ sampler still makes progress, the search stops when the valid space is exhausted
 compiles go in rounds."""
 
 import dataclasses
+import time
 
 import optuna
 import pytest
@@ -354,3 +355,29 @@ def test_a_tile_config_neighbours_its_window_kernel_form():
     assert dataclasses.replace(tile, block_n=64, heads_fastest=True, tma=False,
                                windows=True) in near
     assert all(c in fresh for c in near)
+
+
+def test_a_last_round_built_beside_another_process_keeps_its_share_of_the_budget(tmp_path):
+    """Two processes that build their last rounds at once both saw room for a full round:
+    looked at again once the trials exist, this one keeps its share of what the budget
+    leaves (5 of 8 here: 10 ran, 8 + 8 running, budget 20, half the running are its own);
+    the rest are failed unrun, not counted, and their configs count as untried again."""
+    plan = dataclasses.replace(make_plan(tmp_path, BIG_FP32, "random", budget=20),
+                               since=time.time() - 1, searchers=2)
+    study = optuna.load_study(study_name="s", storage=plan.storage)
+    configs = list(valid_configs(128, torch.float16, GPU.arch))[:26]  # (26 distinct)
+    for cfg in configs[:10]:
+        loop._tell(study, loop.ask_for(study, cfg), 1.0)
+    for cfg in configs[10:18]:  # the other process's round, started meanwhile
+        loop.ask_for(study, cfg, searcher=1)
+    batch = [(loop.ask_for(study, cfg), cfg) for cfg in configs[18:26]]
+    kept = loop.trim_to_budget(study, plan, batch, stale_after_s=600)
+    assert kept == batch[:5]
+    dropped = [t for t in study.get_trials() if t.user_attrs.get("not_run")]
+    assert len(dropped) == 3 and all(t.state == optuna.trial.TrialState.FAIL for t in dropped)
+    assert not any(loop.trial_ran(t) for t in dropped)
+    seen = loop._Seen.of(study, 256, 600, plan.since)
+    assert len(seen.ran) == 10 and seen.running_now == 13
+    assert configs[24] not in seen.ran and configs[24] not in seen.running
+    # nothing over the budget: the batch stays whole
+    assert loop.trim_to_budget(study, dataclasses.replace(plan, budget=30), kept, 600) == kept

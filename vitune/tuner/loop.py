@@ -83,7 +83,7 @@ def trial_ran(t: optuna.trial.FrozenTrial) -> bool:
     """A finished trial whose config was compiled, checked and timed here (not a rule
     rejection, not a repeat of an earlier trial)."""
     return (t.state.is_finished() and not t.user_attrs.get("rejected_by_rules")
-            and "repeat_of" not in t.user_attrs)
+            and "repeat_of" not in t.user_attrs and not t.user_attrs.get("not_run"))
 
 
 def open_storage(url: str, read_only: bool = False) -> str | optuna.storages.BaseStorage:
@@ -276,7 +276,34 @@ def search(plan: SearchPlan, worker: IsolatedWorker, seed_offset: int,
             else:
                 batch.append((trial, cfg))
                 nothing_new = 0
+        if plan.searchers > 1 and room <= len(batch) * plan.searchers:  # the bucket's end
+            batch = trim_to_budget(study, plan, batch, stale_after)
         _run_batch(study, plan, worker, compiler, batch)
+
+
+def trim_to_budget(study: optuna.Study, plan: SearchPlan,
+                   batch: list[tuple[optuna.Trial, KernelConfig]], stale_after_s: float
+                   ) -> list[tuple[optuna.Trial, KernelConfig]]:
+    """Search processes that build their last rounds at the same time all see the same
+    room (asking for a round's trials takes about a second), and together overshoot the
+    budget: the window bucket ran 140 trials of 128 on 2 x H100. Looked at again once the
+    round's trials exist, each process keeps its share (in proportion to its running
+    trials) of what the budget leaves; the rest are told FAIL, marked `not_run`, never
+    compiled and not counted, and their configs are free again."""
+    seen = _Seen.of(study, plan.workload.head_dim, stale_after_s, plan.since)
+    over = len(seen.ran) + seen.running_now - plan.budget
+    if over <= 0 or not seen.running_now:
+        return batch
+    cut = min(len(batch), -(-over * len(batch) // seen.running_now))
+    if cut:  # (the configs chosen first, then the sampler's, come first: they stay)
+        for trial, _ in batch[len(batch) - cut:]:
+            trial.set_user_attr("not_run", True)
+            trial.set_user_attr("reason", "over the budget: other search processes took "
+                                          "its room at the same time")
+            _tell(study, trial, state=optuna.trial.TrialState.FAIL)
+        log.info("%s: %d trials over the budget dropped before compiling", plan.study_name,
+                 cut)
+    return batch[:len(batch) - cut]
 
 
 def ask_for(study: optuna.Study, cfg: KernelConfig, searcher: int = 0) -> optuna.Trial:
