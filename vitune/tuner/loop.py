@@ -28,6 +28,7 @@ from dataclasses import dataclass, replace
 
 import optuna
 
+from vitune.kernels.arch import ArchSpec
 from vitune.kernels.vision_attn.space import (
     SEARCH_SPACE,
     KernelConfig,
@@ -153,13 +154,13 @@ def canonical(cfg: KernelConfig, head_dim: int) -> KernelConfig:
     return cfg.canonical(head_dim)
 
 
-def bucket_configs(w: Workload, arch) -> list[KernelConfig]:
+def bucket_configs(w: Workload, arch: ArchSpec) -> list[KernelConfig]:
     """The valid configs a bucket searches: the window kernel's only where segments are
     short (it walks a long segment in one program per head: never a winner there)."""
     return list(valid_configs(w.head_dim, w.torch_dtype, arch, windows=w.regime == "window"))
 
 
-def bucket_reason(cfg: KernelConfig, w: Workload, arch) -> str | None:
+def bucket_reason(cfg: KernelConfig, w: Workload, arch: ArchSpec) -> str | None:
     """Why a bucket's search leaves `cfg` out (check_config's rules, bucket_configs'
     regime), or None."""
     if cfg.windows and w.regime != "window":
