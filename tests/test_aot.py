@@ -71,3 +71,19 @@ def test_defaults_compile_for_hopper_and_blackwell_within_the_estimate():
     # the launcher passes strides in units of 8 (the default, unit=None), as 80 does.
     assert loads["d80-unit1"] > 0 and loads["d72-unit1"] == 0
     assert loads["d72-unitNone"] == loads["d80-unit1"]
+
+
+@pytest.mark.skipif(not _can_compile_ahead(), reason="this triton has no ahead-of-time API")
+@pytest.mark.skipif(torch.cuda.is_available(), reason="CPU lane (the GPU lane runs them)")
+def test_compile_check_can_take_the_window_kernel_alone():
+    """`vitune compile-check --kernel windows`: only window-kernel configs, and they compile
+    for Hopper (here two of them, in a child process without the interpreter)."""
+    from vitune.kernels.arch import HOPPER
+    from vitune.kernels.vision_attn.aot import CompiledInfo, compile_space
+
+    results = list(compile_space(HOPPER, 80, torch.bfloat16, jobs=1, limit=2,
+                                 kernel="windows"))
+    assert len(results) == 2
+    for cfg, info in results:
+        assert cfg.windows and isinstance(info, CompiledInfo), info
+        assert 0 < info.shared_bytes <= HOPPER.smem_per_block

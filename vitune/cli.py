@@ -150,7 +150,8 @@ def cmd_compile_check(args: argparse.Namespace) -> int:
     arch = ARCHS[args.arch]
     dtype = getattr(torch, args.dtype)
     failed, over, instructions, slack = [], [], {}, []
-    results = list(compile_space(arch, args.head_dim, dtype, args.jobs, args.limit))
+    results = list(compile_space(arch, args.head_dim, dtype, args.jobs, args.limit,
+                                 args.kernel))
     for cfg, info in results:
         if isinstance(info, str):
             failed.append((cfg, info))
@@ -161,7 +162,8 @@ def cmd_compile_check(args: argparse.Namespace) -> int:
             over.append((cfg, info.shared_bytes))
         slack.append(info.shared_bytes / estimate_smem_bytes(cfg, args.head_dim, dtype, arch))
     print(f"{arch.name} (sm_{arch.min_capability[0]}{arch.min_capability[1]}), head_dim "
-          f"{args.head_dim}, {args.dtype}: {len(results)} valid configs compiled ahead of "
+          f"{args.head_dim}, {args.dtype}, {args.kernel} kernels: {len(results)} valid "
+          "configs compiled ahead of "
           f"time, {len(failed)} failed, {len(over)} over the {arch.smem_per_block // 1024} KB "
           f"shared-memory budget; matrix instructions {instructions}; real shared memory / "
           f"estimate at most {max(slack, default=0):.2f}")
@@ -451,6 +453,8 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--dtype", default="bfloat16", choices=("bfloat16", "float16", "float32"))
     check.add_argument("--jobs", type=int, default=max(1, (os.cpu_count() or 2)))
     check.add_argument("--limit", type=int, help="only the first N valid configs")
+    check.add_argument("--kernel", default="all", choices=("all", "tiles", "windows"),
+                       help="the tile kernel's configs, the window kernel's, or both")
     check.set_defaults(func=cmd_compile_check)
 
     sweep = sub.add_parser("sweep", help="time every valid kernel config on workloads")

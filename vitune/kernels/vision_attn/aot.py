@@ -105,12 +105,14 @@ def _compile_or_reason(args: tuple) -> CompiledInfo | str:
 
 
 def compile_space(arch: ArchSpec, head_dim: int, dtype: torch.dtype, jobs: int,
-                  limit: int | None = None
+                  limit: int | None = None, kernel: str = "all"
                   ) -> Iterator[tuple[KernelConfig, CompiledInfo | str]]:
-    """Compile every valid config (or the first `limit`) for `arch` in `jobs` processes;
-    yields (config, info or the compiler's reason) as they finish."""
+    """Compile every valid config (or the first `limit`) of `kernel` ("all", "tiles" or
+    "windows") for `arch` in `jobs` processes; yields (config, info or the compiler's
+    reason) as they finish."""
     capability = arch.min_capability[0] * 10 + arch.min_capability[1]
-    configs = list(valid_configs(head_dim, dtype, arch))[:limit]
+    configs = [c for c in valid_configs(head_dim, dtype, arch)
+               if kernel == "all" or c.windows == (kernel == "windows")][:limit]
     saved = os.environ.pop("TRITON_INTERPRET", None)  # the children compile for real
     try:
         with ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn")) as pool:
