@@ -37,11 +37,12 @@ SEARCH_SPACE: dict[str, tuple] = {
     # Keys and values through tensor descriptors (TMA: Hopper's copy engine fills shared
     # memory, no address arithmetic or masks in the key loop) instead of pointer loads.
     "tma": (False, True),
-    # The window kernel (windows.py): one program per multiprocessor pair of items, each
-    # item one segment of one head attended in a single step, the next items' loads
-    # pipelined behind it. For many short segments (packed input; batched input runs the
-    # same tiles in the tile kernel). block_m is the longest segment taken in one step;
-    # keys come in the same tile (block_n = block_m), heads fastest, no descriptors.
+    # The window kernel (windows.py) instead of the tile kernel: two programs per
+    # multiprocessor loop over (segment, head) items, each attended in a single step, the
+    # next items' loads pipelined behind it. For many short segments (packed input; batched
+    # input runs the same tiles in the tile kernel). block_m is the longest segment taken
+    # in one step; keys come in the same tile (block_n = block_m), heads fastest, no
+    # descriptors.
     "windows": (False, True),
 }
 
