@@ -381,3 +381,17 @@ def test_a_last_round_built_beside_another_process_keeps_its_share_of_the_budget
     assert configs[24] not in seen.ran and configs[24] not in seen.running
     # nothing over the budget: the batch stays whole
     assert loop.trim_to_budget(study, dataclasses.replace(plan, budget=30), kept, 600) == kept
+
+
+def test_two_processes_with_one_trial_left_never_both_drop_it(tmp_path):
+    """One trial short of the budget and a trial each: cutting rounds down, both keep
+    theirs (one over the budget) rather than both dropping and retrying forever."""
+    plan = dataclasses.replace(make_plan(tmp_path, BIG_FP32, "random", budget=3),
+                               since=time.time() - 1, searchers=2)
+    study = optuna.load_study(study_name="s", storage=plan.storage)
+    configs = list(valid_configs(128, torch.float16, GPU.arch))[:4]
+    for cfg in configs[:2]:
+        loop._tell(study, loop.ask_for(study, cfg), 1.0)
+    loop.ask_for(study, configs[2], searcher=1)
+    batch = [(loop.ask_for(study, configs[3]), configs[3])]
+    assert loop.trim_to_budget(study, plan, batch, stale_after_s=600) == batch

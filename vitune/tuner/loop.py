@@ -290,12 +290,14 @@ def trim_to_budget(study: optuna.Study, plan: SearchPlan,
     budget: the window bucket ran 140 trials of 128 on 2 x H100. Looked at again once the
     round's trials exist, each process keeps its share (in proportion to its running
     trials) of what the budget leaves; the rest are told FAIL, marked `not_run`, never
-    compiled and not counted, and their configs are free again."""
+    compiled and not counted, and their configs are free again. Shares round the cut
+    down: never below the budget (processes that all cut one trial of a last one would
+    leave it to none, round after round)."""
     seen = _Seen.of(study, plan.workload.head_dim, stale_after_s, plan.since)
     over = len(seen.ran) + seen.running_now - plan.budget
     if over <= 0 or not seen.running_now:
         return batch
-    cut = min(len(batch), -(-over * len(batch) // seen.running_now))
+    cut = min(len(batch), over * len(batch) // seen.running_now)
     if cut:  # (the configs chosen first, then the sampler's, come first: they stay)
         for trial, _ in batch[len(batch) - cut:]:
             trial.set_user_attr("not_run", True)
