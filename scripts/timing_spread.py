@@ -15,6 +15,7 @@ launches queued back to back, no synchronisation between them).
 from __future__ import annotations
 
 import argparse
+import re
 import statistics
 import time
 
@@ -26,17 +27,14 @@ from vitune.tuner.trial import WARM_UP, TrialRequest
 
 def parse_short(name: str) -> KernelConfig:
     """m32n64w2s2-split-heads-tma or win-m64w4s3-split -> KernelConfig (the inverse of
-    KernelConfig.short)."""
+    KernelConfig.short; the window kernel's keys come in the query tile: no n field)."""
     windows = name.startswith("win-")
     head, *flags = name.removeprefix("win-").split("-")
-    if windows:  # (keys in the query tile: no n field)
-        head = head.replace("w", f"n{head[1:].split('w')[0]}w", 1)
-    m, rest = head[1:].split("n")
-    n, rest = rest.split("w")
-    w, s = rest.split("s")
-    return KernelConfig(block_m=int(m), block_n=int(n), num_warps=int(w), num_stages=int(s),
-                        head_split="split" in flags, heads_fastest=windows or "heads" in flags,
-                        tma="tma" in flags, windows=windows)
+    m, n, w, s = re.fullmatch(r"m(\d+)(?:n(\d+))?w(\d+)s(\d+)", head).groups()
+    return KernelConfig(block_m=int(m), block_n=int(n or m), num_warps=int(w),
+                        num_stages=int(s), head_split="split" in flags,
+                        heads_fastest=windows or "heads" in flags, tma="tma" in flags,
+                        windows=windows)
 
 
 def _ready_peer(req: TrialRequest):

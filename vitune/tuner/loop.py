@@ -149,11 +149,6 @@ def make_sampler(name: str, seed: int, budget: int | None = None) -> optuna.samp
     raise ValueError(f"unknown sampler {name!r}")
 
 
-def canonical(cfg: KernelConfig, head_dim: int) -> KernelConfig:
-    """One name per kernel (KernelConfig.canonical)."""
-    return cfg.canonical(head_dim)
-
-
 def bucket_configs(w: Workload, arch: ArchSpec) -> list[KernelConfig]:
     """The valid configs a bucket searches: the window kernel's only where segments are
     short (it walks a long segment in one program per head: never a winner there)."""
@@ -200,7 +195,7 @@ class _Seen:
         for t in study.get_trials(deepcopy=False):
             if not t.params:
                 continue
-            cfg = canonical(KernelConfig(**t.params), head_dim)
+            cfg = KernelConfig(**t.params).canonical(head_dim)
             if trial_ran(t):
                 ran.setdefault(cfg, t)
                 if t.state == optuna.trial.TrialState.COMPLETE:
@@ -264,7 +259,7 @@ def search(plan: SearchPlan, worker: IsolatedWorker, seed_offset: int,
                 continue
             trial = study.ask(DISTRIBUTIONS)
             trial.set_user_attr("searcher", seed_offset)
-            cfg = canonical(KernelConfig(**trial.params), w.head_dim)
+            cfg = KernelConfig(**trial.params).canonical(w.head_dim)
             reason = bucket_reason(cfg, w, plan.gpu.arch)
             if reason is not None:
                 trial.set_user_attr("rejected_by_rules", True)  # never compiled

@@ -32,7 +32,6 @@ from vitune.tuner.loop import (
     SearchPlan,
     bucket_configs,
     bucket_reason,
-    canonical,
     make_sampler,
     measure,
     open_storage,
@@ -133,7 +132,7 @@ def plan_bucket(workload: Workload, gpu: GpuIdentity, opts: TuneOptions
     default = default_config(workload.head_dim, dtype, gpu.arch, workload.max_seqlen)
     first = []
     for cfg in [default, sglang_style_config(workload.head_dim), *opts.known_winners]:
-        cfg = canonical(cfg, workload.head_dim)
+        cfg = cfg.canonical(workload.head_dim)
         if bucket_reason(cfg, workload, gpu.arch) is None and cfg not in first:
             first.append(cfg)
     plan = SearchPlan(workload, gpu, study_name, sampler, opts.storage, trials, opts.timeout_s,
@@ -185,9 +184,9 @@ def _crown(study: optuna.Study, plan: SearchPlan, worker: IsolatedWorker,
               "rejected": sum(bool(t.user_attrs.get("rejected_by_rules")) for t in trials),
               "repeats": sum("repeat_of" in t.user_attrs for t in trials)}
     # The built-in default is re-timed in the same batch, so "vs default" is like for like.
-    top = [canonical(KernelConfig(**t.params), workload.head_dim)
+    top = [KernelConfig(**t.params).canonical(workload.head_dim)
            for t in complete[:RETIME_TOP]]
-    candidates = [cfg for cfg in dict.fromkeys([*top, canonical(default, workload.head_dim)])
+    candidates = [cfg for cfg in dict.fromkeys([*top, default.canonical(workload.head_dim)])
                   if check_config(cfg, workload.head_dim, workload.torch_dtype, gpu.arch)
                   is None]
     band = band_workloads(workload)
@@ -205,7 +204,7 @@ def _crown(study: optuna.Study, plan: SearchPlan, worker: IsolatedWorker,
     whole = {cfg: r for cfg, r in rates.items() if len(r) == len(band)}
     best_cfg = max(whole, key=lambda c: math.prod(whole[c]), default=None)
     best_tflops = whole[best_cfg][-1] if best_cfg else None
-    default_rates = whole.get(canonical(default, workload.head_dim))
+    default_rates = whole.get(default.canonical(workload.head_dim))
     default_tflops = default_rates[-1] if default_rates else None
     retimed = time.time()
     peers = {}

@@ -50,10 +50,8 @@ class Launch(NamedTuple):  # (a tuple: built on every direct launch, cheaply)
 def plan_launch(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, out: torch.Tensor,
                 cu_seqlens: torch.Tensor | None, scale: float, cfg: KernelConfig) -> Launch:
     """Everything `run_launch` passes besides the tensors, from their shapes and strides."""
-    if cfg.windows:
-        if cu_seqlens is not None:
-            return _plan_windows(q, k, v, out, cu_seqlens, scale, cfg)
-        cfg = replace(cfg, windows=False)  # batched input: the same tiles, tile by tile
+    if cfg.windows and cu_seqlens is None:  # batched input: the same tiles, tile by tile
+        cfg = replace(cfg, windows=False)
     if cu_seqlens is not None:
         batch, (seq_len, heads, head_dim) = 1, q.shape
         n_segments = cu_seqlens.numel() - 1
@@ -63,8 +61,19 @@ def plan_launch(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, out: torch.Te
         n_segments = 1
         strides = [(x.stride(0), x.stride(1), x.stride(2)) for x in (q, k, v, out)]
     rows = batch * seq_len if heads else 0
-    n_m_blocks = triton.cdiv(seq_len, cfg.block_m)
     unit = stride_unit(strides)
+    if cfg.windows:
+        # The window kernel (windows.py): PROGRAMS_PER_SM programs per multiprocessor, or
+        # one per (segment, head) item where there are fewer; no batch strides.
+        constants = kernel_constants(cfg, head_dim, q.dtype, True, unit)
+        programs = min(n_segments * heads, multiprocessors(q.device) * PROGRAMS_PER_SM)
+        return Launch(config=cfg, grid=(max(programs, 1),),
+                      scalars=(seq_len, n_segments, heads,
+                               *(s // unit for _, t, h in strides for s in (t, h)),
+                               scale * LOG2E),
+                      constants=constants, pointer_constants=constants, rows=rows,
+                      varlen=True)
+    n_m_blocks = triton.cdiv(seq_len, cfg.block_m)
     if cfg.tma and not tma_geometry_ok(k, v, rows):  # the same tiles through pointer loads
         cfg = replace(cfg, tma=False)
     varlen = cu_seqlens is not None
@@ -77,23 +86,6 @@ def plan_launch(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, out: torch.Te
         pointer_constants=kernel_constants(replace(cfg, tma=False), head_dim, q.dtype,
                                            varlen, unit) if cfg.tma else constants,
         rows=rows, varlen=varlen)
-
-
-def _plan_windows(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, out: torch.Tensor,
-                  cu_seqlens: torch.Tensor, scale: float, cfg: KernelConfig) -> Launch:
-    """The window kernel's launch (windows.py): a grid of PROGRAMS_PER_SM programs per
-    multiprocessor, or one per (segment, head) item where there are fewer."""
-    seq_len, heads, head_dim = q.shape
-    n_segments = cu_seqlens.numel() - 1
-    strides = [(0, x.stride(0), x.stride(1)) for x in (q, k, v, out)]
-    unit = stride_unit(strides)
-    constants = kernel_constants(cfg, head_dim, q.dtype, True, unit)
-    programs = min(n_segments * heads, multiprocessors(q.device) * PROGRAMS_PER_SM)
-    return Launch(config=cfg, grid=(max(programs, 1),),
-                  scalars=(seq_len, n_segments, heads,
-                           *(s // unit for _, t, h in strides for s in (t, h)), scale * LOG2E),
-                  constants=constants, pointer_constants=constants,
-                  rows=seq_len if heads else 0, varlen=True)
 
 
 @functools.cache
