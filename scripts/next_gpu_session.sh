@@ -95,15 +95,18 @@ case "${STAGE:-tests}" in
               --out /tmp/vt/tpe2; }
     if [ "${ORDER:-12}" = 21 ]; then two; one; else one; two; fi ;;
   duo4)  # on one 2-GPU machine: 1 then 2 GPUs, then 2 then 1 (~9 min): a ratio with a
-    # spread, both orders, warm file caches for all four runs
+    # spread, both orders, warm file caches for all runs. RUNS: name:workers[:compile
+    # jobs per search process] each (two calls of a 10-minute limit: split the list)
     python3 -c "import vitune.cli"
-    for run in tpe1a:1:/tmp/vt/tpe1a tpe2a:gpus:/tmp/vt/tpe2a tpe2b:gpus:/tmp/vt/tpe2b \
-               tpe1b:1:/tmp/vt/tpe1b; do
-      IFS=: read -r name workers out <<< "$run"
-      TRITON_CACHE_DIR=/tmp/triton-$name tune_run "$name" 250 --workers "$workers" --out "$out"
+    runs=${RUNS:-tpe1a:1 tpe2a:gpus tpe2b:gpus tpe1b:1}
+    for run in $runs; do
+      IFS=: read -r name workers jobs <<< "$run"
+      TRITON_CACHE_DIR=/tmp/triton-$name tune_run "$name" 250 --workers "$workers" \
+        --out "/tmp/vt/$name" ${jobs:+--compile-jobs "$jobs"}
     done
-    for name in tpe1a tpe2a tpe2b tpe1b; do
-      echo "$name $(awk 'NR==1 {s=$2} /^ended/ {e=$2} END {printf "%.1f s", e - s}' \
+    for run in $runs; do
+      name=${run%%:*}
+      echo "$run $(awk 'NR==1 {s=$2} /^ended/ {e=$2} END {printf "%.1f s", e - s}' \
         "$DB/$name.log")"
     done ;;
   duosweep)  # the window bucket's sweep, the searches against it, the tuned lengths bench

@@ -76,6 +76,35 @@ def test_a_compiled_kernel_worker_is_forked_with_its_own_environment(monkeypatch
         ._ctx.get_start_method() == "spawn"  # noqa: SLF001
 
 
+def test_a_search_process_forks_its_first_workers_itself():
+    """fork_first: a single-threaded process (a search process fresh from the fork server)
+    forks its first worker itself; once it has threads, replacements and new workers come
+    from the fork server (forking a threaded process risks a deadlock)."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = ("import os, threading, time\n"
+            "from vitune.tuner.isolation import IsolatedWorker\n"
+            "w = IsolatedWorker('worker_targets:misbehave', {}, fork_first=True)\n"
+            "first = w.call('ok', 120).value\n"
+            "threading.Thread(target=time.sleep, args=(60,), daemon=True).start()\n"
+            "assert not w.call('crash', 120).ok\n"
+            "again = w.call('ok', 120).value\n"
+            "late = IsolatedWorker('worker_targets:misbehave', {}, fork_first=True)\n"
+            "third = late.call('ok', 120).value\n"
+            "print([v['ppid'] == os.getpid() for v in (first, again, third)])\n"
+            "w.close(); late.close()\n")
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    env["PYTHONPATH"] = os.pathsep.join([str(Path(__file__).resolve().parent),
+                                         env.get("PYTHONPATH", "")])
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env=env, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split("\n")[-2] == "[True, False, False]"
+
+
 def test_ctrl_c_is_left_to_the_parent():
     """A worker ignores SIGINT (Ctrl-C reaches the whole process group; the parent stops
     its workers), so it neither dies mid-trial nor prints a traceback of its own."""

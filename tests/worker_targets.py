@@ -17,7 +17,8 @@ def misbehave(payload):
         time.sleep(8)
     if payload == "raise":
         raise ValueError("wrong result: relative error 1.0")
-    return {"pid": os.getpid(), "interpret": os.environ.get("TRITON_INTERPRET")}
+    return {"pid": os.getpid(), "ppid": os.getppid(),
+            "interpret": os.environ.get("TRITON_INTERPRET")}
 
 
 _warmed_at = None

@@ -27,11 +27,13 @@ class CompilePool:
     """`jobs` compile processes; `compile(requests)` takes at most `jobs` requests."""
 
     def __init__(self, jobs: int, env: dict[str, str] | None = None,
-                 timeout_s: float = 300) -> None:
+                 timeout_s: float = 300, fork_first: bool = False) -> None:
+        """`fork_first`: as IsolatedWorker's, for every compile process."""
         self.jobs = jobs
         self._timeout_s = timeout_s
         # started now, so their imports and CUDA start-up overlap the caller's own
-        self._workers = [IsolatedWorker("vitune.tuner.trial:precompile", env, WARM_UP)
+        self._workers = [IsolatedWorker("vitune.tuner.trial:precompile", env, WARM_UP,
+                                        fork_first=fork_first)
                          for _ in range(jobs)]
         for worker in self._workers:
             worker.start()

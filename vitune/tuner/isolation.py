@@ -115,14 +115,21 @@ class IsolatedWorker:
     """Calls `target` ("module:function") on payloads in a child process."""
 
     def __init__(self, target: str, env: dict[str, str] | None = None,
-                 warm_up: str | None = None, start_method: str | None = None) -> None:
+                 warm_up: str | None = None, start_method: str | None = None,
+                 fork_first: bool = False) -> None:
         """`warm_up` ("module:function") runs once as the process starts, e.g. importing
         torch and starting CUDA, so that start() can overlap them with other work.
-        `start_method` "spawn" or "forkserver" overrides the choice made from `env`."""
+        `start_method` "spawn" or "forkserver" overrides the choice made from `env`.
+        `fork_first`: where workers come from a fork server, fork the first one straight
+        from this process instead, if it still has a single thread (a search process just
+        forked from the fork server: torch imported, no CUDA, no threads), which spares it
+        starting a fork server of its own first; later ones (after a crash) come from the
+        fork server, since this process has threads by then."""
         self._target = target
         self._env = dict(env or {})
         self._warm_up = warm_up
         self._ctx = mp.get_context(start_method) if start_method else process_context(self._env)
+        self._fork_next = fork_first and self._ctx.get_start_method() == "forkserver"
         self._proc = None
         self._conn = None
 
@@ -132,13 +139,17 @@ class IsolatedWorker:
             self._start()
 
     def _start(self) -> None:
-        parent, child = self._ctx.Pipe()
-        self._proc = self._ctx.Process(target=_serve, daemon=True,
-                                       args=(child, self._target, self._env, self._warm_up))
+        ctx = self._ctx
+        if self._fork_next and threading.active_count() == 1:
+            ctx = mp.get_context("fork")
+        self._fork_next = False
+        parent, child = ctx.Pipe()
+        self._proc = ctx.Process(target=_serve, daemon=True,
+                                 args=(child, self._target, self._env, self._warm_up))
         # A spawned child inherits the environment at start, before it re-imports anything
         # (such as triton, which reads TRITON_INTERPRET when kernels are defined). The fork
         # server keeps this process's own (a forked child applies its env in _serve).
-        spawned = self._ctx.get_start_method() == "spawn"
+        spawned = ctx.get_start_method() == "spawn"
         saved = {k: os.environ.get(k) for k in self._env} if spawned else {}
         os.environ.update(self._env if spawned else {})
         try:

@@ -1,6 +1,6 @@
 """Extra search processes, one per extra GPU, alive for a whole `vitune tune` run.
 
-Each member starts its trial worker (CUDA context, compiled kernels) and its compile pool
+Each member forks its trial worker (CUDA context, compiled kernels) and its compile pool
 at once and keeps them warm from bucket to bucket, so a second GPU adds throughput from
 the first bucket on. Members run the same loop as the main process on the same study (the
 storage coordinates them) and take the buckets in the order given, each as soon as they
@@ -35,13 +35,17 @@ def _member_main(env: dict[str, str], index: int, compile_jobs: int, timeout_s: 
                  inbox: mp.Queue, done: mp.Queue, log_level: int = logging.WARNING) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C: the main process stops members
     logging.basicConfig(level=log_level, format=LOG_FORMAT)
-    start_fork_server()
     with contextlib.ExitStack() as stack:
+        # Forked from this process (torch imported, no CUDA, one thread yet): the fork
+        # server of its own that it would first have to start (torch imported again)
+        # delayed this process's first trials by 4.7 s on 2 x H100 (docs/perf-notes.md).
         worker = stack.enter_context(IsolatedWorker("vitune.tuner.trial:run_trial", env,
-                                                    WARM_UP))
+                                                    WARM_UP, fork_first=True))
         worker.start()
-        compiler = stack.enter_context(CompilePool(compile_jobs, env, timeout_s)) \
+        compiler = stack.enter_context(CompilePool(compile_jobs, env, timeout_s,
+                                                   fork_first=True)) \
             if compile_jobs else None
+        start_fork_server()  # for the workers that replace crashed ones
         log.info("search process %d: trial worker and %d compile processes starting",
                  index, compile_jobs)
         while (plan := inbox.get()) is not None:
