@@ -103,6 +103,7 @@ case "${STAGE:-tests}" in
       IFS=: read -r name workers jobs <<< "$run"
       TRITON_CACHE_DIR=/tmp/triton-$name tune_run "$name" 250 --workers "$workers" \
         --out "/tmp/vt/$name" ${jobs:+--compile-jobs "$jobs"}
+      for f in /tmp/vt/"$name"/*.yaml; do cp "$f" "$DB/$name-${f##*/}"; done
     done
     for run in $runs; do
       name=${run%%:*}

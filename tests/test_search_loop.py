@@ -5,6 +5,7 @@ compiles go in rounds."""
 
 import dataclasses
 import time
+from concurrent.futures import Future
 
 import optuna
 import pytest
@@ -100,6 +101,12 @@ class FakeCompiler:
         self.rounds.append(len(requests))
         return [Outcome(False, reason="out of resources: shared memory") if i % 2 else
                 Outcome(True, {"compile_s": 0.5}) for i in range(len(requests))]
+
+    def submit(self, requests):
+        futures = [Future() for _ in requests]
+        for future, outcome in zip(futures, self.compile(requests), strict=True):
+            future.set_result(outcome)
+        return futures
 
 
 def test_configs_compile_in_rounds_and_compile_failures_are_failed_trials(tmp_path):
@@ -308,6 +315,41 @@ def test_each_round_logs_its_compile_and_timing_seconds(tmp_path, caplog):
               for r in caplog.records]
     rounds = [(int(m[1]), float(m[2])) for m in rounds if m]
     assert sum(n for n, _ in rounds) == 4 and all(s >= 0.2 for _, s in rounds)
+
+
+def test_configs_are_timed_as_their_compiles_finish(tmp_path):
+    """The GPU does not wait for a round's slowest compile: each config is checked and
+    timed as soon as its own compile is done, fastest compile first."""
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    class StaggeredCompiler(FakeCompiler):  # request i compiles in (jobs - i) x 0.3 s
+        def __init__(self):
+            super().__init__()
+            self.threads = ThreadPoolExecutor(self.jobs)
+            self.done_at = {}
+
+        def submit(self, requests):
+            def compile_one(i, cfg):
+                time.sleep((len(requests) - i) * 0.3)
+                self.done_at[cfg] = time.perf_counter()
+                return Outcome(True, {"compile_s": 0.1})
+            return [self.threads.submit(compile_one, i, KernelConfig.from_dict(r.config))
+                    for i, r in enumerate(requests)]
+
+    class ClockedWorker(FakeWorker):
+        def call(self, req, timeout_s):
+            if req.backend != PREPARE:
+                self.timed_at = [*getattr(self, "timed_at", []), time.perf_counter()]
+            return super().call(req, timeout_s)
+
+    plan = make_plan(tmp_path, BIG_FP32, "random", budget=3)
+    compiler, worker = StaggeredCompiler(), ClockedWorker()
+    loop.search(plan, worker, seed_offset=0, compiler=compiler)
+    by_compile = sorted(compiler.done_at, key=compiler.done_at.get)
+    assert worker.ran == by_compile  # (the batch asked them in the other order)
+    assert worker.timed_at[0] < max(compiler.done_at.values())
+    compiler.threads.shutdown()
 
 
 class EvenCompiler(FakeCompiler):

@@ -9,7 +9,7 @@ Triton's on-disk cache; the timing worker then loads each binary instead of comp
 from __future__ import annotations
 
 import os
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 
 from vitune.tuner.isolation import IsolatedWorker, Outcome
 from vitune.tuner.trial import WARM_UP, TrialRequest
@@ -24,7 +24,7 @@ def default_compile_jobs(searchers: int = 1) -> int:
 
 
 class CompilePool:
-    """`jobs` compile processes; `compile(requests)` takes at most `jobs` requests."""
+    """`jobs` compile processes; `submit` and `compile` take at most `jobs` requests."""
 
     def __init__(self, jobs: int, env: dict[str, str] | None = None,
                  timeout_s: float = 300, fork_first: bool = False) -> None:
@@ -39,16 +39,22 @@ class CompilePool:
             worker.start()
         self._threads = ThreadPoolExecutor(jobs)
 
-    def compile(self, requests: list[TrialRequest]) -> list[Outcome]:
+    def submit(self, requests: list[TrialRequest]) -> list[Future[Outcome]]:
+        """Start compiling every request at once; each future is done when its compile is,
+        so a caller can time the first configs while the rest still compile."""
         if len(requests) > self.jobs:
             raise ValueError(f"{len(requests)} requests for {self.jobs} compile processes")
         # Request i goes to worker i: each worker serves one thread at a time.
-        return list(self._threads.map(
-            lambda i: self._workers[i].call(requests[i], self._timeout_s),
-            range(len(requests))))
+        return [self._threads.submit(self._workers[i].call, request, self._timeout_s)
+                for i, request in enumerate(requests)]
+
+    def compile(self, requests: list[TrialRequest]) -> list[Outcome]:
+        return [future.result() for future in self.submit(requests)]
 
     def close(self) -> None:
-        self._threads.shutdown()
+        # (compiles still running are abandoned: their workers are killed, which ends the
+        # threads waiting on them)
+        self._threads.shutdown(wait=False, cancel_futures=True)
         for worker in self._workers:
             worker.close()
 

@@ -22,8 +22,8 @@ import logging
 import random
 import time
 import warnings
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterator
+from concurrent.futures import as_completed
 from dataclasses import dataclass, replace
 
 import optuna
@@ -366,25 +366,34 @@ def _tell_repeat(study: optuna.Study, trial: optuna.Trial,
     _tell(study, trial, earlier.value if ok else 0.0)
 
 
-def _compile(plan: SearchPlan, worker: IsolatedWorker, compiler,
-             batch: list[tuple[optuna.Trial, KernelConfig]]) -> list[Outcome | None]:
-    """The batch's kernels compiled at once. Meanwhile the idle timing worker builds the
-    bucket's inputs and reference (kept after its first round), which it would otherwise
-    build after the compiles, before the first timing."""
+def _compiled(plan: SearchPlan, worker: IsolatedWorker, compiler,
+              batch: list[tuple[optuna.Trial, KernelConfig]], finished: list[float]
+              ) -> Iterator[tuple[optuna.Trial, KernelConfig, Outcome | None]]:
+    """The batch's trials with their compile outcomes, in the order the compiles finish
+    (each one's perf_counter() then appended to `finished`): the GPU checks and times the
+    first configs while the others still compile (a round waited for its slowest compile
+    before: 2-5 s of idle GPU a round, docs/perf-notes.md). Before the first, the idle
+    timing worker builds the bucket's inputs and reference (kept after its first round)."""
     if not compiler:
-        return [None] * len(batch)
-    with ThreadPoolExecutor(1) as side:
-        compiling = side.submit(compiler.compile, [request(plan, cfg) for _, cfg in batch])
-        worker.call(request(plan, None, PREPARE), plan.trial_timeout_s)  # (fails: trials say)
-        return compiling.result()
+        for trial, cfg in batch:
+            yield trial, cfg, None
+        return
+    futures = compiler.submit([request(plan, cfg) for _, cfg in batch])
+    for future in futures:
+        future.add_done_callback(lambda _: finished.append(time.perf_counter()))
+    worker.call(request(plan, None, PREPARE), plan.trial_timeout_s)  # (fails: trials say)
+    index = {future: i for i, future in enumerate(futures)}
+    for future in as_completed(futures):
+        trial, cfg = batch[index[future]]
+        yield trial, cfg, future.result()
 
 
 def _run_batch(study: optuna.Study, plan: SearchPlan, worker: IsolatedWorker, compiler,
                batch: list[tuple[optuna.Trial, KernelConfig]]) -> None:
     round_started = time.perf_counter()
-    compiled = _compile(plan, worker, compiler, batch)
-    compiled_at = time.perf_counter()
-    for (trial, cfg), pre in zip(batch, compiled, strict=True):
+    compiles_finished: list[float] = []
+    timing_s = 0.0
+    for trial, cfg, pre in _compiled(plan, worker, compiler, batch, compiles_finished):
         outcome = None
         if pre is not None and not pre.ok:
             reason = f"compile: {pre.reason}"
@@ -394,6 +403,7 @@ def _run_batch(study: optuna.Study, plan: SearchPlan, worker: IsolatedWorker, co
             started = time.perf_counter()
             outcome = measure(worker, plan, cfg)
             trial.set_user_attr("wall_s", round(time.perf_counter() - started, 2))
+            timing_s += time.perf_counter() - started
             reason = None if outcome.ok else outcome.reason
         if outcome is not None and outcome.ok:
             trial.set_user_attr("median_ms", outcome.value["median_ms"])
@@ -402,6 +412,7 @@ def _run_batch(study: optuna.Study, plan: SearchPlan, worker: IsolatedWorker, co
             trial.set_user_attr("reason", reason)
             _tell(study, trial, state=optuna.trial.TrialState.FAIL)
             log.debug("%s %s failed: %s", plan.study_name, cfg.short(), reason)
-    log.info("%s: a round of %d compiled in %.1f s, checked and timed in %.1f s",
-             plan.study_name, len(batch), compiled_at - round_started,
-             time.perf_counter() - compiled_at)
+    log.info("%s: a round of %d compiled in %.1f s, checked and timed in %.1f s, %.1f s in "
+             "all", plan.study_name, len(batch),
+             max(compiles_finished, default=round_started) - round_started, timing_s,
+             time.perf_counter() - round_started)
