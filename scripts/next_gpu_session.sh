@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# GPU work in stages that each fit one device call (10 min). The eighth session ran
-# segments (the window kernel), retune, heads, tests and benches on an H100, and duo on
-# 2 x H100; next (docs/perf-notes.md, "eighth session"): retune on an H200 (h200.yaml
-# predates the window kernel), duo4 on two GPUs for issue 3, and window-kernel variants
-# for the head dims where it stays furthest from the floor (72, 88).
+# GPU work in stages that each fit one device call (10 min). The ninth session ran duo4
+# on 2 x H200 (issue 3: 1.70x on the means) and shipped h200.yaml from it; next
+# (docs/perf-notes.md, "ninth session"): duo4 again on two GPUs with the duplicate-config
+# fix (loop.settle_round), the lengths bench with the new h200.yaml, retune on an H100
+# (the tuner is faster since configs are timed as their compiles finish), heads on an
+# H200, and window-kernel variants for head dims 72 and 88.
 #   STAGE=spread    one H100, ~3 min: window configs timed in fresh workers by the tuner's
 #                   events, under CUDA graphs, and host time per call
 #   STAGE=timer     after a change to the GPU timer (vitune/tuner/measure.py): its GPU test

@@ -175,6 +175,14 @@ def request(plan: SearchPlan, cfg: KernelConfig | None, backend: str = "triton"
                         plan.gpu.is_interpreter, plan.rep_ms)
 
 
+def _running(t: optuna.trial.FrozenTrial, now: datetime.datetime, stale_after_s: float
+             ) -> bool:
+    """Running now: RUNNING and started less than stale_after_s ago (an older one was left
+    by a killed run)."""
+    return (t.state == optuna.trial.TrialState.RUNNING and t.datetime_start is not None
+            and (now - t.datetime_start).total_seconds() < stale_after_s)
+
+
 @dataclass
 class _Seen:
     """What the study holds: configs that ran (with the trial), configs running elsewhere
@@ -188,11 +196,13 @@ class _Seen:
 
     @classmethod
     def of(cls, study: optuna.Study, head_dim: int, stale_after_s: float,
-           since: float | None = None) -> _Seen:
+           since: float | None = None,
+           trials: list[optuna.trial.FrozenTrial] | None = None) -> _Seen:
+        """From the study's trials (or these, read from it already)."""
         ran, running, running_now, busy, best = {}, set(), 0, set(), None
-        now = datetime.datetime.now()
         this_run = None if since is None else datetime.datetime.fromtimestamp(since)
-        for t in study.get_trials(deepcopy=False):
+        now = datetime.datetime.now()
+        for t in study.get_trials(deepcopy=False) if trials is None else trials:
             if not t.params:
                 continue
             cfg = KernelConfig(**t.params).canonical(head_dim)
@@ -200,8 +210,7 @@ class _Seen:
                 ran.setdefault(cfg, t)
                 if t.state == optuna.trial.TrialState.COMPLETE:
                     best = t.value if best is None else max(best, t.value)
-            elif (t.state == optuna.trial.TrialState.RUNNING and t.datetime_start
-                  and (now - t.datetime_start).total_seconds() < stale_after_s):
+            elif _running(t, now, stale_after_s):
                 running.add(cfg)  # (older ones are left over from a killed run)
                 if this_run is not None and t.datetime_start >= this_run:
                     running_now += 1
@@ -249,6 +258,7 @@ def search(plan: SearchPlan, worker: IsolatedWorker, seed_offset: int,
         chosen = [c for c in plan.first if c in fresh_set]
         chosen += neighbours_of_best(seen.ran, fresh_set, REFINE_TOP, w.head_dim) \
             if refining else []
+        chosen = deal(chosen, seed_offset, plan.searchers)
         while len(batch) < min(compiler.jobs if compiler else 1, share, len(fresh)):
             taken = {cfg for _, cfg in batch}
             pick = next((c for c in chosen if c not in taken), None)
@@ -272,36 +282,60 @@ def search(plan: SearchPlan, worker: IsolatedWorker, seed_offset: int,
             else:
                 batch.append((trial, cfg))
                 nothing_new = 0
-        if plan.searchers > 1 and room <= len(batch) * plan.searchers:  # the bucket's end
-            batch = trim_to_budget(study, plan, batch, stale_after)
+        if plan.searchers > 1:
+            batch = settle_round(study, plan, batch, stale_after)
         _run_batch(study, plan, worker, compiler, batch)
 
 
-def trim_to_budget(study: optuna.Study, plan: SearchPlan,
-                   batch: list[tuple[optuna.Trial, KernelConfig]], stale_after_s: float
-                   ) -> list[tuple[optuna.Trial, KernelConfig]]:
-    """Search processes that build their last rounds at the same time all see the same
-    room (asking for a round's trials takes about a second), and together overshoot the
-    budget: the window bucket ran 140 trials of 128 on 2 x H100. Looked at again once the
-    round's trials exist, each process keeps its share (in proportion to its running
-    trials) of what the budget leaves; the rest are told FAIL, marked `not_run`, never
-    compiled and not counted, and their configs are free again. Shares round the cut
-    down: never below the budget (processes that all cut one trial of a last one would
-    leave it to none, round after round)."""
-    seen = _Seen.of(study, plan.workload.head_dim, stale_after_s, plan.since)
-    over = len(seen.ran) + seen.running_now - plan.budget
-    if over <= 0 or not seen.running_now:
+def settle_round(study: optuna.Study, plan: SearchPlan,
+                 batch: list[tuple[optuna.Trial, KernelConfig]], stale_after_s: float
+                 ) -> list[tuple[optuna.Trial, KernelConfig]]:
+    """Search processes that build rounds at the same time build them from the same view
+    of the study (asking for a round's trials takes a fraction of a second). Looked at
+    again once this round's trials exist:
+    - a config another process started too stays with the earlier trial (2 x H200: up to
+      14 trials a bucket ran twice, both processes refining the same neighbours);
+    - at the bucket's end, where together they overshoot the budget (the window bucket
+      ran 140 trials of 128 on 2 x H100), this process keeps its share (in proportion to
+      its running trials) of what the budget leaves. Shares round the cut down: never
+      below the budget (processes that all cut one trial of a last one would leave it to
+      none, round after round).
+    The rest are told FAIL, marked `not_run`, never compiled and not counted; configs cut
+    for the budget are free again."""
+    trials = study.get_trials(deepcopy=False)
+    mine = {trial.number for trial, _ in batch}
+    now, head_dim = datetime.datetime.now(), plan.workload.head_dim
+    first_trial: dict[KernelConfig, int] = {}  # config -> its earliest trial of others
+    for t in trials:
+        if t.params and t.number not in mine and (trial_ran(t) or _running(t, now,
+                                                                           stale_after_s)):
+            cfg = KernelConfig(**t.params).canonical(head_dim)
+            first_trial[cfg] = min(first_trial.get(cfg, t.number), t.number)
+    twice = [(trial, cfg) for trial, cfg in batch
+             if first_trial.get(cfg, trial.number) < trial.number]
+    _drop(study, plan, twice, "another search process started this config at the same time")
+    batch = [item for item in batch if item not in twice]
+    seen = _Seen.of(study, head_dim, stale_after_s, plan.since, trials)
+    running_now = seen.running_now - len(twice)
+    over = len(seen.ran) + running_now - plan.budget
+    if over <= 0 or not running_now:
         return batch
-    cut = min(len(batch), over * len(batch) // seen.running_now)
-    if cut:  # (the configs chosen first, then the sampler's, come first: they stay)
-        for trial, _ in batch[len(batch) - cut:]:
-            trial.set_user_attr("not_run", True)
-            trial.set_user_attr("reason", "over the budget: other search processes took "
-                                          "its room at the same time")
-            _tell(study, trial, state=optuna.trial.TrialState.FAIL)
-        log.info("%s: %d trials over the budget dropped before compiling", plan.study_name,
-                 cut)
+    # (the configs chosen first, then the sampler's, come first: they stay)
+    cut = min(len(batch), over * len(batch) // running_now)
+    _drop(study, plan, batch[len(batch) - cut:],
+          "over the budget: other search processes took its room at the same time")
     return batch[:len(batch) - cut]
+
+
+def _drop(study: optuna.Study, plan: SearchPlan,
+          dropped: list[tuple[optuna.Trial, KernelConfig]], reason: str) -> None:
+    for trial, _ in dropped:
+        trial.set_user_attr("not_run", True)
+        trial.set_user_attr("reason", reason)
+        _tell(study, trial, state=optuna.trial.TrialState.FAIL)
+    if dropped:
+        log.info("%s: %d trials dropped before compiling: %s", plan.study_name,
+                 len(dropped), reason)
 
 
 def ask_for(study: optuna.Study, cfg: KernelConfig, searcher: int = 0) -> optuna.Trial:
@@ -317,6 +351,15 @@ def ask_for(study: optuna.Study, cfg: KernelConfig, searcher: int = 0) -> optuna
     storage = study._storage  # noqa: SLF001 (Optuna has no public way to add a running trial)
     trial_id = storage.create_new_trial(study._study_id, template_trial=template)  # noqa: SLF001
     return optuna.Trial(study, trial_id)
+
+
+def deal(configs: list[KernelConfig], searcher: int, searchers: int) -> list[KernelConfig]:
+    """This searcher's turn of the configs first (every searchers-th, from its index), then
+    the others': processes building rounds from the same view take different configs."""
+    if searchers <= 1:
+        return configs
+    own = configs[searcher % searchers::searchers]
+    return own + [c for c in configs if c not in set(own)]
 
 
 def neighbours_of_best(ran: dict[KernelConfig, optuna.trial.FrozenTrial],
