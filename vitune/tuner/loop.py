@@ -284,7 +284,8 @@ def search(plan: SearchPlan, worker: IsolatedWorker, seed_offset: int,
                 nothing_new = 0
         if plan.searchers > 1:
             batch = settle_round(study, plan, batch, stale_after)
-        _run_batch(study, plan, worker, compiler, batch)
+        if batch:
+            _run_batch(study, plan, worker, compiler, batch)
 
 
 def settle_round(study: optuna.Study, plan: SearchPlan,
@@ -359,7 +360,8 @@ def deal(configs: list[KernelConfig], searcher: int, searchers: int) -> list[Ker
     if searchers <= 1:
         return configs
     own = configs[searcher % searchers::searchers]
-    return own + [c for c in configs if c not in set(own)]
+    taken = set(own)
+    return own + [c for c in configs if c not in taken]
 
 
 def neighbours_of_best(ran: dict[KernelConfig, optuna.trial.FrozenTrial],
