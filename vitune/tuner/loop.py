@@ -175,34 +175,25 @@ def request(plan: SearchPlan, cfg: KernelConfig | None, backend: str = "triton"
                         plan.gpu.is_interpreter, plan.rep_ms)
 
 
-def _running(t: optuna.trial.FrozenTrial, now: datetime.datetime, stale_after_s: float
-             ) -> bool:
-    """Running now: RUNNING and started less than stale_after_s ago (an older one was left
-    by a killed run)."""
-    return (t.state == optuna.trial.TrialState.RUNNING and t.datetime_start is not None
-            and (now - t.datetime_start).total_seconds() < stale_after_s)
-
-
 @dataclass
 class _Seen:
-    """What the study holds: configs that ran (with the trial), configs running elsewhere
-    (and how many of them this run's search processes started, and which processes)."""
+    """What the study holds: configs that ran (with the first trial that ran each), configs
+    running elsewhere (with the earliest trial running each; how many of them this run's
+    search processes started, and which processes)."""
 
     ran: dict[KernelConfig, optuna.trial.FrozenTrial]
-    running: set[KernelConfig]
+    running: dict[KernelConfig, int]
     running_now: int
     busy: set[int]  # searchers (seed offsets) of this run with trials running
     best: float | None
 
     @classmethod
     def of(cls, study: optuna.Study, head_dim: int, stale_after_s: float,
-           since: float | None = None,
-           trials: list[optuna.trial.FrozenTrial] | None = None) -> _Seen:
-        """From the study's trials (or these, read from it already)."""
-        ran, running, running_now, busy, best = {}, set(), 0, set(), None
-        this_run = None if since is None else datetime.datetime.fromtimestamp(since)
+           since: float | None = None) -> _Seen:
+        ran, running, running_now, busy, best = {}, {}, 0, set(), None
         now = datetime.datetime.now()
-        for t in study.get_trials(deepcopy=False) if trials is None else trials:
+        this_run = None if since is None else datetime.datetime.fromtimestamp(since)
+        for t in study.get_trials(deepcopy=False):  # (in trial number order)
             if not t.params:
                 continue
             cfg = KernelConfig(**t.params).canonical(head_dim)
@@ -210,12 +201,18 @@ class _Seen:
                 ran.setdefault(cfg, t)
                 if t.state == optuna.trial.TrialState.COMPLETE:
                     best = t.value if best is None else max(best, t.value)
-            elif _running(t, now, stale_after_s):
-                running.add(cfg)  # (older ones are left over from a killed run)
+            elif (t.state == optuna.trial.TrialState.RUNNING and t.datetime_start
+                  and (now - t.datetime_start).total_seconds() < stale_after_s):
+                running.setdefault(cfg, t.number)  # (older: left over from a killed run)
                 if this_run is not None and t.datetime_start >= this_run:
                     running_now += 1
                     busy.add(t.user_attrs.get("searcher", -1))
         return cls(ran, running, running_now, busy, best)
+
+    def taken_before(self, cfg: KernelConfig, number: int) -> bool:
+        """Whether a trial earlier than trial `number` ran `cfg` or is running it."""
+        return ((cfg in self.ran and self.ran[cfg].number < number)
+                or self.running.get(cfg, number) < number)
 
 
 def search(plan: SearchPlan, worker: IsolatedWorker, seed_offset: int,
@@ -303,20 +300,10 @@ def settle_round(study: optuna.Study, plan: SearchPlan,
       none, round after round).
     The rest are told FAIL, marked `not_run`, never compiled and not counted; configs cut
     for the budget are free again."""
-    trials = study.get_trials(deepcopy=False)
-    mine = {trial.number for trial, _ in batch}
-    now, head_dim = datetime.datetime.now(), plan.workload.head_dim
-    first_trial: dict[KernelConfig, int] = {}  # config -> its earliest trial of others
-    for t in trials:
-        if t.params and t.number not in mine and (trial_ran(t) or _running(t, now,
-                                                                           stale_after_s)):
-            cfg = KernelConfig(**t.params).canonical(head_dim)
-            first_trial[cfg] = min(first_trial.get(cfg, t.number), t.number)
-    twice = [(trial, cfg) for trial, cfg in batch
-             if first_trial.get(cfg, trial.number) < trial.number]
+    seen = _Seen.of(study, plan.workload.head_dim, stale_after_s, plan.since)
+    twice = [(trial, cfg) for trial, cfg in batch if seen.taken_before(cfg, trial.number)]
     _drop(study, plan, twice, "another search process started this config at the same time")
     batch = [item for item in batch if item not in twice]
-    seen = _Seen.of(study, head_dim, stale_after_s, plan.since, trials)
     running_now = seen.running_now - len(twice)
     over = len(seen.ran) + running_now - plan.budget
     if over <= 0 or not running_now:

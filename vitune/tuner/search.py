@@ -186,7 +186,8 @@ def _crown(study: optuna.Study, plan: SearchPlan, worker: IsolatedWorker,
     # The built-in default is re-timed in the same batch, so "vs default" is like for like.
     top = [KernelConfig(**t.params).canonical(workload.head_dim)
            for t in complete[:RETIME_TOP]]
-    candidates = [cfg for cfg in dict.fromkeys([*top, default.canonical(workload.head_dim)])
+    default = default.canonical(workload.head_dim)
+    candidates = [cfg for cfg in dict.fromkeys([*top, default])
                   if check_config(cfg, workload.head_dim, workload.torch_dtype, gpu.arch)
                   is None]
     band = band_workloads(workload)
@@ -204,7 +205,7 @@ def _crown(study: optuna.Study, plan: SearchPlan, worker: IsolatedWorker,
     whole = {cfg: r for cfg, r in rates.items() if len(r) == len(band)}
     best_cfg = max(whole, key=lambda c: math.prod(whole[c]), default=None)
     best_tflops = whole[best_cfg][-1] if best_cfg else None
-    default_rates = whole.get(default.canonical(workload.head_dim))
+    default_rates = whole.get(default)
     default_tflops = default_rates[-1] if default_rates else None
     retimed = time.time()
     peers = {}
