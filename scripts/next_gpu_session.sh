@@ -38,7 +38,8 @@
 #   STAGE=tests     every GPU test
 # Optuna is not on the device image: run ../shared/device/fetch-wheels.sh here first, carry
 # .whl, and this script installs it. Studies live in results/gpu (name it in carry to resume
-# on a fresh machine); its files (not its folders) are copied to $OUT at the end of a call.
+# on a fresh machine); at the end of a call its logs are copied to $OUT, and all of it
+# packed into $OUT/gpu-results.tgz.
 set -uo pipefail
 OUT=${OUT:-results}; mkdir -p "$OUT"
 if ls .whl/*.whl >/dev/null 2>&1; then
@@ -47,7 +48,8 @@ if ls .whl/*.whl >/dev/null 2>&1; then
 fi
 export PYTHONPATH=$PWD:${PYTHONPATH:-} PYTHONUNBUFFERED=1
 DB=results/gpu; mkdir -p "$DB"
-trap 'cp "$DB"/* "$OUT"/ 2>/dev/null' EXIT
+# (only 8 files come back from a call: the logs, and everything in one archive)
+trap 'tar czf "$OUT/gpu-results.tgz" -C "$DB" . 2>/dev/null; cp "$DB"/*.log "$OUT"/ 2>/dev/null' EXIT
 # Each step has its own time limit, so a slow one leaves time (and $OUT) for the rest.
 step() { local limit=$1; shift; echo "== $* (limit ${limit}s)"; local t0=$SECONDS
          timeout "$limit" "$@"; echo "== rc=$? in $((SECONDS - t0)) s"; }

@@ -23,6 +23,23 @@ def test_worker_survives_crash_hang_and_exception():
         assert after.ok and after.value["pid"] != first.value["pid"]  # a fresh worker
 
 
+def test_send_and_receive_split_a_call_and_stop_then_close_reaps_the_process():
+    """The search loop hands a worker its next config and writes the last result while it
+    runs; a pool stops all its processes, then reaps them."""
+    with IsolatedWorker("worker_targets:misbehave", {"TRITON_INTERPRET": "1"}) as worker:
+        worker.send("ok")
+        first = worker.receive(timeout_s=60)
+        assert first.ok and first.value["interpret"] == "1"
+        worker.send("hang")
+        assert worker.receive(timeout_s=1).reason == "timed out after 1 s"
+        worker.send("ok")  # (a fresh worker)
+        assert worker.receive(timeout_s=60).value["pid"] != first.value["pid"]
+        process = worker._proc  # noqa: SLF001
+        worker.stop()
+        worker.close()
+        assert not process.is_alive() and process.exitcode == -9
+
+
 def test_start_runs_the_warm_up_before_the_first_call(tmp_path):
     """start() spawns the process and runs its warm-up at once (torch, CUDA in a trial
     worker), so it overlaps the caller's work instead of delaying the first trial."""

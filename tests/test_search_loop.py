@@ -31,6 +31,12 @@ class FakeWorker:
         self.prepared = []  # len(self.ran) at each request to build the inputs
         self.fail_block_n = fail_block_n
 
+    def send(self, req):
+        self.sent = req
+
+    def receive(self, timeout_s):
+        return self.call(self.sent, timeout_s)
+
     def call(self, req, timeout_s):
         if req.backend == PREPARE:
             self.prepared.append(len(self.ran))
@@ -291,7 +297,10 @@ def test_a_tuning_run_writes_sqlite_ahead_and_a_reader_leaves_the_file_alone(tmp
     assert read.read_bytes() == before and journal_mode(read) == "delete"
 
     run = tmp_path / "run.db"
-    study = optuna.create_study(storage=loop.open_storage(f"sqlite:///{run}"), study_name="s")
+    storage = loop.open_storage(f"sqlite:///{run}")
+    with storage.engine.connect() as connection:  # commits do not wait for the disk
+        assert connection.exec_driver_sql("PRAGMA synchronous").scalar() == 1  # NORMAL
+    study = optuna.create_study(storage=storage, study_name="s")
     study.enqueue_trial({"x": 1})
     study.optimize(lambda t: t.suggest_int("x", 0, 3), n_trials=1)
     assert journal_mode(run) == "wal"
@@ -311,7 +320,8 @@ def test_each_round_logs_its_compile_and_timing_seconds(tmp_path, caplog):
     plan = make_plan(tmp_path, BIG_FP32, "random", budget=4)
     with caplog.at_level(logging.INFO, logger="vitune.tuner.loop"):
         loop.search(plan, FakeWorker(), seed_offset=0, compiler=SlowCompiler())
-    rounds = [re.search(r"a round of (\d+) compiled in ([-\d.]+) s", r.getMessage())
+    rounds = [re.search(r"a round of (\d+) asked in [\d.]+ s, compiled in ([-\d.]+) s",
+                        r.getMessage())
               for r in caplog.records]
     rounds = [(int(m[1]), float(m[2])) for m in rounds if m]
     assert sum(n for n, _ in rounds) == 4 and all(s >= 0.2 for _, s in rounds)
@@ -350,6 +360,44 @@ def test_configs_are_timed_as_their_compiles_finish(tmp_path):
     assert worker.ran == by_compile  # (the batch asked them in the other order)
     assert worker.timed_at[0] < max(compiler.done_at.values())
     compiler.threads.shutdown()
+
+
+def test_a_result_is_written_while_the_next_config_is_timed(tmp_path):
+    """The GPU does not wait for the study's commits: trial k is told after config k+1 is
+    handed to the worker, and every trial is told by the end of the round."""
+    class WatchingWorker(FakeWorker):
+        told_when_sent = []
+
+        def send(self, req):
+            if req.backend != PREPARE:
+                study = optuna.load_study(study_name="s", storage=plan.storage)
+                self.told_when_sent.append(sum(t.state.is_finished() and "wall_s" in t.user_attrs
+                                               for t in study.trials))
+            super().send(req)
+
+    plan = make_plan(tmp_path, BIG_FP32, "random", budget=4)
+    worker = WatchingWorker()
+    compiler = EvenCompiler()
+    compiler.jobs = 4  # one round
+    loop.search(plan, worker, seed_offset=0, compiler=compiler)
+    assert worker.told_when_sent == [0, 0, 1, 2]  # (k+1's send comes before k's commits)
+    timed = [t for t in trials(plan) if loop.trial_ran(t)]
+    assert len(timed) == 4 and all(t.state.name == "COMPLETE" and t.value > 0
+                                   and {"wall_s", "compile_s", "median_ms"} <= set(t.user_attrs)
+                                   for t in timed)
+
+
+def test_a_timed_result_is_kept_when_the_run_is_interrupted(tmp_path):
+    class InterruptedWorker(FakeWorker):
+        def receive(self, timeout_s):
+            if len(self.ran) == 2:  # Ctrl-C while the third config is timed
+                raise KeyboardInterrupt
+            return super().receive(timeout_s)
+
+    plan = make_plan(tmp_path, BIG_FP32, "random", budget=6)
+    with pytest.raises(KeyboardInterrupt):
+        loop.search(plan, InterruptedWorker(), seed_offset=0, compiler=EvenCompiler())
+    assert sum(t.state.name == "COMPLETE" and loop.trial_ran(t) for t in trials(plan)) == 2
 
 
 class EvenCompiler(FakeCompiler):

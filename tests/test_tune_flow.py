@@ -30,6 +30,9 @@ class FakeWorker:
     def start(self):
         pass
 
+    def stop(self):
+        pass
+
     def __enter__(self):
         return self
 

@@ -8,11 +8,13 @@ import logging
 import os
 import signal
 import sys
+import time
 from pathlib import Path
 
 from vitune.logs import LOG_FORMAT
 from vitune.runtime.atomic import write_atomic
 
+STARTED = time.perf_counter()  # (-v logs say how long a tuning run took to start)
 BACKENDS = ("vitune-auto", "vitune-tuned", "vitune-default", "sglang-style-fixed",
             "sdpa-flash", "sdpa-cudnn", "sdpa-memeff", "sdpa-masked", "varlen_attn", "flash_attn")
 
@@ -251,8 +253,11 @@ def cmd_tune(args: argparse.Namespace) -> int:
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    imported = time.perf_counter()
     gpu = _target_gpu(args.gpu, args.interpret)
-    logging.getLogger(__name__).info("tuning for %s (%s)", gpu.key, gpu.name)
+    logging.getLogger(__name__).info(
+        "tuning for %s (%s): imports took %.1f s, finding the GPU %.1f s", gpu.key, gpu.name,
+        imported - STARTED, time.perf_counter() - imported)
     if args.head_dim or args.seqlens:
         if not (args.head_dim and args.seqlens):
             _fail("--head-dim and --seqlens go together (with --dtype)")

@@ -56,6 +56,8 @@ class CompilePool:
         # threads waiting on them)
         self._threads.shutdown(wait=False, cancel_futures=True)
         for worker in self._workers:
+            worker.stop()  # (all at once: each has a CUDA context to tear down)
+        for worker in self._workers:
             worker.close()
 
     def __enter__(self) -> CompilePool:

@@ -165,9 +165,19 @@ class IsolatedWorker:
         self._conn = parent
 
     def call(self, payload: Any, timeout_s: float) -> Outcome:
+        self.send(payload)
+        return self.receive(timeout_s)
+
+    def send(self, payload: Any) -> None:
+        """Hand the worker a payload and return at once (the caller does other work while
+        it runs); `receive` gets its outcome. One payload at a time."""
         self.start()
-        assert self._conn is not None and self._proc is not None
+        assert self._conn is not None
         self._conn.send(payload)
+
+    def receive(self, timeout_s: float) -> Outcome:
+        """The outcome of the payload sent last, waiting at most `timeout_s` for it."""
+        assert self._conn is not None and self._proc is not None
         if not self._conn.poll(timeout_s):
             self.close()
             return Outcome(False, reason=f"timed out after {timeout_s:.0f} s")
@@ -183,6 +193,12 @@ class IsolatedWorker:
         if "AcceleratorError" in value or "CUDA error" in value:
             self.close()  # the worker's CUDA context is unusable after a device fault
         return Outcome(False, reason=value)
+
+    def stop(self) -> None:
+        """Kill the process without waiting for it to go (close reaps it): processes
+        stopped together tear down their CUDA contexts at the same time, not in turn."""
+        if self._proc is not None and self._proc.is_alive():
+            self._proc.kill()
 
     def close(self) -> None:
         if self._proc is not None:

@@ -45,6 +45,7 @@ def _member_main(env: dict[str, str], index: int, compile_jobs: int, timeout_s: 
         compiler = stack.enter_context(CompilePool(compile_jobs, env, timeout_s,
                                                    fork_first=True)) \
             if compile_jobs else None
+        stack.callback(worker.stop)  # (first: it goes while the compile processes do)
         start_fork_server()  # for the workers that replace crashed ones
         log.info("search process %d: trial worker and %d compile processes starting",
                  index, compile_jobs)
