@@ -115,7 +115,8 @@ class FakeCompiler:
         return futures
 
 
-def test_configs_compile_in_rounds_and_compile_failures_are_failed_trials(tmp_path):
+def test_a_pool_of_configs_compiles_at_once_and_compile_failures_are_failed_trials(
+        tmp_path):
     plan = make_plan(tmp_path, BIG_FP32, "random", budget=5)
     compiler, worker = FakeCompiler(), FakeWorker()
     loop.search(plan, worker, seed_offset=0, compiler=compiler)
@@ -126,14 +127,46 @@ def test_configs_compile_in_rounds_and_compile_failures_are_failed_trials(tmp_pa
     assert failed and all(t.user_attrs["reason"].startswith("compile: out of resources")
                           for t in failed)
     assert all(t.user_attrs["compile_s"] == 0.5 for t in ran if t.state.name == "COMPLETE")
-    # while each round compiles, the timing worker builds the inputs (before any timing)
-    assert len(worker.prepared) == len(compiler.rounds) and worker.prepared[0] == 0
+    # while the first configs compile, the timing worker builds the inputs (once)
+    assert worker.prepared == [0]
 
 
-def test_compile_pool_refuses_more_requests_than_processes():
-    with CompilePool(jobs=1) as pool:
-        with pytest.raises(ValueError, match="2 requests for 1 compile processes"):
-            pool.compile([None, None])
+def test_the_compile_pool_gives_each_request_the_first_free_process(monkeypatch):
+    """More requests than processes wait for one to be free; no process is ever given two
+    at once (the crown's compiles queue behind a search's)."""
+    import threading
+
+    from vitune.tuner import compile_pool
+
+    busy, lock = set(), threading.Lock()
+
+    class SlowProcess:
+        def __init__(self, *args, **kwargs):
+            pass
+
+        def start(self):
+            pass
+
+        def call(self, request, timeout_s):
+            with lock:
+                assert self not in busy
+                busy.add(self)
+            time.sleep(0.05)
+            with lock:
+                busy.discard(self)
+            return Outcome(True, {"request": request, "process": id(self)})
+
+        def stop(self):
+            pass
+
+        def close(self):
+            pass
+
+    monkeypatch.setattr(compile_pool, "IsolatedWorker", SlowProcess)
+    with CompilePool(jobs=2) as pool:
+        outcomes = pool.compile(list(range(7)))
+    assert [o.value["request"] for o in outcomes] == list(range(7))
+    assert len({o.value["process"] for o in outcomes}) == 2
     assert 1 <= default_compile_jobs() <= 8
 
 
@@ -155,18 +188,17 @@ def test_tpe_starts_with_a_third_of_its_budget_at_random():
 @pytest.mark.parametrize("started_by_this_run", [True, False])
 def test_trials_other_processes_run_count_against_the_budget(tmp_path, started_by_this_run):
     """Trials another search process of this run is running count against the budget (so
-    two processes do not both take a full last round); trials left RUNNING by a run that
-    was killed before this one planned the bucket do not."""
-    import time
-
+    two processes do not both fill their pipelines at the end); trials left RUNNING by a
+    run that was killed before this one planned the bucket do not."""
     plan = make_plan(tmp_path, BIG_FP32, "random", budget=5)
-    since = time.time() - (5 if started_by_this_run else -5)
-    plan = dataclasses.replace(plan, since=since)
     study = optuna.load_study(study_name="s", storage=plan.storage)
     elsewhere = list(valid_configs(256, torch.float32, GPU.arch))[:2]
     for cfg in elsewhere:  # asked, never told: running in another process
         study.enqueue_trial(cfg.to_dict())
         study.ask(loop.DISTRIBUTIONS)
+    time.sleep(0.01)
+    since = time.time() - (5 if started_by_this_run else 0)
+    plan = dataclasses.replace(plan, since=since)
     worker = FakeWorker()
     loop.search(plan, worker, seed_offset=0)
     assert len(worker.ran) == (3 if started_by_this_run else 5)
@@ -232,9 +264,9 @@ def test_the_crown_weighs_the_bucket_band_and_reports_the_bucket_shape(tmp_path)
     compiler, ran_before = BandCompiler(), len(worker.ran)
     result = search_module._crown(study, plan, worker, default=valid[3], compiler=compiler)
     assert result.config == steady and result.tflops == 9.0 and result.default_tflops == 0.5
-    # every candidate compiled for the band's other shapes, a pool at a time, before timing
+    # every candidate compiled for the band's other shapes (the pool takes them all at
+    # once: they wait for a free process there), before timing
     compiled = [item for batch in compiler.batches for item in batch]
-    assert max(len(b) for b in compiler.batches) <= compiler.jobs
     assert {(seqlens, cfg) for seqlens, cfg, _ in compiled} == \
         {(shape.seqlens, cfg) for shape in band[:2] for cfg in (spiky, steady, broken, valid[3])}
     assert all(ran == ran_before for *_, ran in compiled)
@@ -307,24 +339,28 @@ def test_a_tuning_run_writes_sqlite_ahead_and_a_reader_leaves_the_file_alone(tmp
     assert optuna.load_study(study_name="s", storage=f"sqlite:///{run}").trials[0].value == 1
 
 
-def test_each_round_logs_its_compile_and_timing_seconds(tmp_path, caplog):
+def test_the_search_logs_where_its_time_went(tmp_path, caplog):
     import logging
     import re
-    import time
+    from concurrent.futures import ThreadPoolExecutor
 
     class SlowCompiler(FakeCompiler):
-        def compile(self, requests):
-            time.sleep(0.2)
-            return [Outcome(True, {"compile_s": 0.2}) for _ in requests]
+        threads = ThreadPoolExecutor(3)
+
+        def submit(self, requests):
+            def compile_one():
+                time.sleep(0.2)
+                return Outcome(True, {"compile_s": 0.2})
+            return [self.threads.submit(compile_one) for _ in requests]
 
     plan = make_plan(tmp_path, BIG_FP32, "random", budget=4)
-    with caplog.at_level(logging.INFO, logger="vitune.tuner.loop"):
+    with caplog.at_level(logging.INFO, logger="vitune.tuner.pipeline"):
         loop.search(plan, FakeWorker(), seed_offset=0, compiler=SlowCompiler())
-    rounds = [re.search(r"a round of (\d+) asked in [\d.]+ s, compiled in ([-\d.]+) s",
-                        r.getMessage())
-              for r in caplog.records]
-    rounds = [(int(m[1]), float(m[2])) for m in rounds if m]
-    assert sum(n for n, _ in rounds) == 4 and all(s >= 0.2 for _, s in rounds)
+    lines = [re.search(r"(\d+) configs checked and timed in [\d.]+ s: GPU [\d.]+ s, waiting "
+                       r"for compiles ([\d.]+) s, picking configs [\d.]+ s", r.getMessage())
+             for r in caplog.records]
+    lines = [(int(m[1]), float(m[2])) for m in lines if m]
+    assert sum(n for n, _ in lines) == 4 and lines[0][1] >= 0.2
 
 
 def test_configs_are_timed_as_their_compiles_finish(tmp_path):
@@ -406,21 +442,17 @@ class EvenCompiler(FakeCompiler):
         return [Outcome(True, {"compile_s": 0.5}) for _ in requests]
 
 
-@pytest.mark.parametrize("other_busy", [False, True])
-def test_the_last_trials_are_shared_with_the_processes_between_rounds(tmp_path, other_busy):
-    """Two processes on the bucket: one that finds the other between rounds takes half of
-    what is left (both then end at about the same time); one that finds it busy takes the
-    rest."""
-    import time
-
+def test_configs_in_flight_count_against_the_budget(tmp_path):
+    """A process fills its compile pool only with what the budget leaves, counting its own
+    configs in flight and those another process of this run is running."""
     plan = dataclasses.replace(make_plan(tmp_path, BIG_FP32, "random", budget=5),
                                since=time.time() - 5, searchers=2)
     study = optuna.load_study(study_name="s", storage=plan.storage)
-    if other_busy:  # searcher 1 of this run is running a trial
-        loop.ask_for(study, list(valid_configs(256, torch.float32, GPU.arch))[0], searcher=1)
-    compiler = EvenCompiler()
-    loop.search(plan, FakeWorker(), seed_offset=0, compiler=compiler)
-    assert compiler.rounds == ([3, 1] if other_busy else [3, 1, 1])
+    elsewhere = list(valid_configs(256, torch.float32, GPU.arch))[0]
+    loop.ask_for(study, elsewhere, searcher=1)  # (never finishes)
+    compiler, worker = EvenCompiler(), FakeWorker()
+    loop.search(plan, worker, seed_offset=0, compiler=compiler)
+    assert compiler.rounds == [3, 1] and len(worker.ran) == 4 and elsewhere not in worker.ran
 
 
 def test_the_window_kernel_is_searched_in_the_window_regime_only():
@@ -457,7 +489,7 @@ def test_a_last_round_built_beside_another_process_keeps_its_share_of_the_budget
     study = optuna.load_study(study_name="s", storage=plan.storage)
     configs = list(valid_configs(128, torch.float16, GPU.arch))[:26]  # (26 distinct)
     for cfg in configs[:10]:
-        loop._tell(study, loop.ask_for(study, cfg), 1.0)
+        loop.tell(study, loop.ask_for(study, cfg), 1.0)
     for cfg in configs[10:18]:  # the other process's round, started meanwhile
         loop.ask_for(study, cfg, searcher=1)
     batch = [(loop.ask_for(study, cfg), cfg) for cfg in configs[18:26]]
@@ -481,7 +513,7 @@ def test_two_processes_with_one_trial_left_never_both_drop_it(tmp_path):
     study = optuna.load_study(study_name="s", storage=plan.storage)
     configs = list(valid_configs(128, torch.float16, GPU.arch))[:4]
     for cfg in configs[:2]:
-        loop._tell(study, loop.ask_for(study, cfg), 1.0)
+        loop.tell(study, loop.ask_for(study, cfg), 1.0)
     loop.ask_for(study, configs[2], searcher=1)
     batch = [(loop.ask_for(study, configs[3]), configs[3])]
     assert loop.settle_round(study, plan, batch, stale_after_s=600) == batch

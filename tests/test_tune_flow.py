@@ -40,7 +40,7 @@ class FakeWorker:
         pass
 
 
-def test_buckets_are_crowned_between_rounds_once_the_team_is_done(monkeypatch, tmp_path):
+def test_buckets_are_crowned_between_trials_once_the_team_is_done(monkeypatch, tmp_path):
     events = []
     rounds_done = {}  # bucket -> rounds this process has run on it
 
@@ -61,10 +61,10 @@ def test_buckets_are_crowned_between_rounds_once_the_team_is_done(monkeypatch, t
 
     searchers = []
 
-    def fake_search(plan, worker, seed_offset, compiler, on_trial, between_rounds):
+    def fake_search(plan, worker, seed_offset, compiler, on_trial, between_trials):
         searchers.append(plan.searchers)
         for _ in range(3):
-            between_rounds()
+            between_trials()
             rounds_done[WORKLOADS.index(plan.workload)] = \
                 rounds_done.get(WORKLOADS.index(plan.workload), 0) + 1
             events.append(("round", plan.name))

@@ -9,6 +9,7 @@ Triton's on-disk cache; the timing worker then loads each binary instead of comp
 from __future__ import annotations
 
 import os
+import queue
 from concurrent.futures import Future, ThreadPoolExecutor
 
 from vitune.tuner.isolation import IsolatedWorker, Outcome
@@ -24,7 +25,7 @@ def default_compile_jobs(searchers: int = 1) -> int:
 
 
 class CompilePool:
-    """`jobs` compile processes; `submit` and `compile` take at most `jobs` requests."""
+    """`jobs` compile processes; requests beyond them wait for the first to be free."""
 
     def __init__(self, jobs: int, env: dict[str, str] | None = None,
                  timeout_s: float = 300, fork_first: bool = False) -> None:
@@ -35,18 +36,23 @@ class CompilePool:
         self._workers = [IsolatedWorker("vitune.tuner.trial:precompile", env, WARM_UP,
                                         fork_first=fork_first)
                          for _ in range(jobs)]
+        self._idle: queue.SimpleQueue[IsolatedWorker] = queue.SimpleQueue()
         for worker in self._workers:
             worker.start()
-        self._threads = ThreadPoolExecutor(jobs)
+            self._idle.put(worker)
+        self._threads = ThreadPoolExecutor(jobs)  # (so a thread always finds an idle one)
 
     def submit(self, requests: list[TrialRequest]) -> list[Future[Outcome]]:
-        """Start compiling every request at once; each future is done when its compile is,
-        so a caller can time the first configs while the rest still compile."""
-        if len(requests) > self.jobs:
-            raise ValueError(f"{len(requests)} requests for {self.jobs} compile processes")
-        # Request i goes to worker i: each worker serves one thread at a time.
-        return [self._threads.submit(self._workers[i].call, request, self._timeout_s)
-                for i, request in enumerate(requests)]
+        """Compile each request in the first free process; each future is done when its
+        compile is, so a caller can time one config while others still compile."""
+        return [self._threads.submit(self._compile, request) for request in requests]
+
+    def _compile(self, request: TrialRequest) -> Outcome:
+        worker = self._idle.get()
+        try:
+            return worker.call(request, self._timeout_s)
+        finally:
+            self._idle.put(worker)
 
     def compile(self, requests: list[TrialRequest]) -> list[Outcome]:
         return [future.result() for future in self.submit(requests)]

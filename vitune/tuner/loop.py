@@ -5,14 +5,15 @@ Every proposal of the sampler is told back, so the sampler learns from it:
   learns to avoid that corner of the space) and marked `rejected_by_rules`;
 - a config this study already ran (samplers repeat categorical points) is told the value it
   got then and marked `repeat_of`, instead of being compiled and timed again;
-- a new valid config is compiled (a round of them at once, see compile_pool), checked
-  against the reference and timed: COMPLETE with its TFLOP/s, or FAIL with the reason.
+- a new valid config is compiled (as soon as a compile process is free, see pipeline),
+  checked against the reference and timed: COMPLETE with its TFLOP/s, or FAIL with the
+  reason.
 Only the last kind counts against the budget. Before the sampler proposes, the plan's
 `first` configs run (the built-in default, known winners); the last REFINE_SHARE of the
 budget goes to neighbours of the fastest; after a run of proposals that bring nothing new,
-random configs that have not run yet fill the rest of the round, so no sampler can stall
-the search (nor keep the GPU waiting while it proposes repeats); when
-every valid config has run, the bucket's space is exhausted and the search stops.
+random configs that have not run yet are picked instead, so no sampler can stall the
+search (nor keep the GPU waiting while it proposes repeats); when every valid config has
+run, the bucket's space is exhausted and the search stops.
 """
 
 from __future__ import annotations
@@ -22,8 +23,7 @@ import logging
 import random
 import time
 import warnings
-from collections.abc import Callable, Iterator
-from concurrent.futures import as_completed
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import optuna
@@ -36,8 +36,8 @@ from vitune.kernels.vision_attn.space import (
     valid_configs,
 )
 from vitune.runtime.gpu import GpuIdentity
-from vitune.tuner.isolation import IsolatedWorker, Outcome
-from vitune.tuner.trial import PREPARE, TrialRequest
+from vitune.tuner.isolation import IsolatedWorker
+from vitune.tuner.pipeline import Pipeline, tell
 from vitune.tuner.workloads import Workload
 
 log = logging.getLogger(__name__)
@@ -169,18 +169,6 @@ def bucket_reason(cfg: KernelConfig, w: Workload, arch: ArchSpec) -> str | None:
     return check_config(cfg, w.head_dim, w.torch_dtype, arch)
 
 
-def measure(worker: IsolatedWorker, plan: SearchPlan, cfg: KernelConfig | None,
-            backend: str = "triton") -> Outcome:
-    """Check and time one backend (vitune's kernel with `cfg`, or a peer) in the worker."""
-    return worker.call(request(plan, cfg, backend), plan.trial_timeout_s)
-
-
-def request(plan: SearchPlan, cfg: KernelConfig | None, backend: str = "triton"
-            ) -> TrialRequest:
-    return TrialRequest(plan.workload, backend, cfg.to_dict() if cfg else None,
-                        plan.gpu.is_interpreter, plan.rep_ms)
-
-
 @dataclass
 class _Seen:
     """What the study holds: configs that ran (with the first trial that ran each), configs
@@ -190,13 +178,12 @@ class _Seen:
     ran: dict[KernelConfig, optuna.trial.FrozenTrial]
     running: dict[KernelConfig, int]
     running_now: int
-    busy: set[int]  # searchers (seed offsets) of this run with trials running
     best: float | None
 
     @classmethod
     def of(cls, study: optuna.Study, head_dim: int, stale_after_s: float,
            since: float | None = None) -> _Seen:
-        ran, running, running_now, busy, best = {}, {}, 0, set(), None
+        ran, running, running_now, best = {}, {}, 0, None
         now = datetime.datetime.now()
         this_run = None if since is None else datetime.datetime.fromtimestamp(since)
         for t in study.get_trials(deepcopy=False):  # (in trial number order)
@@ -212,8 +199,7 @@ class _Seen:
                 running.setdefault(cfg, t.number)  # (older: left over from a killed run)
                 if this_run is not None and t.datetime_start >= this_run:
                     running_now += 1
-                    busy.add(t.user_attrs.get("searcher", -1))
-        return cls(ran, running, running_now, busy, best)
+        return cls(ran, running, running_now, best)
 
     def taken_before(self, cfg: KernelConfig, number: int) -> bool:
         """Whether a trial earlier than trial `number` ran `cfg` or is running it."""
@@ -223,88 +209,130 @@ class _Seen:
 
 def search(plan: SearchPlan, worker: IsolatedWorker, seed_offset: int,
            on_trial: Progress | None = None, compiler=None,
-           between_rounds: Callable[[], None] | None = None) -> None:
+           between_trials: Callable[[], None] | None = None) -> None:
     """Run trials on the plan's study until it holds `plan.budget` trials that ran, the
     plan's time is up or every valid config has run. Any number of processes may run this on
-    one study. Each round takes up to `compiler.jobs` new configs, compiles them at once,
-    then checks and times them one by one on this process's GPU. `between_rounds` runs
-    before each round (other work for this GPU, e.g. crowning a bucket searched before)."""
-    w = plan.workload
+    one study. Configs are picked as compile processes become free (vitune.tuner.pipeline)
+    and timed one by one on this process's GPU as their compiles finish; the next ones are
+    picked while the GPU times one. `between_trials` runs whenever the GPU is free (other
+    work for it, e.g. crowning a bucket searched before)."""
     deadline = None if plan.timeout_s is None else time.time() + plan.timeout_s
+    # (this process's own trials in flight count against the budget: they are this run's)
+    plan = plan if plan.since is not None else replace(plan, since=time.time())
     log.info("%s: searching (searcher %d)", plan.study_name, seed_offset)
     study = optuna.load_study(study_name=plan.study_name, storage=open_storage(plan.storage),
                               sampler=make_sampler(plan.sampler, plan.seed + seed_offset,
                                                    plan.budget))
-    valid = bucket_configs(w, plan.gpu.arch)
-    rng = random.Random(plan.seed + seed_offset)
-    stale_after = plan.trial_timeout_s * 2 + 60
-    while deadline is None or time.time() < deadline:
-        if between_rounds is not None:
-            between_rounds()
-        asking = time.perf_counter()
-        seen = _Seen.of(study, w.head_dim, stale_after, plan.since)
-        if on_trial is not None:
-            on_trial(len(seen.ran), plan.budget, seen.best)
+    pipe = Pipeline(study, plan, worker, compiler)
+    picker = _Picker(study, plan, seed_offset, pipe.size, on_trial)
+
+    def pick() -> None:
+        if pipe.room() and (deadline is None or time.time() < deadline):
+            picking = time.perf_counter()
+            pipe.add(picker.pick(pipe.room()), time.perf_counter() - picking)
+
+    try:
+        while True:
+            if between_trials is not None:
+                between_trials()
+            pick()
+            if pipe.empty():
+                if picker.done or (deadline is not None and time.time() >= deadline):
+                    break
+                continue  # (another process took every config picked: pick again)
+            pipe.time_next(while_timing=pick)
+    finally:  # (also on Ctrl-C: what was measured is kept)
+        pipe.write_pending()
+    pipe.log_progress()
+
+
+class _Picker:
+    """Picks a search process's next configs: the plan's first ones, then the sampler's
+    proposals, in the refining phase the neighbours of the fastest; random untried configs
+    where the sampler brings nothing new. Each pick is a trial created RUNNING."""
+
+    def __init__(self, study: optuna.Study, plan: SearchPlan, seed_offset: int,
+                 round_size: int, on_trial: Progress | None = None) -> None:
+        self._study, self._plan, self._searcher = study, plan, seed_offset
+        self._round_size, self._on_trial = round_size, on_trial
+        self._valid = bucket_configs(plan.workload, plan.gpu.arch)
+        self._rng = random.Random(plan.seed + seed_offset)
+        self._stale_after = plan.trial_timeout_s * 2 + 60
+        self._nothing_new = 0  # sampler proposals in a row that brought nothing new
+        self._picked = 0  # since the sampler was last given a new try
+        self.done = False  # the budget is used up or every valid config has run
+
+    def pick(self, n: int) -> list[tuple[optuna.Trial, KernelConfig]]:
+        """Up to n new configs (fewer at the bucket's end, none once it is done)."""
+        plan, w = self._plan, self._plan.workload
+        seen = _Seen.of(self._study, w.head_dim, self._stale_after, plan.since)
+        if self._on_trial is not None:
+            self._on_trial(len(seen.ran), plan.budget, seen.best)
         # Trials another search process is running count against the budget too: without
-        # them, every process would take a full round at the end and overshoot it.
+        # them, every process would fill its pipeline at the end and overshoot it.
         room = plan.budget - len(seen.ran) - seen.running_now
-        fresh = [c for c in valid if c not in seen.ran and c not in seen.running]
+        fresh = [c for c in self._valid if c not in seen.ran and c not in seen.running]
         if room <= 0 or not fresh:
-            return
-        # The last trials shared with the processes that are between rounds, so they all
-        # end the bucket at about the same time (not one full round and one of the rest).
-        idle = max(1, plan.searchers - len(seen.busy - {seed_offset}))
-        share = -(-room // idle)
-        batch: list[tuple[optuna.Trial, KernelConfig]] = []
-        nothing_new = 0  # (each round gives the sampler, which has learnt more, a new try)
+            self.done = True
+            return []
+        if self._picked >= self._round_size:  # the sampler, which has learnt more, gets
+            self._picked = self._nothing_new = 0  # a new try every pipeline's worth
         refining = plan.sampler != "grid" and len(seen.ran) >= plan.budget * (1 - REFINE_SHARE)
         fresh_set = set(fresh)
         chosen = [c for c in plan.first if c in fresh_set]
         chosen += neighbours_of_best(seen.ran, fresh_set, REFINE_TOP, w.head_dim) \
             if refining else []
-        chosen = deal(chosen, seed_offset, plan.searchers)
-        while len(batch) < min(compiler.jobs if compiler else 1, share, len(fresh)):
+        chosen = deal(chosen, self._searcher, plan.searchers)
+        batch: list[tuple[optuna.Trial, KernelConfig]] = []
+        while len(batch) < min(n, room, len(fresh)):
             taken = {cfg for _, cfg in batch}
-            pick = next((c for c in chosen if c not in taken), None)
-            if pick is None and nothing_new >= RANDOM_AFTER:  # stalled: random this round
-                pick = rng.choice([c for c in fresh if c not in taken])
-            if pick is not None:
-                batch.append((ask_for(study, pick, seed_offset), pick))
-                continue
-            trial = study.ask(DISTRIBUTIONS)
-            trial.set_user_attr("searcher", seed_offset)
-            cfg = KernelConfig(**trial.params).canonical(w.head_dim)
-            reason = bucket_reason(cfg, w, plan.gpu.arch)
-            if reason is not None:
-                trial.set_user_attr("rejected_by_rules", True)  # never compiled
-                trial.set_user_attr("reason", reason)
-                _tell(study, trial, 0.0)
-                nothing_new += 1
-            elif cfg in seen.ran or cfg in seen.running or cfg in taken:
-                _tell_repeat(study, trial, seen.ran.get(cfg))
-                nothing_new += 1
-            else:
-                batch.append((trial, cfg))
-                nothing_new = 0
+            cfg = next((c for c in chosen if c not in taken), None)
+            if cfg is None and self._nothing_new >= RANDOM_AFTER:  # stalled: random
+                cfg = self._rng.choice([c for c in fresh if c not in taken])
+            if cfg is not None:
+                batch.append((ask_for(self._study, cfg, self._searcher), cfg))
+            elif (proposed := self._ask(seen, taken)) is not None:
+                batch.append(proposed)
+        self._picked += len(batch)
         if plan.searchers > 1:
-            batch = settle_round(study, plan, batch, stale_after)
-        if batch:
-            _run_batch(study, plan, worker, compiler, batch, time.perf_counter() - asking)
+            batch = settle_round(self._study, plan, batch, self._stale_after)
+        return batch
+
+    def _ask(self, seen: _Seen, taken: set[KernelConfig]
+             ) -> tuple[optuna.Trial, KernelConfig] | None:
+        """The sampler's proposal, if it is a valid config not yet run nor picked; else
+        the trial is told at once (0 for a config the rules reject, a repeat's value)."""
+        w = self._plan.workload
+        trial = self._study.ask(DISTRIBUTIONS)
+        trial.set_user_attr("searcher", self._searcher)
+        cfg = KernelConfig(**trial.params).canonical(w.head_dim)
+        reason = bucket_reason(cfg, w, self._plan.gpu.arch)
+        if reason is None and not (cfg in seen.ran or cfg in seen.running or cfg in taken):
+            self._nothing_new = 0
+            return trial, cfg
+        self._nothing_new += 1
+        if reason is not None:
+            trial.set_user_attr("rejected_by_rules", True)  # never compiled
+            trial.set_user_attr("reason", reason)
+            tell(self._study, trial, 0.0)
+        else:
+            _tell_repeat(self._study, trial, seen.ran.get(cfg))
+        return None
 
 
 def settle_round(study: optuna.Study, plan: SearchPlan,
                  batch: list[tuple[optuna.Trial, KernelConfig]], stale_after_s: float
                  ) -> list[tuple[optuna.Trial, KernelConfig]]:
-    """Search processes that build rounds at the same time build them from the same view
-    of the study (asking for a round's trials takes a fraction of a second). Looked at
-    again once this round's trials exist:
+    """Search processes that pick configs at the same time pick them from the same view
+    of the study (asking for a trial takes tens of milliseconds). Looked at again once
+    this process's new trials exist:
     - a config another process started too stays with the earlier trial (2 x H200: up to
       14 trials a bucket ran twice, both processes refining the same neighbours);
     - at the bucket's end, where together they overshoot the budget (the window bucket
       ran 140 trials of 128 on 2 x H100), this process keeps its share (in proportion to
       its running trials) of what the budget leaves. Shares round the cut down: never
       below the budget (processes that all cut one trial of a last one would leave it to
-      none, round after round).
+      none, again and again).
     The rest are told FAIL, marked `not_run`, never compiled and not counted; configs cut
     for the budget are free again."""
     seen = _Seen.of(study, plan.workload.head_dim, stale_after_s, plan.since)
@@ -327,7 +355,7 @@ def _drop(study: optuna.Study, plan: SearchPlan,
     for trial, _ in dropped:
         trial.set_user_attr("not_run", True)
         trial.set_user_attr("reason", reason)
-        _tell(study, trial, state=optuna.trial.TrialState.FAIL)
+        tell(study, trial, state=optuna.trial.TrialState.FAIL)
     if dropped:
         log.info("%s: %d trials dropped before compiling: %s", plan.study_name,
                  len(dropped), reason)
@@ -350,7 +378,7 @@ def ask_for(study: optuna.Study, cfg: KernelConfig, searcher: int = 0) -> optuna
 
 def deal(configs: list[KernelConfig], searcher: int, searchers: int) -> list[KernelConfig]:
     """This searcher's turn of the configs first (every searchers-th, from its index), then
-    the others': processes building rounds from the same view take different configs."""
+    the others': processes picking from the same view take different configs."""
     if searchers <= 1:
         return configs
     own = configs[searcher % searchers::searchers]
@@ -377,98 +405,14 @@ def neighbours_of_best(ran: dict[KernelConfig, optuna.trial.FrozenTrial],
     return out
 
 
-def _tell(study: optuna.Study, trial: optuna.Trial, *args, **kwargs) -> None:
-    """study.tell, but a grid sampler's end-of-grid check is not an error. Optuna stores the
-    trial before that check (in a `finally`), which asks the study to stop (only an
-    objective function may) or, for a trial we chose ourselves, reads a grid_id it lacks;
-    our loop stops by itself when every valid config ran."""
-    try:
-        study.tell(trial, *args, **kwargs)
-    except RuntimeError as exc:
-        if "Study.stop" not in str(exc):
-            raise
-    except KeyError as exc:
-        if exc.args != ("grid_id",):
-            raise
-
-
 def _tell_repeat(study: optuna.Study, trial: optuna.Trial,
                  earlier: optuna.trial.FrozenTrial | None) -> None:
     """Tell a repeated config what it got the first time (0 if it failed then); a config
     still running elsewhere is told FAIL (no value yet)."""
     if earlier is None:
         trial.set_user_attr("repeat_of", -1)
-        _tell(study, trial, state=optuna.trial.TrialState.FAIL)
+        tell(study, trial, state=optuna.trial.TrialState.FAIL)
         return
     trial.set_user_attr("repeat_of", earlier.number)
     ok = earlier.state == optuna.trial.TrialState.COMPLETE
-    _tell(study, trial, earlier.value if ok else 0.0)
-
-
-def _compiled(plan: SearchPlan, worker: IsolatedWorker, compiler,
-              batch: list[tuple[optuna.Trial, KernelConfig]], finished: list[float]
-              ) -> Iterator[tuple[optuna.Trial, KernelConfig, Outcome | None]]:
-    """The batch's trials with their compile outcomes, in the order the compiles finish
-    (each one's perf_counter() then appended to `finished`): the GPU checks and times the
-    first configs while the others still compile (a round waited for its slowest compile
-    before: 2-5 s of idle GPU a round, docs/perf-notes.md). Before the first, the idle
-    timing worker builds the bucket's inputs and reference (kept after its first round)."""
-    if not compiler:
-        for trial, cfg in batch:
-            yield trial, cfg, None
-        return
-    futures = compiler.submit([request(plan, cfg) for _, cfg in batch])
-    for future in futures:
-        future.add_done_callback(lambda _: finished.append(time.perf_counter()))
-    worker.call(request(plan, None, PREPARE), plan.trial_timeout_s)  # (fails: trials say)
-    index = {future: i for i, future in enumerate(futures)}
-    for future in as_completed(futures):
-        trial, cfg = batch[index[future]]
-        yield trial, cfg, future.result()
-
-
-def _run_batch(study: optuna.Study, plan: SearchPlan, worker: IsolatedWorker, compiler,
-               batch: list[tuple[optuna.Trial, KernelConfig]], asked_s: float = 0.0) -> None:
-    """Check and time the round's configs in the worker as their compiles finish. A trial's
-    result is written to the study (four commits, 10-20 ms) while the GPU times the next
-    config, not between the two."""
-    round_started = time.perf_counter()
-    compiles_finished: list[float] = []
-    timing_s = 0.0
-    unwritten: list[tuple[optuna.Trial, KernelConfig, Outcome, dict]] = []  # (one at most)
-    try:
-        for trial, cfg, pre in _compiled(plan, worker, compiler, batch, compiles_finished):
-            if pre is not None and not pre.ok:
-                _write_result(study, plan, trial, cfg,
-                              Outcome(False, reason=f"compile: {pre.reason}"))
-                continue
-            attrs = {"compile_s": round(pre.value["compile_s"], 2)} if pre is not None else {}
-            started = time.perf_counter()
-            worker.send(request(plan, cfg))
-            while unwritten:
-                _write_result(study, plan, *unwritten.pop())
-            outcome = worker.receive(plan.trial_timeout_s)
-            attrs["wall_s"] = round(time.perf_counter() - started, 2)
-            timing_s += time.perf_counter() - started
-            unwritten.append((trial, cfg, outcome, attrs))
-    finally:  # (also on Ctrl-C: what was measured is kept)
-        while unwritten:
-            _write_result(study, plan, *unwritten.pop())
-    log.info("%s: a round of %d asked in %.1f s, compiled in %.1f s, checked and timed in "
-             "%.1f s, %.1f s in all", plan.study_name, len(batch), asked_s,
-             max(compiles_finished, default=round_started) - round_started, timing_s,
-             time.perf_counter() - round_started)
-
-
-def _write_result(study: optuna.Study, plan: SearchPlan, trial: optuna.Trial,
-                  cfg: KernelConfig, outcome: Outcome, attrs: dict | None = None) -> None:
-    """Tell the study a trial's TFLOP/s, or FAIL with the reason, with its `attrs`."""
-    for name, value in (attrs or {}).items():
-        trial.set_user_attr(name, value)
-    if outcome.ok:
-        trial.set_user_attr("median_ms", outcome.value["median_ms"])
-        _tell(study, trial, outcome.value["tflops"])
-        return
-    trial.set_user_attr("reason", outcome.reason)
-    _tell(study, trial, state=optuna.trial.TrialState.FAIL)
-    log.debug("%s %s failed: %s", plan.study_name, cfg.short(), outcome.reason)
+    tell(study, trial, earlier.value if ok else 0.0)

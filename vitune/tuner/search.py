@@ -33,12 +33,11 @@ from vitune.tuner.loop import (
     bucket_configs,
     bucket_reason,
     make_sampler,
-    measure,
     open_storage,
-    request,
     trial_ran,
 )
 from vitune.tuner.peers import sglang_style_config
+from vitune.tuner.pipeline import measure, request
 from vitune.tuner.presets import Bucket, bucket_of
 from vitune.tuner.samplers import SAMPLERS
 from vitune.tuner.workloads import Workload
@@ -225,10 +224,9 @@ def _crown(study: optuna.Study, plan: SearchPlan, worker: IsolatedWorker,
 
 
 def _precompile(compiler, work: list[tuple[SearchPlan, KernelConfig]]) -> None:
-    """Compile each (shape, config) into Triton's cache, a pool's worth at a time (failures
-    show up again, with their reason, when the config is measured)."""
-    for i in range(0, len(work), compiler.jobs):
-        compiler.compile([request(p, cfg) for p, cfg in work[i:i + compiler.jobs]])
+    """Compile each (shape, config) into Triton's cache, as many at once as the pool has
+    processes (failures show up again, with their reason, when the config is measured)."""
+    compiler.compile([request(p, cfg) for p, cfg in work])
 
 
 def bucket_entry(result: BucketResult) -> dict:

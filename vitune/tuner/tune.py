@@ -119,7 +119,7 @@ def tune(workloads: list[Workload], gpu: GpuIdentity, out_dir: str | Path, opts:
 
         def crown_finished(wait: bool = False) -> None:
             """Crown (re-time, measure the peers) each bucket searched here, in order, once
-            the team has finished it too; on this GPU, between this process's rounds of
+            the team has finished it too; on this GPU, between this process's trials of
             the next bucket, so no GPU waits for another at the end of a bucket."""
             while searched and (team is None or team.finished(searched[0][0], wait)):
                 result = crown_bucket(*searched.pop(0), worker, compiler)
@@ -143,7 +143,7 @@ def tune(workloads: list[Workload], gpu: GpuIdentity, out_dir: str | Path, opts:
             started = time.perf_counter()
             search(plan, worker, seed_offset=0, compiler=compiler,
                    on_trial=on_bucket_start(w) if on_bucket_start else None,
-                   between_rounds=crown_finished)
+                   between_trials=crown_finished)
             searched.append((plan, default))
             log.info("%s searched in %.1f s", plan.study_name, time.perf_counter() - started)
         crown_finished(wait=True)

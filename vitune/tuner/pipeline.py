@@ -1,0 +1,157 @@
+"""The way of a search's configs to the GPU: compiled (up to the pool's size at once, each
+in a compile process), then checked and timed one at a time in the trial worker, as their
+compiles finish; each result is written to the study while the GPU times the next config.
+
+No rounds: a compile process that finishes takes the next config at once. Rounds of 14-16
+waited for their slowest compile (2-8 s where most took 1-2 s), so the compile processes
+sat idle most of a round and the GPU waited on them (2 x H200, docs/perf-notes.md, tenth
+session)."""
+
+from __future__ import annotations
+
+import logging
+import queue
+import time
+from collections.abc import Callable
+from concurrent.futures import Future
+from typing import TYPE_CHECKING
+
+import optuna
+
+from vitune.kernels.vision_attn.space import KernelConfig
+from vitune.tuner.isolation import IsolatedWorker, Outcome
+from vitune.tuner.trial import PREPARE, TrialRequest
+
+if TYPE_CHECKING:
+    from vitune.tuner.loop import SearchPlan
+
+log = logging.getLogger(__name__)
+Pick = tuple[optuna.Trial, KernelConfig]
+LOG_EVERY = 16  # configs timed between two lines of -v progress
+
+
+def request(plan: SearchPlan, cfg: KernelConfig | None, backend: str = "triton"
+            ) -> TrialRequest:
+    return TrialRequest(plan.workload, backend, cfg.to_dict() if cfg else None,
+                        plan.gpu.is_interpreter, plan.rep_ms)
+
+
+def measure(worker: IsolatedWorker, plan: SearchPlan, cfg: KernelConfig | None,
+            backend: str = "triton") -> Outcome:
+    """Check and time one backend (vitune's kernel with `cfg`, or a peer) in the worker."""
+    return worker.call(request(plan, cfg, backend), plan.trial_timeout_s)
+
+
+def tell(study: optuna.Study, trial: optuna.Trial, *args, **kwargs) -> None:
+    """study.tell, but a grid sampler's end-of-grid check is not an error. Optuna stores the
+    trial before that check (in a `finally`), which asks the study to stop (only an
+    objective function may) or, for a trial we chose ourselves, reads a grid_id it lacks;
+    our loop stops by itself when every valid config ran."""
+    try:
+        study.tell(trial, *args, **kwargs)
+    except RuntimeError as exc:
+        if "Study.stop" not in str(exc):
+            raise
+    except KeyError as exc:
+        if exc.args != ("grid_id",):
+            raise
+
+
+def write_result(study: optuna.Study, plan: SearchPlan, trial: optuna.Trial,
+                 cfg: KernelConfig, outcome: Outcome, attrs: dict | None = None) -> None:
+    """Tell the study a trial's TFLOP/s, or FAIL with the reason, with its `attrs`."""
+    for name, value in (attrs or {}).items():
+        trial.set_user_attr(name, value)
+    if outcome.ok:
+        trial.set_user_attr("median_ms", outcome.value["median_ms"])
+        tell(study, trial, outcome.value["tflops"])
+        return
+    trial.set_user_attr("reason", outcome.reason)
+    tell(study, trial, state=optuna.trial.TrialState.FAIL)
+    log.debug("%s %s failed: %s", plan.study_name, cfg.short(), outcome.reason)
+
+
+class Pipeline:
+    """One search process's configs between being picked and being written. Without a
+    compile pool (the interpreter) a config goes straight to the worker."""
+
+    def __init__(self, study: optuna.Study, plan: SearchPlan, worker: IsolatedWorker,
+                 compiler=None) -> None:
+        self._study, self._plan, self._worker, self._compiler = study, plan, worker, compiler
+        self.size = compiler.jobs if compiler else 1
+        self._compiling: dict[Future, Pick] = {}
+        self._finished: queue.SimpleQueue[Future] = queue.SimpleQueue()  # in finishing order
+        self._uncompiled: list[Pick] = []  # (no compile pool)
+        self._unwritten: list[tuple[optuna.Trial, KernelConfig, Outcome, dict]] = []
+        self._prepared = False
+        self._stats = dict.fromkeys(("timed", "gpu_s", "compile_wait_s", "picking_s"), 0.0)
+        self._since_log = time.perf_counter()
+
+    def room(self) -> int:
+        """Configs it takes now: one per idle compile process."""
+        return self.size - len(self._compiling) - len(self._uncompiled)
+
+    def empty(self) -> bool:
+        return not (self._compiling or self._uncompiled)
+
+    def add(self, picks: list[Pick], picking_s: float = 0.0) -> None:
+        """Start compiling `picks` (picking them took `picking_s`)."""
+        self._stats["picking_s"] += picking_s
+        if not picks:
+            return
+        if self._compiler is None:
+            self._uncompiled += picks
+            return
+        futures = self._compiler.submit([request(self._plan, cfg) for _, cfg in picks])
+        for future, pick in zip(futures, picks, strict=True):
+            self._compiling[future] = pick
+            future.add_done_callback(self._finished.put)
+        if not self._prepared:  # the idle worker builds the inputs and reference meanwhile
+            self._prepared = True  # (a failure here shows again in the trials)
+            self._worker.call(request(self._plan, None, PREPARE), self._plan.trial_timeout_s)
+
+    def time_next(self, while_timing: Callable[[], None]) -> None:
+        """Check and time the config whose compile finished first (waiting for one if
+        none has); meanwhile write the last result and run `while_timing` (picking the
+        next configs). A config that failed to compile is failed with the reason."""
+        trial, cfg, compiled = self._next_compiled()
+        if compiled is not None and not compiled.ok:
+            write_result(self._study, self._plan, trial, cfg,
+                         Outcome(False, reason=f"compile: {compiled.reason}"))
+            return
+        attrs = {"compile_s": round(compiled.value["compile_s"], 2)} if compiled else {}
+        started = time.perf_counter()
+        self._worker.send(request(self._plan, cfg))
+        self.write_pending()
+        while_timing()
+        outcome = self._worker.receive(self._plan.trial_timeout_s)
+        attrs["wall_s"] = round(time.perf_counter() - started, 2)
+        self._stats["gpu_s"] += time.perf_counter() - started
+        self._stats["timed"] += 1
+        self._unwritten.append((trial, cfg, outcome, attrs))
+        if self._stats["timed"] >= LOG_EVERY:
+            self.log_progress()
+
+    def _next_compiled(self) -> tuple[optuna.Trial, KernelConfig, Outcome | None]:
+        if self._compiler is None:
+            return *self._uncompiled.pop(0), None
+        waiting = time.perf_counter()
+        future = self._finished.get()
+        self._stats["compile_wait_s"] += time.perf_counter() - waiting
+        return *self._compiling.pop(future), future.result()
+
+    def write_pending(self) -> None:
+        """Write the last timed result (also on the way out of a Ctrl-C)."""
+        while self._unwritten:
+            write_result(self._study, self._plan, *self._unwritten.pop())
+
+    def log_progress(self) -> None:
+        """Where the time since the last such line went (-v)."""
+        s = self._stats
+        if s["timed"]:
+            log.info("%s: %d configs checked and timed in %.1f s: GPU %.1f s, waiting for "
+                     "compiles %.1f s, picking configs %.1f s", self._plan.study_name,
+                     s["timed"], time.perf_counter() - self._since_log, s["gpu_s"],
+                     s["compile_wait_s"], s["picking_s"])
+        self._stats = dict.fromkeys(s, 0.0)
+        self._since_log = time.perf_counter()
