@@ -34,6 +34,10 @@ def test_send_and_receive_split_a_call_and_stop_then_close_reaps_the_process():
         assert worker.receive(timeout_s=1).reason == "timed out after 1 s"
         worker.send("ok")  # (a fresh worker)
         assert worker.receive(timeout_s=60).value["pid"] != first.value["pid"]
+        worker.send("ok")
+        with pytest.raises(RuntimeError, match="not been received"):
+            worker.send("ok")  # (one payload at a time)
+        worker.receive(timeout_s=60)
         process = worker._proc  # noqa: SLF001
         worker.stop()
         worker.close()
@@ -154,3 +158,18 @@ def test_a_worker_whose_parent_went_away_mid_call_exits_quietly():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          env={**os.environ, "PYTHONPATH": tests}, timeout=120)
     assert out.returncode == 0 and "Traceback" not in out.stderr, out.stderr
+
+
+def test_compile_processes_run_at_a_lower_priority():
+    """Compiles yield the CPU to the timing worker and the search loop."""
+    import os
+    import subprocess
+    import sys
+
+    from vitune.tuner.trial import COMPILER_NICENESS
+
+    code = ("import os; before = os.nice(0); from vitune.tuner.trial import warm_up_compiler; "
+            "warm_up_compiler(); print(os.nice(0) - before)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env={**os.environ, "TRITON_INTERPRET": "1"}, check=True)
+    assert int(out.stdout.strip().splitlines()[-1]) == COMPILER_NICENESS

@@ -129,6 +129,7 @@ def test_a_pool_of_configs_compiles_at_once_and_compile_failures_are_failed_tria
     assert all(t.user_attrs["compile_s"] == 0.5 for t in ran if t.state.name == "COMPLETE")
     # while the first configs compile, the timing worker builds the inputs (once)
     assert worker.prepared == [0]
+    assert compiler.rounds[0] == 1  # (an empty pipeline: its first compile starts at once)
 
 
 def test_the_compile_pool_gives_each_request_the_first_free_process(monkeypatch):
@@ -398,6 +399,33 @@ def test_configs_are_timed_as_their_compiles_finish(tmp_path):
     compiler.threads.shutdown()
 
 
+def test_the_rest_are_picked_while_the_first_configs_compile(tmp_path):
+    """At a bucket's start the first config compiles while the others are picked, a few
+    at a time, until the pipeline is full: the GPU's first trial waits for one compile,
+    not for asking the sampler for a whole pipeline first."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    class SlowCompiler(FakeCompiler):
+        jobs = 9
+        threads = ThreadPoolExecutor(9)
+
+        def submit(self, requests):
+            self.rounds.append((len(requests), time.perf_counter()))
+
+            def compile_one():
+                time.sleep(1.0)
+                return Outcome(True, {"compile_s": 1.0})
+            return [self.threads.submit(compile_one) for _ in requests]
+
+    plan = make_plan(tmp_path, BIG_FP32, "random", budget=9)
+    compiler = SlowCompiler()
+    loop.search(plan, FakeWorker(), seed_offset=0, compiler=compiler)
+    sizes = [n for n, _ in compiler.rounds]
+    assert sizes[0] == 1 and max(sizes[1:]) <= loop.PICK_WHILE_WAITING and sum(sizes) == 9
+    first_done = compiler.rounds[0][1] + 1.0
+    assert all(at < first_done for _, at in compiler.rounds)  # all picked meanwhile
+
+
 def test_a_result_is_written_while_the_next_config_is_timed(tmp_path):
     """The GPU does not wait for the study's commits: trial k is told after config k+1 is
     handed to the worker, and every trial is told by the end of the round."""
@@ -452,7 +480,7 @@ def test_configs_in_flight_count_against_the_budget(tmp_path):
     loop.ask_for(study, elsewhere, searcher=1)  # (never finishes)
     compiler, worker = EvenCompiler(), FakeWorker()
     loop.search(plan, worker, seed_offset=0, compiler=compiler)
-    assert compiler.rounds == [3, 1] and len(worker.ran) == 4 and elsewhere not in worker.ran
+    assert sum(compiler.rounds) == 4 == len(worker.ran) and elsewhere not in worker.ran
 
 
 def test_the_window_kernel_is_searched_in_the_window_regime_only():

@@ -13,7 +13,7 @@ import queue
 from concurrent.futures import Future, ThreadPoolExecutor
 
 from vitune.tuner.isolation import IsolatedWorker, Outcome
-from vitune.tuner.trial import WARM_UP, TrialRequest
+from vitune.tuner.trial import WARM_UP_COMPILER, TrialRequest
 
 
 def default_compile_jobs(searchers: int = 1) -> int:
@@ -33,7 +33,7 @@ class CompilePool:
         self.jobs = jobs
         self._timeout_s = timeout_s
         # started now, so their imports and CUDA start-up overlap the caller's own
-        self._workers = [IsolatedWorker("vitune.tuner.trial:precompile", env, WARM_UP,
+        self._workers = [IsolatedWorker("vitune.tuner.trial:precompile", env, WARM_UP_COMPILER,
                                         fork_first=fork_first)
                          for _ in range(jobs)]
         self._idle: queue.SimpleQueue[IsolatedWorker] = queue.SimpleQueue()

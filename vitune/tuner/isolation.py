@@ -132,6 +132,7 @@ class IsolatedWorker:
         self._fork_next = fork_first and self._ctx.get_start_method() == "forkserver"
         self._proc = None
         self._conn = None
+        self._awaiting = False  # a payload sent, its outcome not yet received
 
     def start(self) -> None:
         """Start the process now instead of at the first call (no-op if it runs)."""
@@ -171,13 +172,17 @@ class IsolatedWorker:
     def send(self, payload: Any) -> None:
         """Hand the worker a payload and return at once (the caller does other work while
         it runs); `receive` gets its outcome. One payload at a time."""
+        if self._awaiting:
+            raise RuntimeError("the worker's last payload has not been received yet")
         self.start()
         assert self._conn is not None
         self._conn.send(payload)
+        self._awaiting = True
 
     def receive(self, timeout_s: float) -> Outcome:
         """The outcome of the payload sent last, waiting at most `timeout_s` for it."""
         assert self._conn is not None and self._proc is not None
+        self._awaiting = False
         if not self._conn.poll(timeout_s):
             self.close()
             return Outcome(False, reason=f"timed out after {timeout_s:.0f} s")
@@ -208,6 +213,7 @@ class IsolatedWorker:
         if self._conn is not None:
             self._conn.close()
         self._proc = self._conn = None
+        self._awaiting = False
 
     def __enter__(self) -> IsolatedWorker:
         return self

@@ -49,6 +49,7 @@ RANDOM_AFTER = 10  # proposals in a round that bring nothing new before random n
 # alone found it in 45-65% of seeds; with a share of 0.5, 68-92%; 0.7, 88-98%; 0.9, 100%,
 # and 100% on the full-attention buckets (docs/perf-notes.md).
 REFINE_SHARE = 0.9
+PICK_WHILE_WAITING = 4  # configs picked at a time while no compile has finished
 REFINE_TOP = 15
 Progress = Callable[[int, int, float | None], None]  # (ran, budget, best TFLOP/s so far)
 # The search space as Optuna sees it: every field categorical
@@ -226,21 +227,28 @@ def search(plan: SearchPlan, worker: IsolatedWorker, seed_offset: int,
     pipe = Pipeline(study, plan, worker, compiler)
     picker = _Picker(study, plan, seed_offset, pipe.size, on_trial)
 
-    def pick() -> None:
-        if pipe.room() and (deadline is None or time.time() < deadline):
-            picking = time.perf_counter()
-            pipe.add(picker.pick(pipe.room()), time.perf_counter() - picking)
+    def pick(at_most: int | None = None) -> bool:
+        """Fill the pipeline (with at most `at_most` configs); whether any were added."""
+        if not pipe.room() or (deadline is not None and time.time() >= deadline):
+            return False
+        picking = time.perf_counter()
+        picks = picker.pick(min(pipe.room(), at_most or pipe.room()))
+        pipe.add(picks, time.perf_counter() - picking)
+        return bool(picks)
 
     try:
         while True:
             if between_trials is not None:
                 between_trials()
-            pick()
+            # An empty pipeline starts its first compile at once and picks the rest while
+            # it compiles (asking for 14-16 configs took 1-3 s at a bucket's start).
+            pick(at_most=1 if pipe.empty() else None)
             if pipe.empty():
                 if picker.done or (deadline is not None and time.time() >= deadline):
                     break
                 continue  # (another process took every config picked: pick again)
-            pipe.time_next(while_timing=pick)
+            pipe.time_next(while_waiting=lambda: pick(at_most=PICK_WHILE_WAITING),
+                           while_timing=pick)
     finally:  # (also on Ctrl-C: what was measured is kept)
         pipe.write_pending()
     pipe.log_progress()

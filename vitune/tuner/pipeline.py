@@ -83,7 +83,7 @@ class Pipeline:
         self._finished: queue.SimpleQueue[Future] = queue.SimpleQueue()  # in finishing order
         self._uncompiled: list[Pick] = []  # (no compile pool)
         self._unwritten: list[tuple[optuna.Trial, KernelConfig, Outcome, dict]] = []
-        self._prepared = False
+        self._prepared: bool | None = None  # PREPARE: not sent, sent, answered
         self._stats = dict.fromkeys(("timed", "gpu_s", "compile_wait_s", "picking_s"), 0.0)
         self._since_log = time.perf_counter()
 
@@ -106,15 +106,20 @@ class Pipeline:
         for future, pick in zip(futures, picks, strict=True):
             self._compiling[future] = pick
             future.add_done_callback(self._finished.put)
-        if not self._prepared:  # the idle worker builds the inputs and reference meanwhile
-            self._prepared = True  # (a failure here shows again in the trials)
-            self._worker.call(request(self._plan, None, PREPARE), self._plan.trial_timeout_s)
+        if self._prepared is None:  # the idle worker builds the inputs and reference while
+            self._prepared = False  # the first configs compile and the next are picked
+            self._worker.send(request(self._plan, None, PREPARE))
 
-    def time_next(self, while_timing: Callable[[], None]) -> None:
-        """Check and time the config whose compile finished first (waiting for one if
-        none has); meanwhile write the last result and run `while_timing` (picking the
-        next configs). A config that failed to compile is failed with the reason."""
-        trial, cfg, compiled = self._next_compiled()
+    def time_next(self, while_waiting: Callable[[], bool],
+                  while_timing: Callable[[], None]) -> None:
+        """Check and time the config whose compile finished first; until one has, run
+        `while_waiting` (picking a few more configs: False once it has none to add). While
+        the GPU times it, write the last result and run `while_timing` (picking the next
+        configs). A config that failed to compile is failed with the reason."""
+        trial, cfg, compiled = self._next_compiled(while_waiting)
+        if self._prepared is False:  # (a failure here shows again in the trials)
+            self._prepared = True
+            self._worker.receive(self._plan.trial_timeout_s)
         if compiled is not None and not compiled.ok:
             write_result(self._study, self._plan, trial, cfg,
                          Outcome(False, reason=f"compile: {compiled.reason}"))
@@ -132,10 +137,13 @@ class Pipeline:
         if self._stats["timed"] >= LOG_EVERY:
             self.log_progress()
 
-    def _next_compiled(self) -> tuple[optuna.Trial, KernelConfig, Outcome | None]:
+    def _next_compiled(self, while_waiting: Callable[[], bool]
+                       ) -> tuple[optuna.Trial, KernelConfig, Outcome | None]:
         if self._compiler is None:
             return *self._uncompiled.pop(0), None
         waiting = time.perf_counter()
+        while self._finished.empty() and self.room() and while_waiting():
+            pass
         future = self._finished.get()
         self._stats["compile_wait_s"] += time.perf_counter() - waiting
         return *self._compiling.pop(future), future.result()
