@@ -6,8 +6,10 @@ reach counts as a failed trial (pessimistic for a partial sweep).
     python scripts/replay_search.py SWEEP_STORAGE [--gpu h100] [--seeds 20] [--budget N]
         [--samplers tpe,random] [--jobs 14]
 
-Trials go in rounds of --jobs, as the tuner compiles them (its default: the CPU cores less
-two, at most 16; 14 on a 16-core H100 machine): a round's picks see none of its results.
+Configs are picked as the tuner picks them, with --jobs configs kept on their way to the
+GPU: each pick sees none of their results. (On a GPU that depth adapts to the compile and
+timing times, vitune/tuner/pipeline.py: about 4 where compiles are cache hits, 10-14 in a
+bucket of fresh compiles on an H200; here it is fixed.)
 
 Prints, per bucket and sampler, the gap to the sweep's best over the seeds (median, worst)
 and the share of seeds within 3%, with the budget used (default: the tuner's own)."""
@@ -16,12 +18,13 @@ from __future__ import annotations
 
 import argparse
 import statistics
+from concurrent.futures import Future
 
 import optuna
 
-from vitune.kernels.vision_attn.space import KernelConfig, valid_configs
+from vitune.kernels.vision_attn.space import KernelConfig
 from vitune.runtime.gpu import identity_for_key
-from vitune.tuner import loop
+from vitune.tuner import loop, pipeline
 from vitune.tuner import search as search_module
 from vitune.tuner.isolation import Outcome
 from vitune.tuner.presets import TUNE_PRESETS, bucket_of
@@ -34,6 +37,13 @@ class SweepOracle:
 
     def __init__(self, rates: dict[KernelConfig, float]) -> None:
         self.rates = rates
+        self.sent = None
+
+    def send(self, req) -> None:
+        self.sent = req
+
+    def receive(self, timeout_s):
+        return self.call(self.sent, timeout_s)
 
     def call(self, req, timeout_s):
         if req.backend == PREPARE:  # (the inputs a real worker builds while compiling)
@@ -44,14 +54,17 @@ class SweepOracle:
         return Outcome(True, {"median_ms": 1.0 / rate, "tflops": rate})
 
 
-class RoundCompiler:
-    """Stands in for the compile pool: takes `jobs` configs a round, compiles nothing."""
+class InstantCompiler:
+    """Stands in for the compile pool of `jobs` processes: compiles nothing."""
 
     def __init__(self, jobs: int) -> None:
         self.jobs = jobs
 
-    def compile(self, requests):
-        return [Outcome(True, {"compile_s": 0.0}) for _ in requests]
+    def submit(self, requests):
+        futures = [Future() for _ in requests]
+        for future in futures:
+            future.set_result(Outcome(True, {"compile_s": 0.0}))
+        return futures
 
 
 def sweep_rates(url: str) -> dict[str, dict[KernelConfig, float]]:
@@ -73,6 +86,7 @@ def _open_in_memory(url: str, read_only: bool = False):
 
 
 loop.open_storage = search_module.open_storage = _open_in_memory
+pipeline.Pipeline.depth = lambda self: self.size  # (--jobs: no compile or GPU times here)
 
 
 def replay(workload, gpu, rates, sampler: str, seed: int, budget: int, jobs: int) -> float:
@@ -81,7 +95,7 @@ def replay(workload, gpu, rates, sampler: str, seed: int, budget: int, jobs: int
     url = f"memory:{workload.name}:{sampler}:{seed}"
     opts = TuneOptions(trials=budget, sampler=sampler, seed=seed, storage=url)
     plan, _ = plan_bucket(workload, gpu, opts)
-    loop.search(plan, SweepOracle(rates), seed_offset=0, compiler=RoundCompiler(jobs))
+    loop.search(plan, SweepOracle(rates), seed_offset=0, compiler=InstantCompiler(jobs))
     study = optuna.load_study(study_name=plan.study_name, storage=_open_in_memory(url))
     _MEMORY.pop(url)
     done = [t.value for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE
@@ -98,7 +112,8 @@ def main() -> None:
     parser.add_argument("--samplers", default="tpe,random")
     parser.add_argument("--refine-share", type=float, default=loop.REFINE_SHARE,
                         help="share of the budget spent on neighbours of the best (0: off)")
-    parser.add_argument("--jobs", type=int, default=14, help="trials per round")
+    parser.add_argument("--jobs", type=int, default=14,
+                        help="configs on their way to the GPU while the next is picked")
     parser.add_argument("--refine-top", type=int, default=loop.REFINE_TOP)
     args = parser.parse_args()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -112,7 +127,7 @@ def main() -> None:
         rates = sweeps.get(key)
         if not rates:
             continue
-        n_valid = sum(1 for _ in valid_configs(w.head_dim, w.torch_dtype, gpu.arch))
+        n_valid = len(loop.bucket_configs(w, gpu.arch))
         budget = args.budget or trial_budget(None, n_valid)
         best = max(rates.values())
         for sampler in args.samplers.split(","):

@@ -426,6 +426,43 @@ def test_the_rest_are_picked_while_the_first_configs_compile(tmp_path):
     assert all(at < first_done for _, at in compiler.rounds)  # all picked meanwhile
 
 
+def test_only_enough_configs_to_cover_a_compile_are_on_their_way(tmp_path):
+    """A bucket starts with the whole pool compiling (its first picks are random anyway);
+    then the pipeline keeps about compile time / GPU time per config (+2) on their way,
+    so each pick misses as few results as keep the GPU busy."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    class Compiler(FakeCompiler):
+        jobs = 12
+        threads = ThreadPoolExecutor(12)
+        submitted = 0
+
+        def submit(self, requests):
+            self.submitted += len(requests)
+
+            def compile_one():
+                time.sleep(0.2)
+                return Outcome(True, {"compile_s": 0.2})
+            return [self.threads.submit(compile_one) for _ in requests]
+
+    class Worker(FakeWorker):
+        on_their_way = []  # configs picked and not yet on the GPU, at each config timed
+
+        def receive(self, timeout_s):
+            if self.sent.backend != PREPARE:
+                time.sleep(0.1)
+                self.on_their_way.append(compiler.submitted - len(self.ran) - 1)
+            return super().receive(timeout_s)
+
+    many = Workload("full d128", (256,), heads=1, head_dim=128, dtype="float16")
+    plan = make_plan(tmp_path, many, "random", budget=40)
+    compiler, worker = Compiler(), Worker()
+    loop.search(plan, worker, seed_offset=0, compiler=compiler)
+    assert len(worker.ran) == 40 and max(worker.on_their_way[:3]) == 12
+    # 0.2 s compiles, 0.1 s a config on the GPU: 2 + 2 (plus timing jitter)
+    assert max(worker.on_their_way[20:]) <= 5
+
+
 def test_a_result_is_written_while_the_next_config_is_timed(tmp_path):
     """The GPU does not wait for the study's commits: trial k is told after config k+1 is
     handed to the worker, and every trial is told by the end of the round."""

@@ -5,11 +5,15 @@ compiles finish; each result is written to the study while the GPU times the nex
 No rounds: a compile process that finishes takes the next config at once. Rounds of 14-16
 waited for their slowest compile (2-8 s where most took 1-2 s), so the compile processes
 sat idle most of a round and the GPU waited on them (2 x H200, docs/perf-notes.md, tenth
-session)."""
+session). The pipeline keeps only as many configs on their way as cover a compile while
+the GPU times the ones ahead: each pick is made without the results of those, and the
+fewer, the better the search (replayed against the window sweeps: 100% / 85% of seeds
+within 3% of the best with 4 on their way, 100% / 72% with 8, 90% / 65% with 14)."""
 
 from __future__ import annotations
 
 import logging
+import math
 import queue
 import time
 from collections.abc import Callable
@@ -28,6 +32,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 Pick = tuple[optuna.Trial, KernelConfig]
 LOG_EVERY = 16  # configs timed between two lines of -v progress
+MIN_DEPTH = 2  # configs on their way to the GPU, at least
+DEPTH_SLACK = 2  # more than the recent compile latency / GPU time per config asks for
+RECENT = 0.25  # weight of the newest sample in the running averages behind the depth
 
 
 def request(plan: SearchPlan, cfg: KernelConfig | None, backend: str = "triton"
@@ -79,17 +86,29 @@ class Pipeline:
                  compiler=None) -> None:
         self._study, self._plan, self._worker, self._compiler = study, plan, worker, compiler
         self.size = compiler.jobs if compiler else 1
-        self._compiling: dict[Future, Pick] = {}
-        self._finished: queue.SimpleQueue[Future] = queue.SimpleQueue()  # in finishing order
+        self._compiling: dict[Future, tuple[Pick, float]] = {}  # (pick, when submitted)
+        self._finished: queue.SimpleQueue[tuple[Future, float]] = queue.SimpleQueue()
+        self._compile_s: float | None = None  # running averages: submit -> compiled,
+        self._gpu_s: float | None = None  # and a config's time in the worker
         self._uncompiled: list[Pick] = []  # (no compile pool)
         self._unwritten: list[tuple[optuna.Trial, KernelConfig, Outcome, dict]] = []
         self._prepared: bool | None = None  # PREPARE: not sent, sent, answered
         self._stats = dict.fromkeys(("timed", "gpu_s", "compile_wait_s", "picking_s"), 0.0)
         self._since_log = time.perf_counter()
 
+    def depth(self) -> int:
+        """Configs to keep on their way to the GPU: enough to keep it timing while one
+        compiles (running averages, plus DEPTH_SLACK); the whole pool until both are
+        known (a bucket's first picks are random ones anyway)."""
+        if self._compile_s is None or self._gpu_s is None:
+            return self.size
+        covering = math.ceil(self._compile_s / max(self._gpu_s, 1e-3)) + DEPTH_SLACK
+        return max(MIN_DEPTH, min(self.size, covering))
+
     def room(self) -> int:
-        """Configs it takes now: one per idle compile process."""
-        return self.size - len(self._compiling) - len(self._uncompiled)
+        """Configs it takes now."""
+        return max(0, min(self.size, self.depth()) - len(self._compiling)
+                   - len(self._uncompiled))
 
     def empty(self) -> bool:
         return not (self._compiling or self._uncompiled)
@@ -103,9 +122,10 @@ class Pipeline:
             self._uncompiled += picks
             return
         futures = self._compiler.submit([request(self._plan, cfg) for _, cfg in picks])
+        submitted = time.perf_counter()
         for future, pick in zip(futures, picks, strict=True):
-            self._compiling[future] = pick
-            future.add_done_callback(self._finished.put)
+            self._compiling[future] = (pick, submitted)
+            future.add_done_callback(lambda f: self._finished.put((f, time.perf_counter())))
         if self._prepared is None:  # the idle worker builds the inputs and reference while
             self._prepared = False  # the first configs compile and the next are picked
             self._worker.send(request(self._plan, None, PREPARE))
@@ -131,6 +151,7 @@ class Pipeline:
         while_timing()
         outcome = self._worker.receive(self._plan.trial_timeout_s)
         attrs["wall_s"] = round(time.perf_counter() - started, 2)
+        self._gpu_s = _running_mean(self._gpu_s, time.perf_counter() - started)
         self._stats["gpu_s"] += time.perf_counter() - started
         self._stats["timed"] += 1
         self._unwritten.append((trial, cfg, outcome, attrs))
@@ -144,9 +165,11 @@ class Pipeline:
         waiting = time.perf_counter()
         while self._finished.empty() and self.room() and while_waiting():
             pass
-        future = self._finished.get()
+        future, compiled_at = self._finished.get()
         self._stats["compile_wait_s"] += time.perf_counter() - waiting
-        return *self._compiling.pop(future), future.result()
+        pick, submitted = self._compiling.pop(future)
+        self._compile_s = _running_mean(self._compile_s, compiled_at - submitted)
+        return *pick, future.result()
 
     def write_pending(self) -> None:
         """Write the last timed result (also on the way out of a Ctrl-C)."""
@@ -163,3 +186,7 @@ class Pipeline:
                      s["compile_wait_s"], s["picking_s"])
         self._stats = dict.fromkeys(s, 0.0)
         self._since_log = time.perf_counter()
+
+
+def _running_mean(mean: float | None, sample: float) -> float:
+    return sample if mean is None else (1 - RECENT) * mean + RECENT * sample
