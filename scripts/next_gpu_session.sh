@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# GPU work in stages that each fit one device call (10 min). The ninth session ran duo4
-# on 2 x H200 (issue 3: 1.70x on the means) and shipped h200.yaml from it; next
-# (docs/perf-notes.md, "ninth session"): duo4 again on two GPUs with the duplicate-config
-# fix (loop.settle_round), the lengths bench with the new h200.yaml, retune on an H100
-# (the tuner is faster since configs are timed as their compiles finish), heads on an
-# H200, and window-kernel variants for head dims 72 and 88.
+# GPU work in stages that each fit one device call (10 min). The tenth session ran duo4
+# on 2 x H200 (issue 3: the search without rounds, 1.61x on the means, one GPU 120-126 s,
+# two 76 s); next (docs/perf-notes.md, "tenth session"): duo4 with the pipeline's adaptive
+# depth (unmeasured on GPUs: the runs must show no GPU waiting for compiles), then the
+# levers listed there; retune on an H100 (the tuner is faster), the lengths bench with
+# h200.yaml, heads on an H200, window-kernel variants for head dims 72 and 88.
+# duo4 with 5 runs (2, 1, 2, 1, 2 GPUs) now fits one call (~8 min on 2 x H200).
 #   STAGE=spread    one H100, ~3 min: window configs timed in fresh workers by the tuner's
 #                   events, under CUDA graphs, and host time per call
 #   STAGE=timer     after a change to the GPU timer (vitune/tuner/measure.py): its GPU test
