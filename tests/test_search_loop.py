@@ -605,3 +605,28 @@ def test_rounds_built_at_once_by_two_processes_never_run_a_config_twice(tmp_path
     twice = [t for t in study.get_trials() if t.user_attrs.get("not_run")]
     assert [t.number for t in twice] == [batch[0][0].number]
     assert "at the same time" in twice[0].user_attrs["reason"]
+
+
+@pytest.mark.gpu
+def test_the_pipeline_on_a_gpu_with_real_compile_processes_and_trial_worker(tmp_path):
+    """The whole way of a config on a GPU: compiled in a compile process, checked and
+    timed in the trial worker as its compile finishes, written while the next is timed."""
+    from vitune.runtime.gpu import detect_gpu
+    from vitune.tuner.isolation import IsolatedWorker
+    from vitune.tuner.trial import WARM_UP
+
+    gpu = detect_gpu()
+    w = Workload("gpu pipeline", (256, 128), heads=2, head_dim=64, dtype="float16")
+    storage = f"sqlite:///{tmp_path / 's.db'}"
+    optuna.create_study(storage=storage, study_name="s", direction="maximize")
+    plan = loop.SearchPlan(w, gpu, "s", "tpe", storage, budget=6, timeout_s=None, seed=0,
+                           rep_ms=5, trial_timeout_s=120)
+    with IsolatedWorker("vitune.tuner.trial:run_trial", {}, WARM_UP) as worker, \
+            CompilePool(3) as compiler:
+        loop.search(plan, worker, seed_offset=0, compiler=compiler)
+    ran = [t for t in trials(plan) if loop.trial_ran(t)]
+    assert len(ran) == 6 and not [t for t in trials(plan) if t.state.name == "RUNNING"]
+    complete = [t for t in ran if t.state.name == "COMPLETE"]
+    assert complete and all(t.value > 0 and {"compile_s", "wall_s", "median_ms"}
+                            <= set(t.user_attrs) for t in complete)
+    assert all(t.user_attrs["reason"] for t in ran if t.state.name == "FAIL")

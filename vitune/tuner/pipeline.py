@@ -107,8 +107,7 @@ class Pipeline:
 
     def room(self) -> int:
         """Configs it takes now."""
-        return max(0, min(self.size, self.depth()) - len(self._compiling)
-                   - len(self._uncompiled))
+        return max(0, self.depth() - len(self._compiling) - len(self._uncompiled))
 
     def empty(self) -> bool:
         return not (self._compiling or self._uncompiled)
