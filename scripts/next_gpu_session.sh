@@ -104,6 +104,7 @@ case "${STAGE:-tests}" in
     # spread, both orders, warm file caches for all runs. RUNS: name:workers[:compile
     # jobs per search process] each (two calls of a 10-minute limit: split the list)
     python3 -c "import vitune.cli"
+    gpu_lane 120 tests/test_search_loop.py tests/test_isolation.py  # (the pipeline on a GPU)
     runs=${RUNS:-tpe1a:1 tpe2a:gpus tpe2b:gpus tpe1b:1}
     for run in $runs; do
       IFS=: read -r name workers jobs <<< "$run"
