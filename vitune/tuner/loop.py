@@ -41,7 +41,7 @@ from vitune.tuner.pipeline import Pipeline, tell
 from vitune.tuner.workloads import Workload
 
 log = logging.getLogger(__name__)
-RANDOM_AFTER = 10  # proposals in a round that bring nothing new before random new configs
+RANDOM_AFTER = 10  # proposals in a row that bring nothing new before random new configs
 # The last REFINE_SHARE of a sampled search's budget tries the untried one-field neighbours
 # of the REFINE_TOP fastest configs (fastest first) instead of the sampler's proposals: the
 # sampler opens, a best-first local search finishes. Replayed against the window sweeps (H100,
@@ -49,8 +49,8 @@ RANDOM_AFTER = 10  # proposals in a round that bring nothing new before random n
 # alone found it in 45-65% of seeds; with a share of 0.5, 68-92%; 0.7, 88-98%; 0.9, 100%,
 # and 100% on the full-attention buckets (docs/perf-notes.md).
 REFINE_SHARE = 0.9
-PICK_WHILE_WAITING = 4  # configs picked at a time while no compile has finished
 REFINE_TOP = 15
+PICK_WHILE_WAITING = 4  # configs picked at a time while no compile has finished
 Progress = Callable[[int, int, float | None], None]  # (ran, budget, best TFLOP/s so far)
 # The search space as Optuna sees it: every field categorical
 DISTRIBUTIONS = {name: optuna.distributions.CategoricalDistribution(list(choices))
