@@ -54,8 +54,7 @@ def warm_up() -> None:
 
 WARM_UP = f"{__name__}:warm_up"
 # Compile processes yield the CPU to the timing worker and the search loop, whose latency
-# the GPU waits on (a compile's ptxas inherits it): on 2 x H200 with every core compiling,
-# a config took 0.185 s of a GPU's time against 0.168 s for one search process alone.
+# the GPU waits on (a compile's ptxas inherits it); they are throughput, not latency.
 COMPILER_NICENESS = 10
 
 
