@@ -558,7 +558,7 @@ def test_a_last_round_built_beside_another_process_keeps_its_share_of_the_budget
     for cfg in configs[10:18]:  # the other process's round, started meanwhile
         loop.ask_for(study, cfg, searcher=1)
     batch = [(loop.ask_for(study, cfg), cfg) for cfg in configs[18:26]]
-    kept = loop.settle_round(study, plan, batch, stale_after_s=600)
+    kept = loop.settle_picks(study, plan, batch, stale_after_s=600)
     assert kept == batch[:5]
     dropped = [t for t in study.get_trials() if t.user_attrs.get("not_run")]
     assert len(dropped) == 3 and all(t.state == optuna.trial.TrialState.FAIL for t in dropped)
@@ -567,7 +567,7 @@ def test_a_last_round_built_beside_another_process_keeps_its_share_of_the_budget
     assert len(seen.ran) == 10 and seen.running_now == 13
     assert configs[24] not in seen.ran and configs[24] not in seen.running
     # nothing over the budget: the batch stays whole
-    assert loop.settle_round(study, dataclasses.replace(plan, budget=30), kept, 600) == kept
+    assert loop.settle_picks(study, dataclasses.replace(plan, budget=30), kept, 600) == kept
 
 
 def test_two_processes_with_one_trial_left_never_both_drop_it(tmp_path):
@@ -581,7 +581,7 @@ def test_two_processes_with_one_trial_left_never_both_drop_it(tmp_path):
         loop.tell(study, loop.ask_for(study, cfg), 1.0)
     loop.ask_for(study, configs[2], searcher=1)
     batch = [(loop.ask_for(study, configs[3]), configs[3])]
-    assert loop.settle_round(study, plan, batch, stale_after_s=600) == batch
+    assert loop.settle_picks(study, plan, batch, stale_after_s=600) == batch
 
 
 def test_rounds_built_at_once_by_two_processes_never_run_a_config_twice(tmp_path):
@@ -599,9 +599,9 @@ def test_rounds_built_at_once_by_two_processes_never_run_a_config_twice(tmp_path
     study = optuna.load_study(study_name="s", storage=plan.storage)
     other = [(loop.ask_for(study, cfg, searcher=1), cfg) for cfg in configs[:3]]
     batch = [(loop.ask_for(study, cfg), cfg) for cfg in configs[2:5]]  # configs[2] twice
-    assert loop.settle_round(study, plan, batch, stale_after_s=600) == batch[1:]
+    assert loop.settle_picks(study, plan, batch, stale_after_s=600) == batch[1:]
     # the other process, settling after: its earlier trial of configs[2] stays
-    assert loop.settle_round(study, plan, other, stale_after_s=600) == other
+    assert loop.settle_picks(study, plan, other, stale_after_s=600) == other
     twice = [t for t in study.get_trials() if t.user_attrs.get("not_run")]
     assert [t.number for t in twice] == [batch[0][0].number]
     assert "at the same time" in twice[0].user_attrs["reason"]

@@ -174,7 +174,7 @@ def bucket_reason(cfg: KernelConfig, w: Workload, arch: ArchSpec) -> str | None:
 class _Seen:
     """What the study holds: configs that ran (with the first trial that ran each), configs
     running elsewhere (with the earliest trial running each; how many of them this run's
-    search processes started, and which processes)."""
+    search processes started)."""
 
     ran: dict[KernelConfig, optuna.trial.FrozenTrial]
     running: dict[KernelConfig, int]
@@ -229,10 +229,11 @@ def search(plan: SearchPlan, worker: IsolatedWorker, seed_offset: int,
 
     def pick(at_most: int | None = None) -> bool:
         """Fill the pipeline (with at most `at_most` configs); whether any were added."""
-        if not pipe.room() or (deadline is not None and time.time() >= deadline):
+        room = pipe.room()
+        if not room or (deadline is not None and time.time() >= deadline):
             return False
         picking = time.perf_counter()
-        picks = picker.pick(min(pipe.room(), at_most or pipe.room()))
+        picks = picker.pick(min(room, at_most or room))
         pipe.add(picks, time.perf_counter() - picking)
         return bool(picks)
 
@@ -260,9 +261,9 @@ class _Picker:
     where the sampler brings nothing new. Each pick is a trial created RUNNING."""
 
     def __init__(self, study: optuna.Study, plan: SearchPlan, seed_offset: int,
-                 round_size: int, on_trial: Progress | None = None) -> None:
+                 retry_after: int, on_trial: Progress | None = None) -> None:
         self._study, self._plan, self._searcher = study, plan, seed_offset
-        self._round_size, self._on_trial = round_size, on_trial
+        self._retry_after, self._on_trial = retry_after, on_trial
         self._valid = bucket_configs(plan.workload, plan.gpu.arch)
         self._rng = random.Random(plan.seed + seed_offset)
         self._stale_after = plan.trial_timeout_s * 2 + 60
@@ -283,7 +284,7 @@ class _Picker:
         if room <= 0 or not fresh:
             self.done = True
             return []
-        if self._picked >= self._round_size:  # the sampler, which has learnt more, gets
+        if self._picked >= self._retry_after:  # the sampler, which has learnt more, gets
             self._picked = self._nothing_new = 0  # a new try every pipeline's worth
         refining = plan.sampler != "grid" and len(seen.ran) >= plan.budget * (1 - REFINE_SHARE)
         fresh_set = set(fresh)
@@ -303,7 +304,7 @@ class _Picker:
                 batch.append(proposed)
         self._picked += len(batch)
         if plan.searchers > 1:
-            batch = settle_round(self._study, plan, batch, self._stale_after)
+            batch = settle_picks(self._study, plan, batch, self._stale_after)
         return batch
 
     def _ask(self, seen: _Seen, taken: set[KernelConfig]
@@ -328,7 +329,7 @@ class _Picker:
         return None
 
 
-def settle_round(study: optuna.Study, plan: SearchPlan,
+def settle_picks(study: optuna.Study, plan: SearchPlan,
                  batch: list[tuple[optuna.Trial, KernelConfig]], stale_after_s: float
                  ) -> list[tuple[optuna.Trial, KernelConfig]]:
     """Search processes that pick configs at the same time pick them from the same view

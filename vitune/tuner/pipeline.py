@@ -149,9 +149,10 @@ class Pipeline:
         self.write_pending()
         while_timing()
         outcome = self._worker.receive(self._plan.trial_timeout_s)
-        attrs["wall_s"] = round(time.perf_counter() - started, 2)
-        self._gpu_s = _running_mean(self._gpu_s, time.perf_counter() - started)
-        self._stats["gpu_s"] += time.perf_counter() - started
+        timed_s = time.perf_counter() - started
+        attrs["wall_s"] = round(timed_s, 2)
+        self._gpu_s = _running_mean(self._gpu_s, timed_s)
+        self._stats["gpu_s"] += timed_s
         self._stats["timed"] += 1
         self._unwritten.append((trial, cfg, outcome, attrs))
         if self._stats["timed"] >= LOG_EVERY:
