@@ -200,6 +200,25 @@ def test_two_workers_share_one_study_in_a_journal_file(tmp_path):
     assert load_config_file(out / "interpreter.yaml")["buckets"]
 
 
+
+def test_two_workers_each_start_a_bucket_of_their_own(tmp_path):
+    """Two buckets, two search processes: each takes one (the first trial that ran in a
+    bucket is its searcher's), and both buckets are crowned into the file."""
+    from vitune.tuner.search import trial_ran
+
+    out = tmp_path / "cfg"
+    assert main(["tune", "--interpret", "--trials", "6", "--out", str(out),
+                 "--workers", "2"]) == 0
+    storage = f"sqlite:///{out / 'studies.db'}"
+    first_searchers = set()
+    for summary in optuna.get_all_study_summaries(storage):
+        study = optuna.load_study(study_name=summary.study_name, storage=storage)
+        ran = sorted((t for t in study.trials if trial_ran(t)), key=lambda t: t.number)
+        assert len(ran) >= 6
+        first_searchers.add(ran[0].user_attrs["searcher"])
+    assert first_searchers == {0, 1}
+    assert len(load_config_file(out / "interpreter.yaml")["buckets"]) == 2
+
 POSTGRES_URL = os.environ.get("VITUNE_TEST_POSTGRES_URL")
 
 

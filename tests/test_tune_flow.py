@@ -1,7 +1,9 @@
-"""How `vitune tune` orders its work across buckets with a team (stand-ins for the search,
-the crown and the team: no processes, no kernels): the team gets every bucket at the start,
-the main process moves on to the next bucket without waiting for the team, and crowns a
-bucket between its own rounds of the next one as soon as the team has finished it too."""
+"""How `vitune tune` shares its buckets among search processes (stand-ins for the search,
+the crown and the team's member: no processes, no kernels): a member takes the first
+bucket as soon as its plan arrives, the main process the next one nobody has started, and
+once none is left each joins a bucket still searched; the main process crowns a bucket
+between its own trials as soon as everyone on it is done, and shows every bucket's
+progress."""
 
 from dataclasses import dataclass
 from types import SimpleNamespace
@@ -40,38 +42,51 @@ class FakeWorker:
         pass
 
 
-def test_buckets_are_crowned_between_trials_once_the_team_is_done(monkeypatch, tmp_path):
+def test_buckets_are_shared_out_and_crowned_as_everyone_on_them_is_done(monkeypatch,
+                                                                       tmp_path):
     events = []
-    rounds_done = {}  # bucket -> rounds this process has run on it
 
-    class FakeTeam(FakeWorker):
-        def start(self, plan):
-            events.append(("team starts", plan.name))
+    class FakeMember(FakeWorker):
+        """Search process 1: takes a bucket whenever it is free, and needs four of the
+        main process's trials to finish one."""
 
-        def release(self):
-            events.append(("team released",))
+        def __init__(self, envs, board, jobs, timeout_s):
+            self.board, self.plans, self.seat, self.left = board, [], None, 0
 
-        def finished(self, plan, wait=False):
-            # the team ends a bucket during this process's second round of the next one
-            later = WORKLOADS.index(plan.workload) + 1
-            done = wait or rounds_done.get(later, 0) >= 2
-            if wait:
-                events.append(("waited for", plan.name))
-            return done
+        def send(self, plan):
+            self.plans.append(plan)
+            if self.seat is None and self.left == 0:
+                self.take()
 
-    searchers = []
+        def take(self):
+            self.seat = self.board.claim(1, len(self.plans))
+            if self.seat is not None:
+                self.left = 4
+                events.append(("member takes", self.plans[self.seat.bucket].name,
+                               self.seat.rank))
 
-    def fake_search(plan, worker, seed_offset, compiler, on_trial, between_trials):
-        searchers.append(plan.searchers)
-        for _ in range(3):
+        def check(self):
+            if self.seat is not None:
+                self.left -= 1
+                if self.left == 0:
+                    self.board.leave(1)
+                    events.append(("member done", self.plans[self.seat.bucket].name))
+                    self.take()
+
+    def fake_search(plan, worker, seed_offset, compiler, between_trials, seat):
+        for trial in range(3):
             between_trials()
-            rounds_done[WORKLOADS.index(plan.workload)] = \
-                rounds_done.get(WORKLOADS.index(plan.workload), 0) + 1
-            events.append(("round", plan.name))
+            seat.report(trial + 1, 3, 10.0 + trial)
+            events.append(("trial", plan.name, seat.rank))
 
     def fake_crown(plan, default, worker, compiler=None):
         events.append(("crown", plan.name))
         return SimpleNamespace(name=plan.name, study_name=plan.name)
+
+    shown = {}
+
+    def on_bucket_start(w):
+        return lambda ran, budget, best: shown.__setitem__(w.name, (ran, budget, best))
 
     monkeypatch.setattr(tune_module, "plan_bucket",
                         lambda w, gpu, opts: (FakePlan(w.name, w.name, w), None))
@@ -79,15 +94,16 @@ def test_buckets_are_crowned_between_trials_once_the_team_is_done(monkeypatch, t
     monkeypatch.setattr(tune_module, "crown_bucket", fake_crown)
     monkeypatch.setattr(tune_module, "save_results", lambda *args: None)
     monkeypatch.setattr(tune_module, "IsolatedWorker", FakeWorker)
-    monkeypatch.setattr(tune_module, "SearchTeam", FakeTeam)
+    monkeypatch.setattr(tune_module, "SearchTeam", FakeMember)
     results = tune_module.tune(WORKLOADS, interpreter_identity(), tmp_path, TuneOptions(),
-                               workers=2)
-    assert [r.name for r in results] == ["w0", "w1", "w2"]
-    assert searchers == [2, 2, 2]  # every plan knows how many processes share it
+                               on_bucket_start=on_bucket_start, workers=2)
+    assert [r.name for r in results] == ["w0", "w1", "w2"]  # (in the run's order)
     assert events == [
-        ("team starts", "w0"), ("team starts", "w1"), ("team starts", "w2"),
-        ("team released",),
-        ("round", "w0"), ("round", "w0"), ("round", "w0"),
-        ("round", "w1"), ("round", "w1"), ("crown", "w0"), ("round", "w1"),
-        ("round", "w2"), ("round", "w2"), ("crown", "w1"), ("round", "w2"),
-        ("waited for", "w2"), ("crown", "w2")]
+        ("member takes", "w0", 0),
+        ("trial", "w1", 0), ("trial", "w1", 0), ("trial", "w1", 0),
+        # this process took w2 (nobody had); the member, done with w0, joins it there
+        ("member done", "w0"), ("member takes", "w2", 1),
+        ("crown", "w0"), ("crown", "w1"),
+        ("trial", "w2", 0), ("trial", "w2", 0), ("trial", "w2", 0),
+        ("member done", "w2"), ("crown", "w2")]  # (once the member is done with it too)
+    assert shown == {"w1": (3, 3, 12.0), "w2": (3, 3, 12.0)}

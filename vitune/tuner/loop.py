@@ -36,6 +36,7 @@ from vitune.kernels.vision_attn.space import (
     valid_configs,
 )
 from vitune.runtime.gpu import GpuIdentity
+from vitune.tuner.board import Seat
 from vitune.tuner.isolation import IsolatedWorker
 from vitune.tuner.pipeline import Pipeline, tell
 from vitune.tuner.workloads import Workload
@@ -78,7 +79,7 @@ class SearchPlan:
     since: float | None = None
     # configs to run before the sampler proposes any (the built-in default, known winners)
     first: tuple[KernelConfig, ...] = ()
-    searchers: int = 1  # search processes of this run on the bucket
+    searchers: int = 1  # search processes of this run on the bucket (a Seat says it live)
 
 
 def trial_ran(t: optuna.trial.FrozenTrial) -> bool:
@@ -210,13 +211,16 @@ class _Seen:
 
 def search(plan: SearchPlan, worker: IsolatedWorker, seed_offset: int,
            on_trial: Progress | None = None, compiler=None,
-           between_trials: Callable[[], None] | None = None) -> None:
+           between_trials: Callable[[], None] | None = None, seat: Seat | None = None
+           ) -> None:
     """Run trials on the plan's study until it holds `plan.budget` trials that ran, the
     plan's time is up or every valid config has run. Any number of processes may run this on
     one study. Configs are picked as compile processes become free (vitune.tuner.pipeline)
     and timed one by one on this process's GPU as their compiles finish; the next ones are
     picked while the GPU times one. `between_trials` runs whenever the GPU is free (other
-    work for it, e.g. crowning a bucket searched before)."""
+    work for it, e.g. crowning a bucket searched before). With a `seat` (vitune.tuner.board),
+    the processes on the bucket are counted live, progress is reported there, and once
+    another process has finished the bucket no more configs are picked."""
     deadline = None if plan.timeout_s is None else time.time() + plan.timeout_s
     # (this process's own trials in flight count against the budget: they are this run's)
     plan = plan if plan.since is not None else replace(plan, since=time.time())
@@ -225,12 +229,16 @@ def search(plan: SearchPlan, worker: IsolatedWorker, seed_offset: int,
                               sampler=make_sampler(plan.sampler, plan.seed + seed_offset,
                                                    plan.budget))
     pipe = Pipeline(study, plan, worker, compiler)
-    picker = _Picker(study, plan, seed_offset, pipe.size, on_trial)
+    picker = _Picker(study, plan, seed_offset, pipe.size, on_trial, seat)
+
+    def over() -> bool:
+        return ((deadline is not None and time.time() >= deadline)
+                or (seat is not None and seat.closed()))
 
     def pick(at_most: int | None = None) -> bool:
         """Fill the pipeline (with at most `at_most` configs); whether any were added."""
         room = pipe.room()
-        if not room or (deadline is not None and time.time() >= deadline):
+        if not room or over():
             return False
         picking = time.perf_counter()
         picks = picker.pick(min(room, at_most or room))
@@ -245,7 +253,7 @@ def search(plan: SearchPlan, worker: IsolatedWorker, seed_offset: int,
             # it compiles (asking for 14-16 configs took 1-3 s at a bucket's start).
             pick(at_most=1 if pipe.empty() else None)
             if pipe.empty():
-                if picker.done or (deadline is not None and time.time() >= deadline):
+                if picker.done or over():
                     break
                 continue  # (another process took every config picked: pick again)
             pipe.time_next(while_waiting=lambda: pick(at_most=PICK_WHILE_WAITING),
@@ -261,9 +269,10 @@ class _Picker:
     where the sampler brings nothing new. Each pick is a trial created RUNNING."""
 
     def __init__(self, study: optuna.Study, plan: SearchPlan, seed_offset: int,
-                 retry_after: int, on_trial: Progress | None = None) -> None:
+                 retry_after: int, on_trial: Progress | None = None,
+                 seat: Seat | None = None) -> None:
         self._study, self._plan, self._searcher = study, plan, seed_offset
-        self._retry_after, self._on_trial = retry_after, on_trial
+        self._retry_after, self._on_trial, self._seat = retry_after, on_trial, seat
         self._valid = bucket_configs(plan.workload, plan.gpu.arch)
         self._rng = random.Random(plan.seed + seed_offset)
         self._stale_after = plan.trial_timeout_s * 2 + 60
@@ -277,6 +286,10 @@ class _Picker:
         seen = _Seen.of(self._study, w.head_dim, self._stale_after, plan.since)
         if self._on_trial is not None:
             self._on_trial(len(seen.ran), plan.budget, seen.best)
+        if self._seat is not None:
+            self._seat.report(len(seen.ran), plan.budget, seen.best)
+        searchers, rank = (self._seat.searchers(), self._seat.rank) if self._seat \
+            else (plan.searchers, self._searcher)
         # Trials another search process is running count against the budget too: without
         # them, every process would fill its pipeline at the end and overshoot it.
         room = plan.budget - len(seen.ran) - seen.running_now
@@ -291,7 +304,7 @@ class _Picker:
         chosen = [c for c in plan.first if c in fresh_set]
         chosen += neighbours_of_best(seen.ran, fresh_set, REFINE_TOP, w.head_dim) \
             if refining else []
-        chosen = deal(chosen, self._searcher, plan.searchers)
+        chosen = deal(chosen, rank, searchers)
         batch: list[tuple[optuna.Trial, KernelConfig]] = []
         while len(batch) < min(n, room, len(fresh)):
             taken = {cfg for _, cfg in batch}
@@ -303,7 +316,7 @@ class _Picker:
             elif (proposed := self._ask(seen, taken)) is not None:
                 batch.append(proposed)
         self._picked += len(batch)
-        if plan.searchers > 1:
+        if searchers > 1:
             batch = settle_picks(self._study, plan, batch, self._stale_after)
         return batch
 

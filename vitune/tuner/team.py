@@ -2,10 +2,11 @@
 
 Each member forks its trial worker (CUDA context, compiled kernels) and its compile pool
 at once and keeps them warm from bucket to bucket, so a second GPU adds throughput from
-the first bucket on. Members run the same loop as the main process on the same study (the
-storage coordinates them) and take the buckets in the order given, each as soon as they
-are done with the one before: every bucket is handed over at the start, so nobody waits
-for the others at the end of a bucket.
+the first bucket on. Members run the same loop as the main process and take their buckets
+from the run's board (vitune.tuner.board): one nobody has started as soon as its plan
+arrives, then, once none is left, one still being searched, on the same study (the
+storage coordinates them). Every plan is sent as soon as it is planned, so a member
+starts on the first bucket while the main process plans the others.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import signal
 import time
 
 from vitune.logs import LOG_FORMAT
+from vitune.tuner.board import BucketBoard
 from vitune.tuner.compile_pool import CompilePool
 from vitune.tuner.isolation import (
     IsolatedWorker,
@@ -32,7 +34,8 @@ log = logging.getLogger(__name__)
 
 
 def _member_main(env: dict[str, str], index: int, compile_jobs: int, timeout_s: float,
-                 inbox: mp.Queue, done: mp.Queue, log_level: int = logging.WARNING) -> None:
+                 inbox: mp.Queue, board: BucketBoard, log_level: int = logging.WARNING
+                 ) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C: the main process stops members
     logging.basicConfig(level=log_level, format=LOG_FORMAT)
     with contextlib.ExitStack() as stack:
@@ -49,75 +52,73 @@ def _member_main(env: dict[str, str], index: int, compile_jobs: int, timeout_s: 
         start_fork_server()  # for the workers that replace crashed ones
         log.info("search process %d: trial worker and %d compile processes starting",
                  index, compile_jobs)
-        while (plan := inbox.get()) is not None:
-            started = time.perf_counter()
+        plans: list[SearchPlan] = []
+        while (seat := _claim(board, index, inbox, plans)) is not None:
+            plan = plans[seat.bucket]
+            started, finished = time.perf_counter(), False
             try:
-                search(plan, worker, seed_offset=index, compiler=compiler)
-            except Exception:  # the main process carries on with the bucket alone
+                search(plan, worker, seed_offset=index, compiler=compiler, seat=seat)
+                finished = True
+            except Exception:  # left open: another process finishes the bucket
                 log.exception("search process %d failed on %s", index, plan.study_name)
+            finally:
+                board.leave(index, finished)
             log.info("search process %d: %s searched in %.1f s", index, plan.study_name,
                      time.perf_counter() - started)
-            done.put((index, plan.study_name))
+
+
+def _claim(board: BucketBoard, index: int, inbox: mp.Queue, plans: list[SearchPlan]):
+    """The member's next seat on the board, among the plans it has received (waiting for
+    more where it has none to take and the main process has more to send); None once
+    every plan is in and there is nothing left to take."""
+    while True:
+        with contextlib.suppress(queue.Empty):  # (the plans already sent, first)
+            while len(plans) < board.buckets:
+                plans.append(inbox.get_nowait())
+        if (seat := board.claim(index, len(plans))) is not None or len(plans) == board.buckets:
+            return seat
+        plans.append(inbox.get())
 
 
 class SearchTeam:
     """Search processes with the given environments (e.g. {"CUDA_VISIBLE_DEVICES": "1"}),
-    each with `compile_jobs` compile processes (0: none, e.g. on the interpreter) that give
-    up on a compile after `compile_timeout_s`."""
+    numbered from 1 on the `board` (0 is the main process), each with `compile_jobs`
+    compile processes (0: none, e.g. on the interpreter) that give up on a compile after
+    `compile_timeout_s`."""
 
-    def __init__(self, envs: list[dict[str, str]], compile_jobs: int,
+    def __init__(self, envs: list[dict[str, str]], board: BucketBoard, compile_jobs: int,
                  compile_timeout_s: float = 300) -> None:
+        self._board = board
         # (forked from the fork server where there is one: torch is imported there)
         ctx = process_context(envs[0] if envs else {})
-        self._done = ctx.Queue()
         self._inboxes = [ctx.Queue() for _ in envs]
         self._members = [ctx.Process(target=_member_main,
                                      args=(env, i + 1, compile_jobs, compile_timeout_s, inbox,
-                                           self._done, logging.getLogger().level))
+                                           board, logging.getLogger().level))
                          for i, (env, inbox) in enumerate(zip(envs, self._inboxes, strict=True))]
-        self._searching: dict[str, set[int]] = {}  # study name -> members still on it
-        self._released = False
+        self._gone: set[int] = set()
         with children_ignore_ctrl_c():  # on Ctrl-C the main process stops them (close)
             for member in self._members:
                 member.start()
 
-    def start(self, plan: SearchPlan) -> None:
-        """Every member searches the plan's bucket once done with the ones before."""
-        self._searching[plan.study_name] = {i + 1 for i, m in enumerate(self._members)
-                                            if m.is_alive()}
+    def send(self, plan: SearchPlan) -> None:
+        """The next bucket's plan, to every member (in the board's order)."""
         for inbox in self._inboxes:
             inbox.put(plan)
 
-    def release(self) -> None:
-        """No more plans: each member exits once done with those it has, while this process
-        works on (its processes' shutdown then costs the run nothing)."""
-        for inbox, member in zip(self._inboxes, self._members, strict=True):
-            if member.is_alive():
-                inbox.put(None)
-        self._released = True
-
-    def finished(self, plan: SearchPlan, wait: bool = False) -> bool:
-        """Whether every member still alive has finished the plan's bucket (`wait`: block
-        until it has)."""
-        pending = self._searching.get(plan.study_name, set())
-        while pending:
-            try:
-                index, name = self._done.get(timeout=1) if wait else self._done.get_nowait()
-                self._searching[name].discard(index)
-            except queue.Empty:
-                for i in list(pending):
-                    if not self._members[i - 1].is_alive():
-                        log.warning("search process %d exited; going on without it", i)
-                        pending.discard(i)
-                if not wait:
-                    break
-        return not pending
+    def check(self) -> None:
+        """A member that died (killed, out of memory) leaves its bucket open on the board,
+        for another process to finish."""
+        for i, member in enumerate(self._members, start=1):
+            if i not in self._gone and not member.is_alive() and member.exitcode:
+                log.warning("search process %d exited (%s); going on without it", i,
+                            member.exitcode)
+                self._board.leave(i, finished=False)
+                self._gone.add(i)
 
     def close(self, wait: bool = True) -> None:
-        """Members finish the plans they have (`wait`), or stop at once (Ctrl-C, an error:
+        """Members finish their buckets (`wait`), or stop at once (Ctrl-C, an error:
         trials they were running stay RUNNING, and a resumed run tries them again)."""
-        if not self._released:
-            self.release()
         for member in self._members:
             member.join(timeout=30 if wait else 0)
             if member.is_alive():

@@ -8,7 +8,6 @@ import logging
 import os
 import time
 from collections.abc import Callable
-from dataclasses import replace
 from pathlib import Path
 
 from vitune.kernels.vision_attn.space import KernelConfig
@@ -20,9 +19,10 @@ from vitune.runtime.schema import (
     merge_buckets,
     write_config_file,
 )
+from vitune.tuner.board import BucketBoard
 from vitune.tuner.compile_pool import CompilePool, default_compile_jobs
 from vitune.tuner.environment import environment
-from vitune.tuner.isolation import IsolatedWorker
+from vitune.tuner.isolation import IsolatedWorker, process_context
 from vitune.tuner.loop import SearchPlan, search
 from vitune.tuner.search import (
     BucketResult,
@@ -95,19 +95,22 @@ def worker_envs(gpu: GpuIdentity, workers: int) -> list[dict[str, str]]:
 def tune(workloads: list[Workload], gpu: GpuIdentity, out_dir: str | Path, opts: TuneOptions,
          on_bucket_start: Callable[[Workload], Callable] | None = None,
          workers: int = 1) -> list[BucketResult]:
-    """Tune each workload's bucket with `workers` search processes sharing its study; the
-    YAML is rewritten after every bucket. On Ctrl-C the buckets crowned so far are saved
-    and KeyboardInterrupt propagates (the studies keep every trial: a rerun resumes)."""
+    """Tune each workload's bucket with `workers` search processes, each on a bucket of its
+    own while there are buckets nobody has started, then sharing the ones still searched
+    (vitune.tuner.board); this process crowns every bucket and rewrites the YAML after each.
+    On Ctrl-C the buckets crowned so far are saved and KeyboardInterrupt propagates (the
+    studies keep every trial: a rerun resumes)."""
     path = output_path(out_dir, gpu)
     opts.known_winners = opts.known_winners or known_winners(out_dir)
     main_env, *helper_envs = worker_envs(gpu, workers)
     jobs = 0 if gpu.is_interpreter else opts.compile_jobs
     jobs = default_compile_jobs(workers) if jobs is None else jobs
+    board = BucketBoard(len(workloads), workers, process_context(main_env))
     results: list[BucketResult] = []
     with contextlib.ExitStack() as stack:
         # Started once for the whole run, all at once: workers, compile pools and extra
         # search processes stay warm from bucket to bucket.
-        team = stack.enter_context(SearchTeam(helper_envs, jobs, opts.trial_timeout_s)) \
+        team = stack.enter_context(SearchTeam(helper_envs, board, jobs, opts.trial_timeout_s)) \
             if helper_envs else None
         worker = stack.enter_context(IsolatedWorker("vitune.tuner.trial:run_trial", main_env,
                                                     WARM_UP))
@@ -115,38 +118,53 @@ def tune(workloads: list[Workload], gpu: GpuIdentity, out_dir: str | Path, opts:
         compiler = stack.enter_context(CompilePool(jobs, main_env, opts.trial_timeout_s)) \
             if jobs else None
         stack.callback(worker.stop)  # (first: it goes while the compile processes do)
-        searched: list[tuple[SearchPlan, KernelConfig]] = []  # by this process, not crowned
-
-        def crown_finished(wait: bool = False) -> None:
-            """Crown (re-time, measure the peers) each bucket searched here, in order, once
-            the team has finished it too; on this GPU, between this process's trials of
-            the next bucket, so no GPU waits for another at the end of a bucket."""
-            while searched and (team is None or team.finished(searched[0][0], wait)):
-                result = crown_bucket(*searched.pop(0), worker, compiler)
-                results.append(result)
-                save_results(path, gpu, [result])
-
         log.info("trial worker and %d compile processes starting (%d more search processes)",
                  jobs, len(helper_envs))
-        # Every bucket planned (its study created) and handed to the team at once: a member
-        # done with its share of a bucket goes on to the next without waiting for this
-        # process to finish its last round there (2-3 s a bucket on two H200s).
+        # Each plan goes to the team as soon as it is made (its study created): a member
+        # starts on the first bucket while this process plans the others.
         planning = time.perf_counter()
-        plans = [(replace(plan, searchers=workers), default)
-                 for plan, default in (plan_bucket(w, gpu, opts) for w in workloads)]
+        plans: list[tuple[SearchPlan, KernelConfig]] = []
+        for w in workloads:
+            plans.append(plan_bucket(w, gpu, opts))
+            if team is not None:
+                team.send(plans[-1][0])
         log.info("%d studies planned in %.1f s", len(plans), time.perf_counter() - planning)
-        if team is not None:
-            for plan, _ in plans:
-                team.start(plan)
-            team.release()
-        for w, (plan, default) in zip(workloads, plans, strict=True):
-            started = time.perf_counter()
-            search(plan, worker, seed_offset=0, compiler=compiler,
-                   on_trial=on_bucket_start(w) if on_bucket_start else None,
-                   between_trials=crown_finished)
-            searched.append((plan, default))
+        bars = [on_bucket_start(w) for w in workloads] if on_bucket_start else []
+        crowned: set[int] = set()
+
+        def crown_finished() -> None:
+            """Crown (re-time, measure the peers) each bucket every process has finished;
+            on this GPU, between this process's trials of another bucket, so no GPU waits
+            for another at the end of a bucket."""
+            for i, on_trial in enumerate(bars):
+                ran, budget, best = board.progress(i)
+                if budget:
+                    on_trial(ran, budget, best)
+            if team is not None:
+                team.check()
+            for i, (plan, default) in enumerate(plans):
+                if i not in crowned and board.finished(i):
+                    crowned.add(i)
+                    results.append(crown_bucket(plan, default, worker, compiler))
+                    save_results(path, gpu, [results[-1]])
+
+        while len(crowned) < len(plans):
+            seat = board.claim(0, len(plans))
+            if seat is None:  # the last buckets are in other processes' hands
+                crown_finished()
+                time.sleep(0.05)
+                continue
+            plan = plans[seat.bucket][0]
+            started, finished = time.perf_counter(), False
+            try:
+                search(plan, worker, seed_offset=0, compiler=compiler,
+                       between_trials=crown_finished, seat=seat)
+                finished = True
+            finally:  # (an error here ends the run: the bucket stays open, unfinished)
+                board.leave(0, finished)
             log.info("%s searched in %.1f s", plan.study_name, time.perf_counter() - started)
-        crown_finished(wait=True)
+        crown_finished()  # (the progress bars' last state)
         closing = time.perf_counter()
     log.info("workers and search processes closed in %.1f s", time.perf_counter() - closing)
-    return results
+    order = {plan.study_name: i for i, (plan, _) in enumerate(plans)}
+    return sorted(results, key=lambda r: order[r.study_name])
