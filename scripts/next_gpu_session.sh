@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # GPU work in stages that each fit one device call (10 min). The tenth session ran duo4
 # on 2 x H200 (issue 3: the search without rounds, 1.61x on the means, one GPU 120-126 s,
-# two 76 s); next (docs/perf-notes.md, "tenth session"): duo4 with the pipeline's adaptive
-# depth (unmeasured on GPUs: the runs must show no GPU waiting for compiles), then the
-# levers listed there; retune on an H100 (the tuner is faster), the lengths bench with
-# h200.yaml, heads on an H200, window-kernel variants for head dims 72 and 88.
+# two 76 s); the eleventh gave each search process buckets of its own (board.py): duo4
+# measures it where two GPUs are lent; on one GPU, `STAGE=duo4 RUNS=tpe1a:1` then
+# `STAGE=sweep1 SEARCH_DB=results/gpu/tpe1a.db SWEEP_S=240` in one call (the window
+# sweep of the current space against a search of the current code). Left: the lengths
+# bench with h200.yaml, heads on an H200, window-kernel variants for head dims 72 and 88.
 # duo4 with 5 runs (2, 1, 2, 1, 2 GPUs) now fits one call (~8 min on 2 x H200).
 #   STAGE=spread    one H100, ~3 min: window configs timed in fresh workers by the tuner's
 #                   events, under CUDA graphs, and host time per call
@@ -84,8 +85,9 @@ case "${STAGE:-tests}" in
     search_db=${SEARCH_DB:-results/h100-2026-11-27-s6/tune-qwen.db.gz}
     if [[ $search_db == *.gz ]]; then  # (committed studies are gzipped)
       gunzip -c "$search_db" > /tmp/search.db; search_db=/tmp/search.db; fi
-    step 420 timeout -s INT -k 30 400 python3 -m vitune.cli tune --gpu auto \
-      --preset qwen2.5-vl --sampler grid --trials 100000 --workers 1 \
+    sweep_s=${SWEEP_S:-400}  # (530 window configs: ~2-3 min since there are no rounds)
+    step $((sweep_s + 20)) timeout -s INT -k 30 "$sweep_s" python3 -m vitune.cli tune \
+      --gpu auto --preset qwen2.5-vl --sampler grid --trials 100000 --workers 1 \
       --buckets d80-bfloat16-window-L64 --out /tmp/vt/grid \
       --storage "sqlite:///$PWD/$DB/grid.db" > "$DB/grid.log" 2>&1; tail -4 "$DB/grid.log"
     { python3 scripts/compare_search.py "sqlite:///$PWD/$DB/grid.db" "sqlite:///$(realpath "$search_db")"
