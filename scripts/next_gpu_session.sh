@@ -81,17 +81,18 @@ case "${STAGE:-tests}" in
     gpu_lane 60 tests/test_measure.py
     step 150 python3 scripts/timing_spread.py --processes 4 --repeats 3 --timer events \
       > "$DB/timer-spread.log" 2>&1; grep -v "^==" "$DB/timer-spread.log" ;;
-  sweep1)  # one GPU: the window bucket's sweep against a search of the same kind of card
+  sweep1)  # one GPU: the window bucket's sweep (or BUCKETS=a,b,c) against a search of the
+    # same kind of card
     search_db=${SEARCH_DB:-results/h100-2026-11-27-s6/tune-qwen.db.gz}
     if [[ $search_db == *.gz ]]; then  # (committed studies are gzipped)
       gunzip -c "$search_db" > /tmp/search.db; search_db=/tmp/search.db; fi
     sweep_s=${SWEEP_S:-400}  # (530 window configs: ~2-3 min since there are no rounds)
     step $((sweep_s + 20)) timeout -s INT -k 30 "$sweep_s" python3 -m vitune.cli tune \
       --gpu auto --preset qwen2.5-vl --sampler grid --trials 100000 --workers 1 \
-      --buckets d80-bfloat16-window-L64 --out /tmp/vt/grid \
-      --storage "sqlite:///$PWD/$DB/grid.db" > "$DB/grid.log" 2>&1; tail -4 "$DB/grid.log"
+      --buckets "${BUCKETS:-d80-bfloat16-window-L64}" --out /tmp/vt/grid \
+      --storage "sqlite:///$PWD/$DB/grid.db" > "$DB/grid.log" 2>&1; tail -8 "$DB/grid.log"
     { python3 scripts/compare_search.py "sqlite:///$PWD/$DB/grid.db" "sqlite:///$(realpath "$search_db")"
-      step 60 python3 scripts/retime_bests.py "sqlite:///$PWD/$DB/grid.db" \
+      step 120 python3 scripts/retime_bests.py "sqlite:///$PWD/$DB/grid.db" \
         "sqlite:///$(realpath "$search_db")"; } 2>&1 | tee "$DB/compare.log" ;;
   duo)  # one GPU, then two, on the same preset: the speed-up of one study on two GPUs
     [ "${PROBE:-1}" = 1 ] && step 120 python3 scripts/startup_probe.py --gpus 0,1 2>&1 \

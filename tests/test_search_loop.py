@@ -85,6 +85,15 @@ def test_search_stops_when_every_valid_config_ran(tmp_path):
     assert failed and all("wrong result" in t.user_attrs["reason"] for t in failed)
 
 
+def test_a_sweep_runs_every_valid_config_and_asks_for_no_invalid_one(tmp_path):
+    valid = set(valid_configs(256, torch.float32, GPU.arch))
+    plan = make_plan(tmp_path, BIG_FP32, "grid", budget=10**6)
+    worker = FakeWorker()
+    loop.search(plan, worker, seed_offset=0)
+    assert set(worker.ran) == valid and len(worker.ran) == len(valid)
+    assert len(trials(plan)) == len(valid)  # (no rule rejections, no repeats)
+
+
 def test_a_sampler_stuck_on_one_config_still_makes_progress(tmp_path, monkeypatch):
     stuck = next(valid_configs(256, torch.float32, GPU.arch))
     monkeypatch.setattr(loop, "make_sampler", lambda name, seed, budget: optuna.samplers.

@@ -13,7 +13,8 @@ Only the last kind counts against the budget. Before the sampler proposes, the p
 budget goes to neighbours of the fastest; after a run of proposals that bring nothing new,
 random configs that have not run yet are picked instead, so no sampler can stall the
 search (nor keep the GPU waiting while it proposes repeats); when every valid config has
-run, the bucket's space is exhausted and the search stops.
+run, the bucket's space is exhausted and the search stops. An exhaustive sweep (`grid`)
+runs the first configs, then every other valid config in random order, asking no sampler.
 """
 
 from __future__ import annotations
@@ -309,7 +310,10 @@ class _Picker:
         while len(batch) < min(n, room, len(fresh)):
             taken = {cfg for _, cfg in batch}
             cfg = next((c for c in chosen if c not in taken), None)
-            if cfg is None and self._nothing_new >= RANDOM_AFTER:  # stalled: random
+            # A sweep takes every valid config, in random order, without asking the grid
+            # sampler (it proposes the whole space, invalid points too: 2304 asks for 490
+            # valid configs, each slower than the last). A stalled sampler: random too.
+            if cfg is None and (plan.sampler == "grid" or self._nothing_new >= RANDOM_AFTER):
                 cfg = self._rng.choice([c for c in fresh if c not in taken])
             if cfg is not None:
                 batch.append((ask_for(self._study, cfg, self._searcher), cfg))
