@@ -91,9 +91,12 @@ case "${STAGE:-tests}" in
       --gpu auto --preset qwen2.5-vl --sampler grid --trials 100000 --workers 1 \
       --buckets "${BUCKETS:-d80-bfloat16-window-L64}" --out /tmp/vt/grid \
       --storage "sqlite:///$PWD/$DB/grid.db" > "$DB/grid.log" 2>&1; tail -8 "$DB/grid.log"
-    { python3 scripts/compare_search.py "sqlite:///$PWD/$DB/grid.db" "sqlite:///$(realpath "$search_db")"
+    cp /tmp/vt/grid/*.yaml "$DB/" 2>/dev/null  # (the sweep's crowned configs)
+    winners=${SEARCH_YAML:+--winners $SEARCH_YAML}  # (for a search run older than eleventh)
+    { python3 scripts/compare_search.py "sqlite:///$PWD/$DB/grid.db" \
+        "sqlite:///$(realpath "$search_db")" $winners
       step 120 python3 scripts/retime_bests.py "sqlite:///$PWD/$DB/grid.db" \
-        "sqlite:///$(realpath "$search_db")"; } 2>&1 | tee "$DB/compare.log" ;;
+        "sqlite:///$(realpath "$search_db")" $winners; } 2>&1 | tee "$DB/compare.log" ;;
   duo)  # one GPU, then two, on the same preset: the speed-up of one study on two GPUs
     [ "${PROBE:-1}" = 1 ] && step 120 python3 scripts/startup_probe.py --gpus 0,1 2>&1 \
       | tee "$DB/startup.log"

@@ -1,8 +1,10 @@
-"""Re-time the best config of a sweep and of a sampled search side by side, per bucket: the
-best of hundreds of single timings is biased upwards by noise, so the comparison of the
-two studies' maxima alone (scripts/compare_search.py) can overstate a gap.
+"""Re-time the config a sweep and a sampled search each crowned (their best trial where a
+run predates the crown recording it) side by side, per bucket: the best of hundreds of
+single timings is biased upwards by noise, so the comparison of the two studies' maxima
+alone (scripts/compare_search.py) can overstate a gap, or hide one.
 
     python scripts/retime_bests.py SWEEP_STORAGE SEARCH_STORAGE [--rounds 5]
+        [--winners SEARCH_YAML]
 """
 
 from __future__ import annotations
@@ -18,18 +20,18 @@ from vitune.kernels.vision_attn.launch import launch_vision_attention
 from vitune.kernels.vision_attn.space import KernelConfig
 from vitune.tuner.measure import time_gpu
 from vitune.tuner.presets import TUNE_PRESETS, bucket_of
-from vitune.tuner.search import bucket_studies, trial_ran
+from vitune.tuner.search import bucket_studies, crowned_configs, trial_ran
 
 
-def bests(url: str) -> dict[str, KernelConfig]:
-    """bucket -> the config of its best trial that ran."""
+def bests(url: str, winners_yaml: str | None = None) -> dict[str, KernelConfig]:
+    """bucket -> the config the run crowned, or else its best trial that ran."""
     out = {}
     for bucket, study in bucket_studies(url):
         done = [t for t in study.trials
                 if trial_ran(t) and t.state == optuna.trial.TrialState.COMPLETE]
         if done:
             out[bucket] = KernelConfig(**max(done, key=lambda t: t.value).params)
-    return out
+    return out | crowned_configs(url, winners_yaml)
 
 
 def main() -> None:
@@ -37,10 +39,11 @@ def main() -> None:
     parser.add_argument("sweep")
     parser.add_argument("search")
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--winners", help="the configs YAML the search's run wrote")
     args = parser.parse_args()
-    sweep, search = bests(args.sweep), bests(args.search)
+    sweep, search = bests(args.sweep), bests(args.search, args.winners)
     device = torch.device("cuda")
-    print(f"{'bucket':28s} {'sweep best':36s} {'TF/s':>6s} {'search best':36s} {'TF/s':>6s}"
+    print(f"{'bucket':28s} {'sweep crowned':36s} {'TF/s':>6s} {'search crowned':36s} {'TF/s':>6s}"
           f" {'gap':>6s}")
     for w in TUNE_PRESETS["qwen2.5-vl"]:
         key = bucket_of(w).key

@@ -38,6 +38,16 @@ def test_tune_interpret_writes_a_labelled_valid_yaml_and_resumes(tmp_path):
     assert doc["provenance"]["kernel_hash"]
     storage = f"sqlite:///{out / 'studies.db'}"
     assert set(finished_trials(storage).values()) == {2}
+    # what each bucket crowned is in its study too (scripts/compare_search.py reads it),
+    # and in the file (read there for runs that predate that)
+    from vitune.runtime.schema import bucket_config, bucket_key
+    from vitune.tuner.search import crowned_configs
+
+    in_file = {bucket_key(b["head_dim"], b["dtype"], b["regime"], b["seqlen"]):
+               bucket_config(b) for b in doc["buckets"]}
+    assert crowned_configs(storage) == in_file
+    assert crowned_configs(f"sqlite:///{tmp_path / 'none.db'}", out / "interpreter.yaml") \
+        == in_file
 
     # Resuming with a larger budget adds only the missing trials to each study.
     assert main(["tune", "--interpret", "--trials", "3", "--out", str(out),

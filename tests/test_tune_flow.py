@@ -22,7 +22,7 @@ class FakePlan:
     name: str
     study_name: str
     workload: Workload
-    searchers: int = 1
+    budget: int = 3
 
 
 class FakeWorker:
@@ -81,7 +81,7 @@ def test_buckets_are_shared_out_and_crowned_as_everyone_on_them_is_done(monkeypa
 
     def fake_crown(plan, default, worker, compiler=None):
         events.append(("crown", plan.name))
-        return SimpleNamespace(name=plan.name, study_name=plan.name)
+        return SimpleNamespace(name=plan.name, study_name=plan.name, trials={"ran": 4})
 
     shown = {}
 
@@ -106,4 +106,5 @@ def test_buckets_are_shared_out_and_crowned_as_everyone_on_them_is_done(monkeypa
         ("crown", "w0"), ("crown", "w1"),
         ("trial", "w2", 0), ("trial", "w2", 0), ("trial", "w2", 0),
         ("member done", "w2"), ("crown", "w2")]  # (once the member is done with it too)
-    assert shown == {"w1": (3, 3, 12.0), "w2": (3, 3, 12.0)}
+    # every bucket's bar, this process's or not, ends with the study's count
+    assert shown == {"w0": (4, 3, None), "w1": (4, 3, 12.0), "w2": (4, 3, 12.0)}

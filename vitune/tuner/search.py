@@ -27,6 +27,7 @@ from vitune.kernels.vision_attn.space import (
 )
 from vitune.runtime.backends import PEER_BACKENDS
 from vitune.runtime.gpu import GpuIdentity
+from vitune.runtime.schema import bucket_config, bucket_key, load_config_file
 from vitune.tuner.isolation import IsolatedWorker
 from vitune.tuner.loop import (
     SearchPlan,
@@ -43,8 +44,8 @@ from vitune.tuner.samplers import SAMPLERS
 from vitune.tuner.workloads import Workload
 
 __all__ = ["SAMPLERS", "BucketResult", "TuneOptions", "bucket_entry", "bucket_studies",
-           "crown_bucket", "kernel_hash", "make_sampler", "open_storage", "plan_bucket",
-           "trial_ran"]
+           "crown_bucket", "crowned_configs", "kernel_hash", "make_sampler", "open_storage",
+           "plan_bucket", "trial_ran"]
 log = logging.getLogger(__name__)
 GPU_PEERS = ("sdpa-cudnn", "sdpa-flash", "varlen_attn", "flash_attn", "sglang-style-fixed")
 RETIME_TOP = 5
@@ -94,6 +95,22 @@ def bucket_studies(url: str) -> Iterator[tuple[str, optuna.Study]]:
     for summary in optuna.get_all_study_summaries(storage):
         study = optuna.load_study(study_name=summary.study_name, storage=storage)
         yield summary.study_name.split(":")[1], study
+
+
+def crowned_configs(url: str, winners_yaml: str | None = None) -> dict[str, KernelConfig]:
+    """bucket key -> the config a `vitune tune` run crowned there: from its studies (the
+    crown records it) or, for runs older than that, from the configs YAML it wrote."""
+    out = {}
+    if winners_yaml:
+        for entry in load_config_file(winners_yaml).get("buckets", []):
+            if cfg := bucket_config(entry):
+                key = bucket_key(entry["head_dim"], entry["dtype"], entry["regime"],
+                                 entry["seqlen"])
+                out[key] = cfg
+    for bucket, study in bucket_studies(url):
+        if winner := study.user_attrs.get("crown", {}).get("winner"):
+            out[bucket] = KernelConfig.from_dict(winner)
+    return out
 
 
 MIN_TRIALS = 40
@@ -213,9 +230,11 @@ def _crown(study: optuna.Study, plan: SearchPlan, worker: IsolatedWorker,
             outcome = measure(worker, plan, None, backend=name)
             if outcome.ok:
                 peers[name] = outcome.value["tflops"]
-    # When and for how long (the crown's share of a run's wall time, per bucket)
+    # When and for how long (the crown's share of a run's wall time, per bucket), and
+    # what it crowned (scripts/compare_search.py weighs it against a sweep)
     crown = {"started": started, "retime_s": round(retimed - started, 2),
-             "peers_s": round(time.time() - retimed, 2)}
+             "peers_s": round(time.time() - retimed, 2),
+             "winner": best_cfg.to_dict() if best_cfg else None}
     study.set_user_attr("crown", crown)
     log.info("%s crowned: re-timed in %.1f s, peers in %.1f s", plan.study_name,
              crown["retime_s"], crown["peers_s"])

@@ -138,7 +138,7 @@ def tune(workloads: list[Workload], gpu: GpuIdentity, out_dir: str | Path, opts:
             for another at the end of a bucket."""
             for i, on_trial in enumerate(bars):
                 ran, budget, best = board.progress(i)
-                if budget:
+                if budget and i not in crowned:
                     on_trial(ran, budget, best)
             if team is not None:
                 team.check()
@@ -147,6 +147,9 @@ def tune(workloads: list[Workload], gpu: GpuIdentity, out_dir: str | Path, opts:
                     crowned.add(i)
                     results.append(crown_bucket(plan, default, worker, compiler))
                     save_results(path, gpu, [results[-1]])
+                    if bars:  # (the count as the study has it: picks report the one before)
+                        _, budget, best = board.progress(i)
+                        bars[i](results[-1].trials["ran"], budget or plan.budget, best)
 
         while len(crowned) < len(plans):
             seat = board.claim(0, len(plans))
@@ -163,7 +166,6 @@ def tune(workloads: list[Workload], gpu: GpuIdentity, out_dir: str | Path, opts:
             finally:  # (an error here ends the run: the bucket stays open, unfinished)
                 board.leave(0, finished)
             log.info("%s searched in %.1f s", plan.study_name, time.perf_counter() - started)
-        crown_finished()  # (the progress bars' last state)
         closing = time.perf_counter()
     log.info("workers and search processes closed in %.1f s", time.perf_counter() - closing)
     order = {plan.study_name: i for i, (plan, _) in enumerate(plans)}
