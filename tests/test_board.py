@@ -2,6 +2,8 @@
 
 import multiprocessing as mp
 
+import pytest
+
 from vitune.tuner.board import JOIN_MIN_LEFT, BucketBoard
 
 
@@ -73,8 +75,9 @@ def _claim_in_child(shared, out):
     out.put(seat.bucket)
 
 
-def test_processes_share_one_board():
-    ctx = mp.get_context("spawn")
+@pytest.mark.parametrize("method", ["spawn", "forkserver"])  # (the interpreter's, GPUs')
+def test_processes_share_one_board(method):
+    ctx = mp.get_context(method)
     b = BucketBoard(2, 2, ctx)
     out = ctx.Queue()
     child = ctx.Process(target=_claim_in_child, args=(b, out))
