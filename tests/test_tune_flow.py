@@ -26,7 +26,7 @@ class FakePlan:
 
 
 class FakeWorker:
-    def __init__(self, *args):
+    def __init__(self, *args, **kwargs):
         pass
 
     def start(self):
@@ -108,3 +108,57 @@ def test_buckets_are_shared_out_and_crowned_as_everyone_on_them_is_done(monkeypa
         ("member done", "w2"), ("crown", "w2")]  # (once the member is done with it too)
     # every bucket's bar, this process's or not, ends with the study's count
     assert shown == {"w0": (4, 3, None), "w1": (4, 3, 12.0), "w2": (4, 3, 12.0)}
+
+
+def test_a_bucket_a_member_failed_on_is_finished_by_the_main_process(monkeypatch, tmp_path):
+    """The member's search raises: the member stops (it would only take the bucket again)
+    and leaves the bucket open; the main process takes it over and crowns every bucket."""
+    import multiprocessing as mp
+    import queue
+
+    from vitune.tuner import team as team_module
+    from vitune.tuner.board import BucketBoard
+
+    board = BucketBoard(2, 2, mp.get_context("spawn"))
+    inbox = queue.Queue()  # (the member runs in this process here)
+    plans = [FakePlan(w.name, w.name, w) for w in WORKLOADS[:2]]
+    for plan in plans:
+        inbox.put(plan)
+
+    def failing_search(plan, worker, seed_offset, compiler, seat):
+        raise RuntimeError("the database went away")
+
+    monkeypatch.setattr(team_module, "IsolatedWorker", FakeWorker)
+    monkeypatch.setattr(team_module, "start_fork_server", lambda: None)
+    monkeypatch.setattr(team_module, "search", failing_search)
+    monkeypatch.setattr(team_module.signal, "signal", lambda *args: None)
+    team_module._member_main({}, 1, 0, 60, inbox, board)
+    assert not board.closed(0) and board.searchers(0) == 0  # open, nobody on it
+    assert board.claim(1, 2).bucket == 1  # (the member had not started bucket 1)
+    board.leave(1)
+
+    events = []
+
+    def fake_search(plan, worker, seed_offset, compiler, between_trials, seat):
+        events.append(("search", plan.name, seat.rank))
+
+    class IdleTeam(FakeWorker):
+        def send(self, plan):
+            pass
+
+        def check(self):
+            pass
+
+    monkeypatch.setattr(tune_module, "BucketBoard", lambda *args: board)
+    monkeypatch.setattr(tune_module, "plan_bucket",
+                        lambda w, gpu, opts: (FakePlan(w.name, w.name, w), None))
+    monkeypatch.setattr(tune_module, "search", fake_search)
+    monkeypatch.setattr(tune_module, "crown_bucket", lambda plan, *args: SimpleNamespace(
+        name=plan.name, study_name=plan.name, trials={"ran": 3}))
+    monkeypatch.setattr(tune_module, "save_results", lambda *args: None)
+    monkeypatch.setattr(tune_module, "IsolatedWorker", FakeWorker)
+    monkeypatch.setattr(tune_module, "SearchTeam", IdleTeam)
+    results = tune_module.tune(WORKLOADS[:2], interpreter_identity(), tmp_path,
+                               TuneOptions(), workers=2)
+    assert events == [("search", "w0", 1)]  # (bucket 1 was finished above)
+    assert [r.name for r in results] == ["w0", "w1"]

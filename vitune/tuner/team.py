@@ -59,8 +59,10 @@ def _member_main(env: dict[str, str], index: int, compile_jobs: int, timeout_s: 
             try:
                 search(plan, worker, seed_offset=index, compiler=compiler, seat=seat)
                 finished = True
-            except Exception:  # left open: another process finishes the bucket
-                log.exception("search process %d failed on %s", index, plan.study_name)
+            except Exception:  # the bucket is left open for the main process to finish,
+                log.exception("search process %d failed on %s; it stops", index,
+                              plan.study_name)
+                return  # and this process, which would only take it again, stops
             finally:
                 board.leave(index, finished)
             log.info("search process %d: %s searched in %.1f s", index, plan.study_name,
