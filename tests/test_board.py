@@ -5,6 +5,7 @@ import multiprocessing as mp
 import pytest
 
 from vitune.tuner.board import JOIN_MIN_LEFT, BucketBoard
+from vitune.tuner.isolation import process_context
 
 
 def board(buckets=3, searchers=2):
@@ -76,8 +77,13 @@ def _claim_in_child(shared, out):
 
 
 @pytest.mark.parametrize("method", ["spawn", "forkserver"])  # (the interpreter's, GPUs')
-def test_processes_share_one_board(method):
-    ctx = mp.get_context(method)
+def test_processes_share_one_board(method, monkeypatch):
+    if method == "forkserver":  # the fork server GPU workers come from, started as they
+        monkeypatch.delenv("TRITON_INTERPRET", raising=False)  # start it (it keeps the
+        ctx = process_context({})  # environment it starts with, for this whole session)
+    else:
+        ctx = mp.get_context(method)
+    assert ctx.get_start_method() == method
     b = BucketBoard(2, 2, ctx)
     out = ctx.Queue()
     child = ctx.Process(target=_claim_in_child, args=(b, out))

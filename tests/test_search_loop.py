@@ -322,6 +322,24 @@ def test_a_prepare_request_builds_the_inputs_and_reference_and_runs_nothing():
     assert reference is not None and reference.shape == q.shape
 
 
+def test_a_bucket_keeps_its_inputs_through_a_crown_of_three_other_shapes():
+    """The trial worker keeps the last KEEP_INPUTS workloads' inputs and references: a
+    crown's three shapes between two trials of a bucket do not make it build them again."""
+    from vitune.tuner import trial
+
+    def w(n):
+        return Workload(f"keep {n}", (8, n), heads=1, head_dim=32, dtype="float32")
+
+    trial._inputs.clear()  # noqa: SLF001
+    bucket = trial._inputs_for(w(1), "cpu")  # noqa: SLF001
+    for n in (2, 3, 4):  # the crown's shapes
+        trial._inputs_for(w(n), "cpu")  # noqa: SLF001
+    assert trial._inputs_for(w(1), "cpu") is bucket  # noqa: SLF001
+    for n in (5, 6, 7, 8):
+        trial._inputs_for(w(n), "cpu")  # noqa: SLF001
+    assert w(1) not in trial._inputs and len(trial._inputs) == trial.KEEP_INPUTS  # noqa: SLF001
+
+
 def test_a_tuning_run_writes_sqlite_ahead_and_a_reader_leaves_the_file_alone(tmp_path):
     """A run's SQLite storage is in write-ahead-log mode (readers do not wait for another
     process's writes); opening a finished run's file to read it does not change it."""

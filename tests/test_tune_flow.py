@@ -25,14 +25,14 @@ class FakePlan:
     budget: int = 3
 
 
-class FakeWorker:
+def no_workers(stack, env, jobs, timeout_s, fork_first=False):
+    return None, None
+
+
+class Inert:
+    """A stand-in team base: takes any arguments, does nothing, is a context manager."""
+
     def __init__(self, *args, **kwargs):
-        pass
-
-    def start(self):
-        pass
-
-    def stop(self):
         pass
 
     def __enter__(self):
@@ -46,7 +46,7 @@ def test_buckets_are_shared_out_and_crowned_as_everyone_on_them_is_done(monkeypa
                                                                        tmp_path):
     events = []
 
-    class FakeMember(FakeWorker):
+    class FakeMember(Inert):
         """Search process 1: takes a bucket whenever it is free, and needs four of the
         main process's trials to finish one."""
 
@@ -93,7 +93,7 @@ def test_buckets_are_shared_out_and_crowned_as_everyone_on_them_is_done(monkeypa
     monkeypatch.setattr(tune_module, "search", fake_search)
     monkeypatch.setattr(tune_module, "crown_bucket", fake_crown)
     monkeypatch.setattr(tune_module, "save_results", lambda *args: None)
-    monkeypatch.setattr(tune_module, "IsolatedWorker", FakeWorker)
+    monkeypatch.setattr(tune_module, "start_search_workers", no_workers)
     monkeypatch.setattr(tune_module, "SearchTeam", FakeMember)
     results = tune_module.tune(WORKLOADS, interpreter_identity(), tmp_path, TuneOptions(),
                                on_bucket_start=on_bucket_start, workers=2)
@@ -128,7 +128,7 @@ def test_a_bucket_a_member_failed_on_is_finished_by_the_main_process(monkeypatch
     def failing_search(plan, worker, seed_offset, compiler, seat):
         raise RuntimeError("the database went away")
 
-    monkeypatch.setattr(team_module, "IsolatedWorker", FakeWorker)
+    monkeypatch.setattr(team_module, "start_search_workers", no_workers)
     monkeypatch.setattr(team_module, "start_fork_server", lambda: None)
     monkeypatch.setattr(team_module, "search", failing_search)
     monkeypatch.setattr(team_module.signal, "signal", lambda *args: None)
@@ -142,7 +142,7 @@ def test_a_bucket_a_member_failed_on_is_finished_by_the_main_process(monkeypatch
     def fake_search(plan, worker, seed_offset, compiler, between_trials, seat):
         events.append(("search", plan.name, seat.rank))
 
-    class IdleTeam(FakeWorker):
+    class IdleTeam(Inert):
         def send(self, plan):
             pass
 
@@ -156,7 +156,7 @@ def test_a_bucket_a_member_failed_on_is_finished_by_the_main_process(monkeypatch
     monkeypatch.setattr(tune_module, "crown_bucket", lambda plan, *args: SimpleNamespace(
         name=plan.name, study_name=plan.name, trials={"ran": 3}))
     monkeypatch.setattr(tune_module, "save_results", lambda *args: None)
-    monkeypatch.setattr(tune_module, "IsolatedWorker", FakeWorker)
+    monkeypatch.setattr(tune_module, "start_search_workers", no_workers)
     monkeypatch.setattr(tune_module, "SearchTeam", IdleTeam)
     results = tune_module.tune(WORKLOADS[:2], interpreter_identity(), tmp_path,
                                TuneOptions(), workers=2)

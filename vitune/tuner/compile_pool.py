@@ -8,12 +8,13 @@ Triton's on-disk cache; the timing worker then loads each binary instead of comp
 
 from __future__ import annotations
 
+import contextlib
 import os
 import queue
 from concurrent.futures import Future, ThreadPoolExecutor
 
 from vitune.tuner.isolation import IsolatedWorker, Outcome
-from vitune.tuner.trial import WARM_UP_COMPILER, TrialRequest
+from vitune.tuner.trial import WARM_UP, WARM_UP_COMPILER, TrialRequest
 
 
 def default_compile_jobs(searchers: int = 1) -> int:
@@ -71,3 +72,18 @@ class CompilePool:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def start_search_workers(stack: contextlib.ExitStack, env: dict[str, str], jobs: int,
+                         timeout_s: float, fork_first: bool = False
+                         ) -> tuple[IsolatedWorker, CompilePool | None]:
+    """One search process's trial worker and `jobs` compile processes (none: 0), started
+    at once (their imports and CUDA start-up overlap) and closed with `stack`: the worker
+    is killed alongside the compile processes, so their CUDA contexts go down together."""
+    worker = stack.enter_context(IsolatedWorker("vitune.tuner.trial:run_trial", env, WARM_UP,
+                                                fork_first=fork_first))
+    worker.start()
+    compiler = stack.enter_context(CompilePool(jobs, env, timeout_s, fork_first=fork_first)) \
+        if jobs else None
+    stack.callback(worker.stop)  # (first: it goes while the compile processes do)
+    return worker, compiler

@@ -20,15 +20,13 @@ import time
 
 from vitune.logs import LOG_FORMAT
 from vitune.tuner.board import BucketBoard
-from vitune.tuner.compile_pool import CompilePool
+from vitune.tuner.compile_pool import start_search_workers
 from vitune.tuner.isolation import (
-    IsolatedWorker,
     children_ignore_ctrl_c,
     process_context,
     start_fork_server,
 )
 from vitune.tuner.loop import SearchPlan, search
-from vitune.tuner.trial import WARM_UP
 
 log = logging.getLogger(__name__)
 
@@ -42,13 +40,8 @@ def _member_main(env: dict[str, str], index: int, compile_jobs: int, timeout_s: 
         # Forked from this process (torch imported, no CUDA, one thread yet): the fork
         # server of its own that it would first have to start (torch imported again)
         # delayed this process's first trials by 4.7 s on 2 x H100 (docs/perf-notes.md).
-        worker = stack.enter_context(IsolatedWorker("vitune.tuner.trial:run_trial", env,
-                                                    WARM_UP, fork_first=True))
-        worker.start()
-        compiler = stack.enter_context(CompilePool(compile_jobs, env, timeout_s,
-                                                   fork_first=True)) \
-            if compile_jobs else None
-        stack.callback(worker.stop)  # (first: it goes while the compile processes do)
+        worker, compiler = start_search_workers(stack, env, compile_jobs, timeout_s,
+                                                fork_first=True)
         start_fork_server()  # for the workers that replace crashed ones
         log.info("search process %d: trial worker and %d compile processes starting",
                  index, compile_jobs)

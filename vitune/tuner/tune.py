@@ -20,9 +20,9 @@ from vitune.runtime.schema import (
     write_config_file,
 )
 from vitune.tuner.board import BucketBoard
-from vitune.tuner.compile_pool import CompilePool, default_compile_jobs
+from vitune.tuner.compile_pool import default_compile_jobs, start_search_workers
 from vitune.tuner.environment import environment
-from vitune.tuner.isolation import IsolatedWorker, process_context
+from vitune.tuner.isolation import process_context
 from vitune.tuner.loop import SearchPlan, search
 from vitune.tuner.search import (
     BucketResult,
@@ -33,7 +33,6 @@ from vitune.tuner.search import (
     plan_bucket,
 )
 from vitune.tuner.team import SearchTeam
-from vitune.tuner.trial import WARM_UP
 from vitune.tuner.workloads import Workload
 
 log = logging.getLogger(__name__)
@@ -112,12 +111,7 @@ def tune(workloads: list[Workload], gpu: GpuIdentity, out_dir: str | Path, opts:
         # search processes stay warm from bucket to bucket.
         team = stack.enter_context(SearchTeam(helper_envs, board, jobs, opts.trial_timeout_s)) \
             if helper_envs else None
-        worker = stack.enter_context(IsolatedWorker("vitune.tuner.trial:run_trial", main_env,
-                                                    WARM_UP))
-        worker.start()
-        compiler = stack.enter_context(CompilePool(jobs, main_env, opts.trial_timeout_s)) \
-            if jobs else None
-        stack.callback(worker.stop)  # (first: it goes while the compile processes do)
+        worker, compiler = start_search_workers(stack, main_env, jobs, opts.trial_timeout_s)
         log.info("trial worker and %d compile processes starting (%d more search processes)",
                  jobs, len(helper_envs))
         # Each plan goes to the team as soon as it is made (its study created): a member
