@@ -225,7 +225,8 @@ def search(plan: SearchPlan, worker: IsolatedWorker, seed_offset: int,
     deadline = None if plan.timeout_s is None else time.time() + plan.timeout_s
     # (this process's own trials in flight count against the budget: they are this run's)
     plan = plan if plan.since is not None else replace(plan, since=time.time())
-    log.info("%s: searching (searcher %d)", plan.study_name, seed_offset)
+    log.info("%s: searching (searcher %d%s)", plan.study_name, seed_offset,
+             f", joining {seat.searchers() - 1} more" if seat and seat.rank else "")
     study = optuna.load_study(study_name=plan.study_name, storage=open_storage(plan.storage),
                               sampler=make_sampler(plan.sampler, plan.seed + seed_offset,
                                                    plan.budget))
