@@ -2,7 +2,9 @@
 # GPU work in stages that each fit one device call (10 min). The tenth session ran duo4
 # on 2 x H200 (issue 3: the search without rounds, 1.61x on the means, one GPU 120-126 s,
 # two 76 s); the eleventh gave each search process buckets of its own (board.py): duo4
-# measures it where two GPUs are lent; on one GPU, `STAGE=duo4 RUNS=tpe1a:1` then
+# measures it where two GPUs are lent, e.g. RUNS="tpe2a:gpus tpe1a:1 tpe2s:gpus::all
+# tpe1b:1 tpe2b:gpus" (tpe2s: --share all, both GPUs on each bucket's study, as the
+# target's "2 GPUs on one study" reads literally); on one GPU, `STAGE=duo4 RUNS=tpe1a:1` then
 # `STAGE=sweep1 SEARCH_DB=results/gpu/tpe1a.db SWEEP_S=240` in one call (the window
 # sweep of the current space against a search of the current code). Left: the lengths
 # bench with h200.yaml, heads on an H200, window-kernel variants for head dims 72 and 88.
@@ -108,14 +110,15 @@ case "${STAGE:-tests}" in
     if [ "${ORDER:-12}" = 21 ]; then two; one; else one; two; fi ;;
   duo4)  # on one 2-GPU machine: 1 then 2 GPUs, then 2 then 1 (~9 min): a ratio with a
     # spread, both orders, warm file caches for all runs. RUNS: name:workers[:compile
-    # jobs per search process] each (two calls of a 10-minute limit: split the list)
+    # jobs per search process[:share]] each, e.g. tpe2s:gpus::all for both GPUs on every
+    # bucket's study together (two calls of a 10-minute limit: split the list)
     python3 -c "import vitune.cli"
     gpu_lane 120 tests/test_search_loop.py tests/test_isolation.py  # (the pipeline on a GPU)
     runs=${RUNS:-tpe1a:1 tpe2a:gpus tpe2b:gpus tpe1b:1}
     for run in $runs; do
-      IFS=: read -r name workers jobs <<< "$run"
+      IFS=: read -r name workers jobs share <<< "$run"
       TRITON_CACHE_DIR=/tmp/triton-$name tune_run "$name" 250 --workers "$workers" \
-        --out "/tmp/vt/$name" ${jobs:+--compile-jobs "$jobs"}
+        --out "/tmp/vt/$name" ${jobs:+--compile-jobs "$jobs"} ${share:+--share "$share"}
       for f in /tmp/vt/"$name"/*.yaml; do cp "$f" "$DB/$name-${f##*/}"; done
     done
     for run in $runs; do

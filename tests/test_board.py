@@ -43,6 +43,24 @@ def test_a_process_takes_only_buckets_whose_plans_it_has():
     assert b.claim(0, 1).bucket == 0  # (joins: bucket 1's plan is not there yet)
 
 
+def test_together_every_process_searches_each_bucket_in_turn():
+    """--share all: both take bucket 0; the first to finish it moves on to bucket 1, which
+    the other joins once done with 0; a bucket nearly done is skipped for the next."""
+    b = BucketBoard(3, 2, mp.get_context("spawn"), together=True)
+    first, second = b.claim(0, 3), b.claim(1, 3)
+    assert (first.bucket, second.bucket, second.rank, second.searchers()) == (0, 0, 1, 2)
+    b.leave(0)
+    assert second.closed() and b.claim(0, 3).bucket == 1
+    b.leave(1)
+    assert b.finished(0) and b.claim(1, 3).bucket == 1
+    b.leave(1)  # bucket 1 done; process 0 is still on it
+    later = b.claim(1, 3)
+    later.report(ran=95, budget=100, best=1.0)
+    b.leave(0)
+    assert later.bucket == 2 and b.finished(1)
+    assert b.claim(0, 3) is None  # (bucket 2 has 5 trials left)
+
+
 def test_a_bucket_nearly_done_is_left_to_those_on_it():
     b = board(buckets=1)
     seat = b.claim(0, 1)

@@ -258,3 +258,16 @@ def test_gpu_mismatch_names_what_was_asked_and_found(monkeypatch, capsys):
     assert info.value.code == 2
     assert "asked to tune for h100 but this machine has NVIDIA GB200 (gb200)" in (
         capsys.readouterr().err)
+
+
+def test_share_chooses_how_search_processes_split_the_buckets(monkeypatch, tmp_path):
+    from vitune.tuner import tune as tune_module
+
+    seen = []
+    monkeypatch.setattr(tune_module, "tune", lambda workloads, gpu, out, opts, *a, **k:
+                        seen.append(opts.share) or [])
+    for args, share in (([], "tail"), (["--share", "all"], "all")):
+        assert main(["tune", "--interpret", "--out", str(tmp_path), *args]) == 0
+        assert seen.pop() == share
+    with pytest.raises(SystemExit):
+        main(["tune", "--interpret", "--share", "some"])

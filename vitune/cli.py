@@ -279,7 +279,8 @@ def cmd_tune(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     opts = TuneOptions(trials=args.trials, timeout_s=args.timeout, sampler=args.sampler,
                        storage=storage, study_prefix=args.study_name,
-                       trial_timeout_s=args.trial_timeout, compile_jobs=args.compile_jobs)
+                       trial_timeout_s=args.trial_timeout, compile_jobs=args.compile_jobs,
+                       share=args.share)
     console = Console()
     label = " (TRITON INTERPRETER: CPU wall times, not a GPU's)" if gpu.is_interpreter else ""
     console.print(f"tuning {len(workloads)} buckets for [bold]{gpu.key}[/] ({gpu.name}){label}")
@@ -496,8 +497,12 @@ def add_tune_args(p: argparse.ArgumentParser) -> None:
                    "postgresql://...) or journal:PATH for a journal file "
                    "(default sqlite:///<out>/studies.db)")
     p.add_argument("--workers", default="1",
-                   help="search processes sharing each study: a number, or 'gpus' for one "
+                   help="search processes, sharing the storage: a number, or 'gpus' for one "
                         "per local GPU")
+    p.add_argument("--share", choices=("tail", "all"), default="tail",
+                   help="how search processes share the buckets: 'tail' (each takes buckets "
+                        "of its own while any are left, then joins one still searched) or "
+                        "'all' (all search each bucket's study together, in turn)")
     p.add_argument("--study-name", help="study name prefix (default: the GPU key)")
     p.add_argument("--out", default="configs", help="directory of <gpu>.yaml")
     p.add_argument("--interpret", action="store_true",

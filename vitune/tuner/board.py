@@ -7,6 +7,10 @@ bucket's ramp (first compiles, the inputs), and each bucket's samplers picked bl
 twice as many configs in flight, trying more slow ones (2 x H200: 90-93 s of GPU work
 against 84-90 s for one process; docs/perf-notes.md, tenth and eleventh sessions).
 
+With `together` (`vitune tune --share all`) every process takes the first open bucket
+instead, so all search each bucket's study at once, one bucket after another: as before
+this board, and what "two GPUs on one study" means for a single bucket anyway.
+
 The board lives in shared memory (one lock, a few integers per bucket), so any process
 claims, leaves and reports progress without asking another to answer.
 """
@@ -25,8 +29,8 @@ class BucketBoard:
     """`buckets` buckets and `searchers` search processes (numbered from 0); `ctx` a
     multiprocessing context whose processes receive the board when they start."""
 
-    def __init__(self, buckets: int, searchers: int, ctx) -> None:
-        self.buckets = buckets
+    def __init__(self, buckets: int, searchers: int, ctx, together: bool = False) -> None:
+        self.buckets, self.together = buckets, together
         self._lock = ctx.Lock()
         self._started = ctx.RawArray("i", buckets)  # processes that ever joined a bucket
         self._active = ctx.RawArray("i", buckets)  # processes on it now
@@ -39,17 +43,20 @@ class BucketBoard:
     def claim(self, searcher: int, available: int) -> Seat | None:
         """A bucket among the first `available` for `searcher`: the first nobody has
         started, else the open one with the fewest processes on it (the last started
-        first) that has JOIN_MIN_LEFT trials left; None if there is none."""
+        first) that has JOIN_MIN_LEFT trials left; together, the first open one that is
+        new or has that many left. None if there is none."""
         with self._lock:
             open_ = [i for i in range(available) if not self._closed[i]]
             fresh = [i for i in open_ if not self._started[i]]
-            if fresh:
+            joinable = [i for i in open_ if self._started[i] and self._worth_joining(i)]
+            if self.together:
+                bucket = min(fresh + joinable, default=None)
+            elif fresh:
                 bucket = fresh[0]
             else:
-                joinable = [i for i in open_ if self._worth_joining(i)]
-                if not joinable:
-                    return None
-                bucket = min(joinable, key=lambda i: (self._active[i], -i))
+                bucket = min(joinable, key=lambda i: (self._active[i], -i), default=None)
+            if bucket is None:
+                return None
             rank = self._started[bucket]
             self._started[bucket] += 1
             self._active[bucket] += 1

@@ -74,6 +74,7 @@ class TuneOptions:
     rep_ms: float = 100
     known_winners: list[KernelConfig] = field(default_factory=list)
     compile_jobs: int | None = None  # parallel compiles per search process (None: auto)
+    share: str = "tail"  # buckets among search processes (vitune.tuner.board): tail or all
 
 
 @dataclass

@@ -104,7 +104,8 @@ def tune(workloads: list[Workload], gpu: GpuIdentity, out_dir: str | Path, opts:
     main_env, *helper_envs = worker_envs(gpu, workers)
     jobs = 0 if gpu.is_interpreter else opts.compile_jobs
     jobs = default_compile_jobs(workers) if jobs is None else jobs
-    board = BucketBoard(len(workloads), workers, process_context(main_env))
+    board = BucketBoard(len(workloads), workers, process_context(main_env),
+                        together=opts.share == "all")
     results: list[BucketResult] = []
     with contextlib.ExitStack() as stack:
         # Started once for the whole run, all at once: workers, compile pools and extra
