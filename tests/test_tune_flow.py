@@ -149,7 +149,7 @@ def test_a_bucket_a_member_failed_on_is_finished_by_the_main_process(monkeypatch
         def check(self):
             pass
 
-    monkeypatch.setattr(tune_module, "BucketBoard", lambda *args: board)
+    monkeypatch.setattr(tune_module, "BucketBoard", lambda *args, **kwargs: board)
     monkeypatch.setattr(tune_module, "plan_bucket",
                         lambda w, gpu, opts: (FakePlan(w.name, w.name, w), None))
     monkeypatch.setattr(tune_module, "search", fake_search)
