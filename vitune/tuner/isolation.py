@@ -179,6 +179,10 @@ class IsolatedWorker:
         self._conn.send(payload)
         self._awaiting = True
 
+    def ready(self) -> bool:
+        """Whether the outcome of the payload sent last is in (receive would not wait)."""
+        return self._awaiting and self._conn is not None and self._conn.poll(0)
+
     def receive(self, timeout_s: float) -> Outcome:
         """The outcome of the payload sent last, waiting at most `timeout_s` for it."""
         assert self._conn is not None and self._proc is not None

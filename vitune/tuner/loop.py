@@ -52,7 +52,7 @@ RANDOM_AFTER = 10  # proposals in a row that bring nothing new before random new
 # and 100% on the full-attention buckets (docs/perf-notes.md).
 REFINE_SHARE = 0.9
 REFINE_TOP = 15
-PICK_WHILE_WAITING = 4  # configs picked at a time while no compile has finished
+PICK_WHILE_WAITING = 4  # configs picked at a time while the GPU waits for a compile or times
 Progress = Callable[[int, int, float | None], None]  # (ran, budget, best TFLOP/s so far)
 # The search space as Optuna sees it: every field categorical
 DISTRIBUTIONS = {name: optuna.distributions.CategoricalDistribution(list(choices))
@@ -252,14 +252,16 @@ def search(plan: SearchPlan, worker: IsolatedWorker, seed_offset: int,
             if between_trials is not None:
                 between_trials()
             # An empty pipeline starts its first compile at once and picks the rest while
-            # it compiles (asking for 14-16 configs took 1-3 s at a bucket's start).
-            pick(at_most=1 if pipe.empty() else None)
+            # it compiles or the GPU times (asking for 14-16 configs took 1-3 s at a
+            # bucket's start); nothing else is picked while the GPU is idle.
+            if pipe.empty():
+                pick(at_most=1)
             if pipe.empty():
                 if picker.done or over():
                     break
                 continue  # (another process took every config picked: pick again)
             pipe.time_next(while_waiting=lambda: pick(at_most=PICK_WHILE_WAITING),
-                           while_timing=pick)
+                           while_timing=lambda: pick(at_most=PICK_WHILE_WAITING))
     finally:  # (also on Ctrl-C: what was measured is kept)
         pipe.write_pending()
     pipe.log_progress()
