@@ -456,11 +456,13 @@ def test_the_rest_are_picked_while_the_first_configs_compile(tmp_path):
     assert all(at < first_done for _, at in compiler.rounds)  # all picked meanwhile
 
 
-def test_picks_while_the_gpu_times_stop_once_the_timing_is_done(tmp_path, monkeypatch):
+def test_picks_while_the_gpu_times_stop_once_it_has_the_next_config(tmp_path, monkeypatch):
     """Compiles that are cache hits: nothing to wait for, so the picks happen while the GPU
-    times. A timing done before its picks stops them after one call (PICK_WHILE_WAITING
-    configs); before, the first timing of such a bucket waited for a whole pipeline's
-    picks (1.2-2.0 s on the H100 and H200 against 0.15 s for a timing)."""
+    times. A timing done before its picks, with the next config compiled, stops them after
+    one call (PICK_WHILE_WAITING configs); before, the first timing of such a bucket waited
+    for a whole pipeline's picks (1.2-2.0 s on the H100 and H200 against 0.15 s for a
+    timing). Where the next config is still compiling, they go on filling the pipeline."""
+    from concurrent.futures import ThreadPoolExecutor
 
     class CachedCompiler(EvenCompiler):
         jobs = 12
@@ -479,20 +481,47 @@ def test_picks_while_the_gpu_times_stop_once_the_timing_is_done(tmp_path, monkey
             self.timing = False
             return super().receive(timeout_s)
 
-    worker, picked = QuickWorker(), []
-    real_pick = loop._Picker.pick
+    def picks_per_timing(compiler):
+        worker, picked = QuickWorker(), []
+        real_pick = loop._Picker.pick
 
-    def pick(self, n):
-        batch = real_pick(self, n)
-        picked.append((worker.timing, len(batch)))
-        return batch
+        def pick(self, n):
+            batch = real_pick(self, n)
+            if worker.timing:
+                picked.append((len(worker.ran), len(batch)))
+            return batch
 
-    monkeypatch.setattr(loop._Picker, "pick", pick)
-    plan = make_plan(tmp_path, BIG_FP32, "random", budget=12)
-    loop.search(plan, worker, seed_offset=0, compiler=CachedCompiler())
-    assert len(worker.ran) == 12
-    during = [n for timing, n in picked if timing]
-    assert during and max(during) <= loop.PICK_WHILE_WAITING
+        monkeypatch.setattr(loop._Picker, "pick", pick)
+        folder = tmp_path / type(compiler).__name__
+        folder.mkdir()
+        plan = make_plan(folder, BIG_FP32, "random", budget=12)
+        loop.search(plan, worker, seed_offset=0, compiler=compiler)
+        monkeypatch.undo()
+        assert len(worker.ran) == 12
+        per_timing = {}
+        for timing, n in picked:
+            per_timing[timing] = per_timing.get(timing, 0) + n
+        return per_timing
+
+    assert max(picks_per_timing(CachedCompiler()).values()) <= loop.PICK_WHILE_WAITING
+
+    class FreshCompiler(CachedCompiler):
+        """The first config is a cache hit; the others take a while to compile."""
+
+        def submit(self, requests):
+            self.pool = getattr(self, "pool", ThreadPoolExecutor(12))
+            first = not getattr(self, "started", False)
+            self.started = True
+
+            def compile_one(wait_s):
+                time.sleep(wait_s)
+                return Outcome(True, {"compile_s": wait_s})
+            return [self.pool.submit(compile_one, 0.0 if first and i == 0 else 2.0)
+                    for i, _ in enumerate(requests)]
+
+    # nothing compiled to time next: the picks go on past one call, filling the pipeline
+    # (11 more configs: at most one call's worth picked while the first one compiled)
+    assert picks_per_timing(FreshCompiler())[0] >= 11 - loop.PICK_WHILE_WAITING
 
 
 def test_only_enough_configs_to_cover_a_compile_are_on_their_way(tmp_path):

@@ -134,10 +134,12 @@ class Pipeline:
         """Check and time the config whose compile finished first; until one has, run
         `while_waiting` (picking a few more configs: False once it has none to add). While
         the GPU times it, write the last result and run `while_timing` (the same), at least
-        once and then until the worker has the timing done: picks never keep the GPU waiting
-        for more than one call of it (a bucket whose compiles were cache hits started with
-        its first timing held up by the picks of a whole pipeline: 1.2-2.0 s, H100 and
-        H200). A config that failed to compile is failed with the reason."""
+        once and then until the worker has the timing done and another compiled config is
+        ready for it: picks keep the GPU waiting for at most one call of it where it has
+        something to time (a bucket whose compiles were cache hits started with its first
+        timing held up by the picks of a whole pipeline: 1.2-2.0 s, H100 and H200), and
+        fill the pipeline where it would only wait for a compile. A config that failed to
+        compile is failed with the reason."""
         trial, cfg, compiled = self._next_compiled(while_waiting)
         if self._prepared is False:  # (a failure here shows again in the trials)
             self._prepared = True
@@ -151,7 +153,7 @@ class Pipeline:
         started = time.perf_counter()
         self._worker.send(request(self._plan, cfg))
         self.write_pending()
-        while while_timing() and not self._worker.ready():
+        while while_timing() and not (self._worker.ready() and not self._finished.empty()):
             pass
         outcome = self._worker.receive(self._plan.trial_timeout_s)
         timed_s = time.perf_counter() - started
