@@ -65,6 +65,13 @@ def test_start_runs_the_warm_up_before_the_first_call(tmp_path):
 
 
 @pytest.mark.gpu
+def test_the_peer_libraries_warm_up_on_a_gpu():
+    from vitune.tuner.peers import warm_up_peers
+
+    warm_up_peers()  # (a peer that cannot run is skipped: this must not raise)
+
+
+@pytest.mark.gpu
 def test_a_workers_warm_up_starts_cuda_and_runs_a_triton_kernel():
     import torch
 
@@ -74,6 +81,21 @@ def test_a_workers_warm_up_starts_cuda_and_runs_a_triton_kernel():
     warm_up()
     assert torch.cuda.is_initialized()
     assert touch_gpu() == 1  # (the kernel read the zero and wrote one)
+
+
+def test_trial_workers_warm_the_peer_libraries_up_and_compile_processes_do_not(monkeypatch):
+    """Only the process that times peers pays for loading their libraries (a crown's first
+    peers took seconds more than later ones)."""
+    from vitune.tuner import peers, trial
+
+    called = []
+    monkeypatch.setattr(trial, "_start", lambda: True)
+    monkeypatch.setattr(peers, "warm_up_peers", lambda: called.append("peers"))
+    monkeypatch.setattr("os.nice", lambda increment: None)  # (this test process stays)
+    trial.warm_up_compiler()
+    assert called == []
+    trial.warm_up()
+    assert called == ["peers"]
 
 
 def test_a_compiled_kernel_worker_is_forked_with_its_own_environment(monkeypatch, tmp_path):

@@ -37,7 +37,7 @@ from vitune.tuner.loop import (
     open_storage,
     trial_ran,
 )
-from vitune.tuner.peers import sglang_style_config
+from vitune.tuner.peers import LIBRARY_PEERS, sglang_style_config
 from vitune.tuner.pipeline import measure, request
 from vitune.tuner.presets import Bucket, bucket_of
 from vitune.tuner.samplers import SAMPLERS
@@ -47,7 +47,7 @@ __all__ = ["SAMPLERS", "BucketResult", "TuneOptions", "bucket_entry", "bucket_st
            "crown_bucket", "crowned_configs", "kernel_hash", "make_sampler", "open_storage",
            "plan_bucket", "trial_ran"]
 log = logging.getLogger(__name__)
-GPU_PEERS = ("sdpa-cudnn", "sdpa-flash", "varlen_attn", "flash_attn", "sglang-style-fixed")
+GPU_PEERS = (*LIBRARY_PEERS, "sglang-style-fixed")
 RETIME_TOP = 5
 
 
