@@ -83,9 +83,10 @@ def test_a_workers_warm_up_starts_cuda_and_runs_a_triton_kernel():
     assert touch_gpu() == 1  # (the kernel read the zero and wrote one)
 
 
-def test_trial_workers_warm_the_peer_libraries_up_and_compile_processes_do_not(monkeypatch):
+def test_only_the_peer_worker_warms_the_peer_libraries_up(monkeypatch):
     """Only the process that times peers pays for loading their libraries (a crown's first
-    peers took seconds more than later ones)."""
+    peers took seconds more than later ones), as it starts: not the trial workers (it held
+    a run's first trial up) nor the compile processes."""
     from vitune.tuner import peers, trial
 
     called = []
@@ -93,8 +94,9 @@ def test_trial_workers_warm_the_peer_libraries_up_and_compile_processes_do_not(m
     monkeypatch.setattr(peers, "warm_up_peers", lambda: called.append("peers"))
     monkeypatch.setattr("os.nice", lambda increment: None)  # (this test process stays)
     trial.warm_up_compiler()
-    assert called == []
     trial.warm_up()
+    assert called == []
+    trial.warm_up_peers()
     assert called == ["peers"]
 
 

@@ -79,7 +79,7 @@ def test_buckets_are_shared_out_and_crowned_as_everyone_on_them_is_done(monkeypa
             seat.report(trial + 1, 3, 10.0 + trial)
             events.append(("trial", plan.name, seat.rank))
 
-    def fake_crown(plan, default, worker, compiler=None):
+    def fake_crown(plan, default, worker, compiler=None, peer_worker=None):
         events.append(("crown", plan.name))
         return SimpleNamespace(name=plan.name, study_name=plan.name, trials={"ran": 4})
 

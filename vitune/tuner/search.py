@@ -159,10 +159,12 @@ def plan_bucket(workload: Workload, gpu: GpuIdentity, opts: TuneOptions
 
 
 def crown_bucket(plan: SearchPlan, default: KernelConfig, worker: IsolatedWorker,
-                 compiler=None) -> BucketResult:
-    """Re-time the bucket's best few beside the built-in default, measure the peers."""
+                 compiler=None, peer_worker: IsolatedWorker | None = None) -> BucketResult:
+    """Re-time the bucket's best few beside the built-in default, measure the peers (in
+    `peer_worker` where there is one: a worker on the same GPU whose start-up called each
+    peer library once)."""
     study = optuna.load_study(study_name=plan.study_name, storage=open_storage(plan.storage))
-    return _crown(study, plan, worker, default, compiler)
+    return _crown(study, plan, worker, default, compiler, peer_worker or worker)
 
 
 def band_workloads(workload: Workload) -> list[Workload]:
@@ -182,7 +184,8 @@ def band_workloads(workload: Workload) -> list[Workload]:
 
 
 def _crown(study: optuna.Study, plan: SearchPlan, worker: IsolatedWorker,
-           default: KernelConfig, compiler=None) -> BucketResult:
+           default: KernelConfig, compiler=None, peer_worker: IsolatedWorker | None = None
+           ) -> BucketResult:
     """Re-time the top few configs and the default on the bucket's band of shapes, back to
     back, and crown the best geometric mean (a config that fails anywhere never wins);
     measure the peers in the same worker. Rates reported are the bucket's own shape's.
@@ -228,7 +231,7 @@ def _crown(study: optuna.Study, plan: SearchPlan, worker: IsolatedWorker,
     peers = {}
     if not gpu.is_interpreter:  # the interpreter's wall times say nothing about peers
         for name in GPU_PEERS:
-            outcome = measure(worker, plan, None, backend=name)
+            outcome = measure(peer_worker or worker, plan, None, backend=name)
             if outcome.ok:
                 peers[name] = outcome.value["tflops"]
     # When and for how long (the crown's share of a run's wall time, per bucket), and

@@ -61,16 +61,25 @@ def _start() -> bool:
 
 def warm_up() -> None:
     """What every trial worker needs, done as its process starts (IsolatedWorker warm_up),
-    so the first trials do not pay for it: _start, and on a GPU each peer library's first
-    call (vitune.tuner.peers.warm_up_peers): the first crown's peers took 6.0-7.6 s on the
-    H100, later ones 0.7-1.3 s."""
-    if _start():
-        from vitune.tuner.peers import warm_up_peers
-
-        warm_up_peers()
+    so the first trials do not pay for it."""
+    _start()
 
 
 WARM_UP = f"{__name__}:warm_up"
+
+
+def warm_up_peers() -> None:
+    """warm_up for the worker that times the peers: also each peer library's first call
+    (vitune.tuner.peers.warm_up_peers). Done in the trial worker it held the run's first
+    trial up by ~5 s on the H100; in a worker of its own it overlaps the run's start (and
+    the first crown's peers take 0.7 s instead of 6.0-7.6 s)."""
+    if _start():
+        from vitune.tuner.peers import warm_up_peers as call_each_library
+
+        call_each_library()
+
+
+WARM_UP_PEERS = f"{__name__}:warm_up_peers"
 # Compile processes yield the CPU to the timing worker and the search loop, whose latency
 # the GPU waits on (a compile's ptxas inherits it); they are throughput, not latency.
 COMPILER_NICENESS = 10

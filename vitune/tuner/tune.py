@@ -22,7 +22,7 @@ from vitune.runtime.schema import (
 from vitune.tuner.board import BucketBoard
 from vitune.tuner.compile_pool import default_compile_jobs, start_search_workers
 from vitune.tuner.environment import environment
-from vitune.tuner.isolation import process_context
+from vitune.tuner.isolation import IsolatedWorker, process_context
 from vitune.tuner.loop import SearchPlan, search
 from vitune.tuner.search import (
     BucketResult,
@@ -33,6 +33,7 @@ from vitune.tuner.search import (
     plan_bucket,
 )
 from vitune.tuner.team import SearchTeam
+from vitune.tuner.trial import WARM_UP_PEERS
 from vitune.tuner.workloads import Workload
 
 log = logging.getLogger(__name__)
@@ -113,6 +114,13 @@ def tune(workloads: list[Workload], gpu: GpuIdentity, out_dir: str | Path, opts:
         team = stack.enter_context(SearchTeam(helper_envs, board, jobs, opts.trial_timeout_s)) \
             if helper_envs else None
         worker, compiler = start_search_workers(stack, main_env, jobs, opts.trial_timeout_s)
+        # The crowns' peers are timed in a worker of their own, which loads the peer
+        # libraries while the run starts (the interpreter measures no peers).
+        peer_worker = None if gpu.is_interpreter else stack.enter_context(
+            IsolatedWorker("vitune.tuner.trial:run_trial", main_env, WARM_UP_PEERS))
+        if peer_worker is not None:
+            peer_worker.start()
+            stack.callback(peer_worker.stop)
         log.info("trial worker and %d compile processes starting (%d more search processes)",
                  jobs, len(helper_envs))
         # Each plan goes to the team as soon as it is made (its study created): a member
@@ -140,7 +148,8 @@ def tune(workloads: list[Workload], gpu: GpuIdentity, out_dir: str | Path, opts:
             for i, (plan, default) in enumerate(plans):
                 if i not in crowned and board.finished(i):
                     crowned.add(i)
-                    results.append(crown_bucket(plan, default, worker, compiler))
+                    results.append(crown_bucket(plan, default, worker, compiler,
+                                                peer_worker))
                     save_results(path, gpu, [results[-1]])
                     if bars:  # (the count as the study has it: picks report the one before)
                         _, budget, best = board.progress(i)
