@@ -1,7 +1,7 @@
 """The search loop with a stand-in trial worker (no kernel runs, so it is fast): every
 proposal is told back, only trials that ran count, repeats are never re-run, a stalled
 sampler still makes progress, the search stops when the valid space is exhausted, and
-compiles go in rounds."""
+configs are compiled ahead and timed as their compiles finish."""
 
 import dataclasses
 import time
@@ -108,7 +108,8 @@ def test_a_sampler_stuck_on_one_config_still_makes_progress(tmp_path, monkeypatc
 
 
 class FakeCompiler:
-    """Stands in for CompilePool: records round sizes, fails every second request."""
+    """Stands in for CompilePool: records the size of each batch submitted, fails every
+    second request."""
 
     jobs = 3
 
@@ -642,8 +643,8 @@ def test_a_tile_config_neighbours_its_window_kernel_form():
     assert all(c in fresh for c in near)
 
 
-def test_a_last_round_built_beside_another_process_keeps_its_share_of_the_budget(tmp_path):
-    """Two processes that build their last rounds at once both saw room for a full round:
+def test_last_picks_made_beside_another_process_keep_their_share_of_the_budget(tmp_path):
+    """Two processes that pick their last configs at once both saw room for a full batch:
     looked at again once the trials exist, this one keeps its share of what the budget
     leaves (5 of 8 here: 10 ran, 8 + 8 running, budget 20, half the running are its own);
     the rest are failed unrun, not counted, and their configs count as untried again."""
@@ -669,7 +670,7 @@ def test_a_last_round_built_beside_another_process_keeps_its_share_of_the_budget
 
 
 def test_two_processes_with_one_trial_left_never_both_drop_it(tmp_path):
-    """One trial short of the budget and a trial each: cutting rounds down, both keep
+    """One trial short of the budget and a trial each: cutting their picks down, both keep
     theirs (one over the budget) rather than both dropping and retrying forever."""
     plan = dataclasses.replace(make_plan(tmp_path, BIG_FP32, "random", budget=3),
                                since=time.time() - 1, searchers=2)
@@ -682,8 +683,8 @@ def test_two_processes_with_one_trial_left_never_both_drop_it(tmp_path):
     assert loop.settle_picks(study, plan, batch, stale_after_s=600) == batch
 
 
-def test_rounds_built_at_once_by_two_processes_never_run_a_config_twice(tmp_path):
-    """Both processes built a round from the same view: the refining neighbours are dealt
+def test_configs_picked_at_once_by_two_processes_never_run_twice(tmp_path):
+    """Both processes picked from the same view: the refining neighbours are dealt
     (each takes every other one first), and a config both started anyway stays with the
     earlier trial; the later one is failed unrun and not counted."""
     configs = list(valid_configs(128, torch.float16, GPU.arch))[:6]
