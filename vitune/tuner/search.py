@@ -164,7 +164,7 @@ def crown_bucket(plan: SearchPlan, default: KernelConfig, worker: IsolatedWorker
     `peer_worker` where there is one: a worker on the same GPU whose start-up called each
     peer library once)."""
     study = optuna.load_study(study_name=plan.study_name, storage=open_storage(plan.storage))
-    return _crown(study, plan, worker, default, compiler, peer_worker or worker)
+    return _crown(study, plan, worker, default, compiler, peer_worker)
 
 
 def band_workloads(workload: Workload) -> list[Workload]:
@@ -188,7 +188,8 @@ def _crown(study: optuna.Study, plan: SearchPlan, worker: IsolatedWorker,
            ) -> BucketResult:
     """Re-time the top few configs and the default on the bucket's band of shapes, back to
     back, and crown the best geometric mean (a config that fails anywhere never wins);
-    measure the peers in the same worker. Rates reported are the bucket's own shape's.
+    measure the peers in `peer_worker`, or else in the same worker. Rates reported are the
+    bucket's own shape's.
     With a compile pool, the candidates are first compiled for the band's other shapes at
     once: before the kernel had one binary for every segment count, a new shape could need
     a new binary, and one by one in the timing worker those took most of a crown (12-19 s
