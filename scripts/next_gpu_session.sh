@@ -61,10 +61,12 @@ step() { local limit=$1; shift; echo "== $* (limit ${limit}s)"; local t0=$SECOND
 # The tuner on the qwen2.5-vl preset: tune_run NAME LIMIT [ARGS...] -> $DB/NAME.db, NAME.log
 # (the log's first and last lines: the epoch the run started and ended, to line the study's
 # trial and crown times up with the run's)
+# TREE=DIR runs the vitune of another checkout (e.g. `git archive <commit>` of a baseline).
+ROOT=$PWD
 tune_run() { local name=$1 limit=$2; shift 2
   echo "started $(date +%s.%N)" > "$DB/$name.log"
-  step "$limit" python3 -m vitune.cli -v tune --gpu auto --preset qwen2.5-vl "$@" \
-    --storage "sqlite:///$PWD/$DB/$name.db" >> "$DB/$name.log" 2>&1
+  (cd "${TREE:-.}" && step "$limit" python3 -m vitune.cli -v tune --gpu auto \
+    --preset qwen2.5-vl "$@" --storage "sqlite:///$ROOT/$DB/$name.db") >> "$DB/$name.log" 2>&1
   echo "ended $(date +%s.%N)" >> "$DB/$name.log"; tail -10 "$DB/$name.log"; }
 lengths_bench() {  # with the tuned files in $1
   VITUNE_CONFIG_DIR=$1 step 150 python3 -m vitune.cli bench --preset lengths \
@@ -111,15 +113,17 @@ case "${STAGE:-tests}" in
     if [ "${ORDER:-12}" = 21 ]; then two; one; else one; two; fi ;;
   duo4)  # on one 2-GPU machine: 1 then 2 GPUs, then 2 then 1 (~9 min): a ratio with a
     # spread, both orders, warm file caches for all runs. RUNS: name:workers[:compile
-    # jobs per search process[:share]] each, e.g. tpe2s:gpus::all for both GPUs on every
-    # bucket's study together (two calls of a 10-minute limit: split the list)
+    # jobs per search process[:share[:tree]]] each, e.g. tpe2s:gpus::all for both GPUs on
+    # every bucket's study together, base:1:::ab-base for a baseline's checkout (two calls
+    # of a 10-minute limit: split the list). LANE=0: without the GPU tests first.
     python3 -c "import vitune.cli"
-    gpu_lane 120 tests/test_search_loop.py tests/test_isolation.py  # (the pipeline on a GPU)
+    [ "${LANE:-1}" = 1 ] && gpu_lane 120 tests/test_search_loop.py tests/test_isolation.py
     runs=${RUNS:-tpe1a:1 tpe2a:gpus tpe2b:gpus tpe1b:1}
     for run in $runs; do
-      IFS=: read -r name workers jobs share <<< "$run"
-      TRITON_CACHE_DIR=/tmp/triton-$name tune_run "$name" 250 --workers "$workers" \
-        --out "/tmp/vt/$name" ${jobs:+--compile-jobs "$jobs"} ${share:+--share "$share"}
+      IFS=: read -r name workers jobs share tree <<< "$run"
+      TREE=$tree TRITON_CACHE_DIR=/tmp/triton-$name tune_run "$name" 250 \
+        --workers "$workers" --out "/tmp/vt/$name" ${jobs:+--compile-jobs "$jobs"} \
+        ${share:+--share "$share"}
       for f in /tmp/vt/"$name"/*.yaml; do cp "$f" "$DB/$name-${f##*/}"; done
     done
     for run in $runs; do

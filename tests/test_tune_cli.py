@@ -271,3 +271,25 @@ def test_share_chooses_how_search_processes_split_the_buckets(monkeypatch, tmp_p
         assert seen.pop() == share
     with pytest.raises(SystemExit):
         main(["tune", "--interpret", "--share", "some"])
+
+
+def test_more_search_processes_than_gpus_exits_naming_both(monkeypatch, capsys):
+    """A faked host with one H100: --workers 2 exits 2 before starting any process; with
+    CUDA_VISIBLE_DEVICES naming two devices it would take both."""
+    from vitune.runtime import gpu as gpu_module
+    from vitune.tuner import tune as tune_module
+
+    monkeypatch.setattr(gpu_module, "detect_gpu", lambda index=None: gpu_module.identify(
+        "NVIDIA H100 80GB HBM3", (9, 0)))
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setattr(tune_module, "tune", lambda *a, **k: pytest.fail("tune started"))
+    with pytest.raises(SystemExit) as info:
+        main(["tune", "--gpu", "h100", "--workers", "2"])
+    assert info.value.code == 2
+    assert "--workers 2 needs 2 GPUs (one per search process), 1 visible" in (
+        capsys.readouterr().err)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2,5")
+    gpu = gpu_module.identify("NVIDIA H100 80GB HBM3", (9, 0))
+    assert tune_module.worker_envs(gpu, 2) == [{"CUDA_VISIBLE_DEVICES": "2"},
+                                               {"CUDA_VISIBLE_DEVICES": "5"}]

@@ -224,18 +224,20 @@ def _fail(sentence: str) -> None:
 
 
 def _worker_count(asked: str, gpu) -> int:
-    if asked == "gpus":
-        if gpu.is_interpreter:
-            return 1
-        import torch
+    from vitune.tuner.tune import visible_gpus
 
-        return torch.cuda.device_count()
+    gpus = 1 if gpu.is_interpreter else len(visible_gpus())
+    if asked == "gpus":
+        return gpus
     try:
         count = int(asked)
     except ValueError:
         count = 0
     if count < 1:
         _fail(f"--workers takes a positive number or 'gpus', got {asked!r}")
+    if not gpu.is_interpreter and count > gpus:
+        _fail(f"--workers {count} needs {count} GPUs (one per search process), "
+              f"{gpus} visible")
     return count
 
 
@@ -274,6 +276,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
         workloads = [known[key] for key in wanted]
     if args.interpret and any(w.dtype == "bfloat16" for w in workloads):
         _fail("the interpreter computes bf16 matrix products wrongly; use --dtype float16")
+    workers = _worker_count(args.workers, gpu)
     out = Path(args.out)
     storage = args.storage or f"sqlite:///{(out / 'studies.db').resolve()}"
     out.mkdir(parents=True, exist_ok=True)
@@ -300,8 +303,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
     previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
         with progress:
-            results = tune(list(workloads), gpu, out, opts, on_bucket_start,
-                           workers=_worker_count(args.workers, gpu))
+            results = tune(list(workloads), gpu, out, opts, on_bucket_start, workers)
     except KeyboardInterrupt:
         console.print(f"interrupted: finished buckets are in {output_path(out, gpu)}, every "
                       f"finished trial in {storage}; run the same command to resume")

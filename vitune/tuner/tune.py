@@ -24,11 +24,13 @@ from vitune.tuner.compile_pool import default_compile_jobs, start_search_workers
 from vitune.tuner.environment import environment
 from vitune.tuner.isolation import IsolatedWorker, process_context
 from vitune.tuner.loop import SearchPlan, search
+from vitune.tuner.pipeline import trial_request
 from vitune.tuner.search import (
     BucketResult,
     TuneOptions,
     bucket_entry,
     crown_bucket,
+    first_configs,
     kernel_hash,
     plan_bucket,
 )
@@ -79,17 +81,32 @@ def _cuda_device():
     return torch.device("cuda", torch.cuda.current_device())
 
 
+def visible_gpus() -> list[str]:
+    """The GPUs a run's search processes take, one each: CUDA_VISIBLE_DEVICES's entries,
+    else every device."""
+    if visible := os.environ.get("CUDA_VISIBLE_DEVICES"):
+        return visible.split(",")
+    import torch
+
+    return [str(i) for i in range(torch.cuda.device_count())]
+
+
 def worker_envs(gpu: GpuIdentity, workers: int) -> list[dict[str, str]]:
     """Environment of each search process's trial worker: one GPU each, or the interpreter."""
     if gpu.is_interpreter:
         return [{"TRITON_INTERPRET": "1"} for _ in range(workers)]
     if workers == 1:
         return [{}]
-    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
-    devices = visible.split(",") if visible else [str(i) for i in range(workers)]
+    devices = visible_gpus()
     if len(devices) < workers:
         raise ValueError(f"--workers {workers} needs {workers} GPUs, {len(devices)} visible")
     return [{"CUDA_VISIBLE_DEVICES": devices[i]} for i in range(workers)]
+
+
+def _stop_together(*processes) -> None:
+    for process in processes:
+        if process is not None:
+            process.stop()
 
 
 def tune(workloads: list[Workload], gpu: GpuIdentity, out_dir: str | Path, opts: TuneOptions,
@@ -114,13 +131,22 @@ def tune(workloads: list[Workload], gpu: GpuIdentity, out_dir: str | Path, opts:
         team = stack.enter_context(SearchTeam(helper_envs, board, jobs, opts.trial_timeout_s)) \
             if helper_envs else None
         worker, compiler = start_search_workers(stack, main_env, jobs, opts.trial_timeout_s)
+        if compiler is not None:
+            # The first bucket's first configs compile while the studies are created (a
+            # run's first compile began after them: 2 s on an H100). Full buckets of one
+            # head_dim and dtype share binaries: a process that starts on another gains too.
+            first = workloads[0]
+            compiler.submit([trial_request(first, cfg, gpu.is_interpreter, opts.rep_ms)
+                             for cfg in first_configs(first, gpu, opts.known_winners)])
         # The crowns' peers are timed in a worker of their own, which loads the peer
         # libraries while the run starts (the interpreter measures no peers).
         peer_worker = None if gpu.is_interpreter else stack.enter_context(
             IsolatedWorker("vitune.tuner.trial:run_trial", main_env, WARM_UP_PEERS))
         if peer_worker is not None:
             peer_worker.start()
-            stack.callback(peer_worker.stop)
+        # On the way out every process of this one is killed at once, then reaped: their
+        # CUDA contexts go down together (the peer worker's went first, alone).
+        stack.callback(_stop_together, worker, peer_worker, compiler)
         log.info("trial worker and %d compile processes starting (%d more search processes)",
                  jobs, len(helper_envs))
         # Each plan goes to the team as soon as it is made (its study created): a member
