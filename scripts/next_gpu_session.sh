@@ -21,6 +21,8 @@
 #   STAGE=sweep1    one GPU: the window bucket's exhaustive sweep, then the search of a tune
 #                   run (SEARCH_DB, default the sixth session's committed tune-qwen.db)
 #                   against it, raw and re-timed side by side
+#   STAGE=startup   one GPU, ~2 min: how soon a run's first configs compile and are timed
+#                   (scripts/startup_probe.py: compile processes' warm-up, Triton's helpers)
 #   STAGE=duo       on a 2-GPU machine: how long the workers take to start
 #                   (scripts/startup_probe.py), then the qwen2.5-vl tune on one GPU and on
 #                   both (wall times for the 1.7x target; each run with its own Triton cache)
@@ -103,7 +105,7 @@ case "${STAGE:-tests}" in
       step 120 python3 scripts/retime_bests.py "sqlite:///$PWD/$DB/grid.db" \
         "sqlite:///$(realpath "$search_db")" $winners; } 2>&1 | tee "$DB/compare.log" ;;
   duo)  # one GPU, then two, on the same preset: the speed-up of one study on two GPUs
-    [ "${PROBE:-1}" = 1 ] && step 120 python3 scripts/startup_probe.py --gpus 0,1 2>&1 \
+    [ "${PROBE:-1}" = 1 ] && step 120 python3 scripts/startup_probe.py 2>&1 \
       | tee "$DB/startup.log"
     # (ORDER=21: two GPUs first, against any effect of going second)
     one() { TRITON_CACHE_DIR=/tmp/triton-tpe1 tune_run tpe1 330 --workers 1 \
@@ -111,6 +113,14 @@ case "${STAGE:-tests}" in
     two() { TRITON_CACHE_DIR=/tmp/triton-tpe2 tune_run tpe2 200 --workers gpus \
               --out /tmp/vt/tpe2; }
     if [ "${ORDER:-12}" = 21 ]; then two; one; else one; two; fi ;;
+  startup)  # one GPU, ~2 min: how soon a run's first configs are compiled and timed, by
+    # the compile processes' warm-up and where Triton's CUDA helpers are built; twice each
+    for round in 1 2; do
+      for variant in "touch each" "compile each" "touch fork-server" "compile fork-server"; do
+        read -r warm helpers <<< "$variant"
+        step 60 python3 scripts/startup_probe.py --warm-up "$warm" --helpers "$helpers"
+      done
+    done 2>&1 | tee "$DB/startup.log" | grep -v "^=="  ;;
   duo4)  # on one 2-GPU machine: 1 then 2 GPUs, then 2 then 1 (~9 min): a ratio with a
     # spread, both orders, warm file caches for all runs. RUNS: name:workers[:compile
     # jobs per search process[:share[:tree]]] each, e.g. tpe2s:gpus::all for both GPUs on
