@@ -21,8 +21,8 @@
 #   STAGE=sweep1    one GPU: the window bucket's exhaustive sweep, then the search of a tune
 #                   run (SEARCH_DB, default the sixth session's committed tune-qwen.db)
 #                   against it, raw and re-timed side by side
-#   STAGE=startup   one GPU, ~2 min: how soon a run's first configs compile and are timed
-#                   (scripts/startup_probe.py: compile processes' warm-up, Triton's helpers)
+#   STAGE=startup   one GPU, ~2 min: where a run's first seconds go, process by process
+#                   (scripts/startup_probe.py: fork, CUDA, context, first kernel, compile)
 #   STAGE=duo       on a 2-GPU machine: how long the workers take to start
 #                   (scripts/startup_probe.py), then the qwen2.5-vl tune on one GPU and on
 #                   both (wall times for the 1.7x target; each run with its own Triton cache)
@@ -113,14 +113,10 @@ case "${STAGE:-tests}" in
     two() { TRITON_CACHE_DIR=/tmp/triton-tpe2 tune_run tpe2 200 --workers gpus \
               --out /tmp/vt/tpe2; }
     if [ "${ORDER:-12}" = 21 ]; then two; one; else one; two; fi ;;
-  startup)  # one GPU, ~2 min: how soon a run's first configs are compiled and timed, by
-    # the compile processes' warm-up and where Triton's CUDA helpers are built; twice each
-    for round in 1 2; do
-      for variant in "touch each" "compile each" "touch fork-server" "compile fork-server"; do
-        read -r warm helpers <<< "$variant"
-        step 60 python3 scripts/startup_probe.py --warm-up "$warm" --helpers "$helpers"
-      done
-    done 2>&1 | tee "$DB/startup.log" | grep -v "^=="  ;;
+  startup)  # one GPU, ~2 min: where a run's first seconds go, process by process
+    # (scripts/startup_probe.py): 14 compile processes twice, then 4
+    for n in 14 14 4; do step 60 python3 scripts/startup_probe.py --processes $n; done 2>&1 \
+      | tee "$DB/startup.log" ;;
   duo4)  # on one 2-GPU machine: 1 then 2 GPUs, then 2 then 1 (~9 min): a ratio with a
     # spread, both orders, warm file caches for all runs. RUNS: name:workers[:compile
     # jobs per search process[:share[:tree]]] each, e.g. tpe2s:gpus::all for both GPUs on

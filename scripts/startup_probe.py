@@ -1,20 +1,17 @@
-"""How soon a tuning run's first configs are compiled and timed, from its worker processes'
-start: one trial worker, the peers' worker and `--processes` compile processes, forked from
-a fork server and started all at once as `vitune tune` starts them, each compile process
-handed one config of the qwen2.5-vl 8 x 1024 bucket at once (docs/perf-notes.md, twelfth
-session).
+"""Where a tuning run's first seconds go, process by process: one trial worker, the peers'
+worker and `--processes` compile processes, forked from a fork server and started all at
+once as `vitune tune` starts them, each compile process then handed one config of the
+qwen2.5-vl 8 x 1024 bucket, and the first config compiled timed (docs/perf-notes.md,
+twelfth session).
 
-    python scripts/startup_probe.py [--processes 14] [--warm-up touch|compile]
-                                    [--helpers fork-server|each]
+    python scripts/startup_probe.py [--processes 14]
 
-`--warm-up touch`: compile processes run a first Triton kernel as they start (the tuner's
-way before the twelfth session); `compile`: the tuner's `warm_up_compiler` (its CUDA
-context and Triton's CUDA helpers, no kernel). `--helpers fork-server`: Triton's CUDA
-helper module built once by the fork server (vitune.tuner.fork_server, the tuner's way
-now); `each`: by every process as it starts (before). Each run has an empty Triton cache;
-run each variant in a fresh process (one fork server per process). Prints when the first,
-median and last compile was done and when the first config was timed (seconds from the
-start), and the compiles' own seconds.
+Each process runs the tuner's warm-up step by step and notes when it got there: forked
+(its first line), CUDA initialised, its context made, a first Triton kernel run (and the
+peers' libraries called, in the peers' worker). Printed: seconds from the start for the
+first, median and last process at each step, when the compiles were done (and their own
+seconds), and when the first config was timed. Run with an empty Triton cache (a fresh
+TRITON_CACHE_DIR per run), as the tuner's benchmarks are.
 """
 
 from __future__ import annotations
@@ -30,78 +27,121 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+STEPS: dict[str, float] = {}  # (in each worker: when it reached each step, epoch seconds)
 
-def touch_warm_up() -> None:
-    from vitune.tuner import trial
 
-    os.nice(trial.COMPILER_NICENESS)
-    trial._start(run_kernel=True)  # noqa: SLF001 (the probe compares the tuner's warm-ups)
+def trial_warm_up() -> None:
+    STEPS["forked"] = time.time()
+    import torch
+
+    from vitune.kernels.touch import touch_gpu
+
+    torch.cuda.init()
+    STEPS["cuda initialised"] = time.time()
+    torch.empty(1, device="cuda")
+    STEPS["context made"] = time.time()
+    touch_gpu()
+    STEPS["first kernel run"] = time.time()
+
+
+def compile_warm_up() -> None:
+    from vitune.tuner.trial import COMPILER_NICENESS
+
+    os.nice(COMPILER_NICENESS)
+    trial_warm_up()
+
+
+def peers_warm_up() -> None:
+    trial_warm_up()
+    from vitune.tuner.peers import warm_up_peers
+
+    warm_up_peers()
+    STEPS["peers called"] = time.time()
+
+
+def compile_traced(request) -> dict:
+    from vitune.tuner.trial import precompile
+
+    compile_s = precompile(request)["compile_s"]
+    return {**STEPS, "compiled": time.time(), "compile_s": compile_s}
+
+
+def trial_traced(request) -> dict:
+    from vitune.tuner.trial import run_trial
+
+    return STEPS if request is None else {**run_trial(request), "timed": time.time()}
+
+
+def _row(name: str, times: list[float]) -> str:
+    if not times:
+        return f"{name:18s}      -"
+    return (f"{name:18s} {min(times):6.2f} {statistics.median(times):6.2f} "
+            f"{max(times):6.2f}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--processes", type=int, default=14)
-    parser.add_argument("--warm-up", choices=("touch", "compile"), default="compile")
-    parser.add_argument("--helpers", choices=("fork-server", "each"), default="fork-server")
     args = parser.parse_args()
-    cache = tempfile.mkdtemp(prefix="probe-triton-")
-    os.environ["TRITON_CACHE_DIR"] = cache  # (before the fork server starts: inherited)
+    os.environ["TRITON_CACHE_DIR"] = tempfile.mkdtemp(prefix="probe-triton-")
 
     from vitune.runtime.gpu import detect_gpu
-    from vitune.tuner import isolation
     from vitune.tuner.isolation import IsolatedWorker, start_fork_server
-    from vitune.tuner.pipeline import trial_request
     from vitune.tuner.presets import TUNE_PRESETS
     from vitune.tuner.search import bucket_configs
-    from vitune.tuner.trial import PREPARE, WARM_UP, WARM_UP_COMPILER, WARM_UP_PEERS
+    from vitune.tuner.trial import PREPARE, TrialRequest
 
-    if args.helpers == "each":
-        isolation.FORK_SERVER_PRELOAD = [m for m in isolation.FORK_SERVER_PRELOAD
-                                         if m != "vitune.tuner.fork_server"]
-    start_fork_server()
+    start_fork_server()  # (inherits the empty cache)
     gpu = detect_gpu()
     workload = TUNE_PRESETS["qwen2.5-vl"][0]
     configs = random.Random(0).sample(bucket_configs(workload, gpu.arch), args.processes)
-    warm_up = WARM_UP_COMPILER if args.warm_up == "compile" else "startup_probe:touch_warm_up"
     env = {"PYTHONPATH": os.pathsep.join(sys.path)}
     time.sleep(5)  # (the fork server's imports done, as in a run by the time it forks)
 
-    started = time.perf_counter()
-    trial = IsolatedWorker("vitune.tuner.trial:run_trial", env, WARM_UP)
-    peers = IsolatedWorker("vitune.tuner.trial:run_trial", env, WARM_UP_PEERS)
-    compilers = [IsolatedWorker("vitune.tuner.trial:precompile", env, warm_up)
-                 for _ in configs]
+    started = time.time()
+    trial = IsolatedWorker("startup_probe:trial_traced", env, "startup_probe:trial_warm_up")
+    peers = IsolatedWorker("startup_probe:trial_traced", env, "startup_probe:peers_warm_up")
+    compilers = [IsolatedWorker("startup_probe:compile_traced", env,
+                                "startup_probe:compile_warm_up") for _ in configs]
     for worker in [trial, peers, *compilers]:
         worker.start()
+    all_started = time.time() - started
     for worker, cfg in zip(compilers, configs, strict=True):
-        worker.send(trial_request(workload, cfg, False, 100))
-    trial.send(trial_request(workload, None, False, 100, PREPARE))  # (as a search does)
-    done: dict[int, tuple[float, float | None]] = {}
-    stage, first_compiled, first_timed = "preparing", None, None
-    while (len(done) < len(compilers) or first_timed is None) and \
-            time.perf_counter() - started < 120:
+        worker.send(TrialRequest(workload, "triton", cfg.to_dict(), False))
+    trial.send(TrialRequest(workload, PREPARE, None, False))  # (as a search does)
+    compiled: dict[int, dict] = {}
+    stage, first, timed = "preparing", None, None
+    while (len(compiled) < len(compilers) or stage != "done") and time.time() - started < 120:
         for i, worker in enumerate(compilers):
-            if i not in done and worker.ready():
-                when, outcome = time.perf_counter() - started, worker.receive(60)
-                done[i] = (when, outcome.value["compile_s"] if outcome.ok else None)
-                first_compiled = first_compiled or configs[i]
+            if i not in compiled and worker.ready():
+                outcome = worker.receive(60)
+                compiled[i] = outcome.value if outcome.ok else {"failed": outcome.reason}
+                first = first or configs[i]
         if stage == "preparing" and trial.ready():
             trial.receive(60)
             stage = "idle"
-        if stage == "idle" and first_compiled is not None:
-            trial.send(trial_request(workload, first_compiled, False, 100))
+        if stage == "idle" and first is not None:
+            trial.send(TrialRequest(workload, "triton", first.to_dict(), False))
             stage = "timing"
         elif stage == "timing" and trial.ready():
-            trial.receive(60)
-            first_timed, stage = time.perf_counter() - started, "done"
+            outcome, stage = trial.receive(60), "done"
+            timed = outcome.value["timed"] - started if outcome.ok else None
         time.sleep(0.005)
-    finished = sorted(t for t, _ in done.values())
-    own = [c for _, c in done.values() if c is not None]
-    print(f"warm-up {args.warm_up:7s} helpers {args.helpers:11s}"
-          f"  compiles done: first {finished[0]:.2f} s, median "
-          f"{statistics.median(finished):.2f}, last {finished[-1]:.2f}; first config "
-          f"timed {first_timed:.2f} s; compiles' own {min(own):.2f}-{max(own):.2f} s "
-          f"({len(own)}/{len(finished)} ok)")
+    trial_steps = trial.call(None, 60).value or {}
+    peer_steps = peers.call(None, 120).value or {}
+
+    print(f"{len(compilers)} compile processes, a trial worker and the peers' worker; all "
+          f"started (forks asked) in {all_started:.2f} s")
+    print(f"{'compile processes':18s} {'first':>6s} {'median':>6s} {'last':>6s}  (s from start)")
+    done = [c for c in compiled.values() if "failed" not in c]
+    for step in ("forked", "cuda initialised", "context made", "first kernel run", "compiled"):
+        print(_row(step, [c[step] - started for c in done if step in c]))
+    print(_row("compiles' own s", [c["compile_s"] for c in done]),
+          f"({len(done)}/{len(compiled)} ok)")
+    for name, steps in (("trial", trial_steps), ("peers", peer_steps)):
+        print(f"{name} worker: " + ", ".join(f"{step} {t - started:.2f}"
+                                             for step, t in steps.items()))
+    print(f"first config timed {timed:.2f} s" if timed else "no config timed")
     for worker in [trial, peers, *compilers]:
         worker.close()
 

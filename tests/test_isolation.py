@@ -83,32 +83,6 @@ def test_a_workers_warm_up_starts_cuda_and_runs_a_triton_kernel():
     assert touch_gpu() == 1  # (the kernel read the zero and wrote one)
 
 
-@pytest.mark.gpu
-def test_a_compile_processs_warm_up_starts_cuda_and_loads_the_triton_helpers(monkeypatch):
-    import torch
-    from triton.runtime import driver
-
-    from vitune.tuner.trial import warm_up_compiler
-
-    monkeypatch.setattr("os.nice", lambda increment: None)  # (this test process stays)
-    warm_up_compiler()
-    assert torch.cuda.is_initialized()
-    assert driver.active.get_current_target().backend == "cuda"
-
-
-def test_the_fork_server_builds_tritons_cuda_helpers_where_there_is_a_driver():
-    """Built once in the fork server (16 workers each built it as they started, with an
-    empty Triton cache); without a CUDA driver (CI) nothing is built and nothing raises."""
-    import torch
-
-    from vitune.kernels.touch import build_driver_helpers
-    from vitune.tuner import fork_server
-    from vitune.tuner.isolation import FORK_SERVER_PRELOAD
-
-    assert FORK_SERVER_PRELOAD[-1] == fork_server.__name__
-    assert fork_server.HELPERS_BUILT is build_driver_helpers() is torch.cuda.is_available()
-
-
 def test_only_the_peer_worker_warms_the_peer_libraries_up(monkeypatch):
     """Only the process that times peers pays for loading their libraries (a crown's first
     peers took seconds more than later ones), as it starts: not the trial workers (it held
@@ -116,7 +90,7 @@ def test_only_the_peer_worker_warms_the_peer_libraries_up(monkeypatch):
     from vitune.tuner import peers, trial
 
     called = []
-    monkeypatch.setattr(trial, "_start", lambda run_kernel=True: True)
+    monkeypatch.setattr(trial, "_start", lambda: True)
     monkeypatch.setattr(peers, "warm_up_peers", lambda: called.append("peers"))
     monkeypatch.setattr("os.nice", lambda increment: None)  # (this test process stays)
     trial.warm_up_compiler()

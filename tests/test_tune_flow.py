@@ -162,39 +162,3 @@ def test_a_bucket_a_member_failed_on_is_finished_by_the_main_process(monkeypatch
                                TuneOptions(), workers=2)
     assert events == [("search", "w0", 1)]  # (bucket 1 was finished above)
     assert [r.name for r in results] == ["w0", "w1"]
-
-
-def test_the_first_buckets_first_configs_compile_while_the_studies_are_created(
-        monkeypatch, tmp_path):
-    """The run's first compiles start before any study exists (creating them took 2 s on
-    an H100 while every compile process sat idle); they are the configs the first bucket's
-    search tries first, which the pool then hands out without compiling them again."""
-    from vitune.tuner.search import first_configs
-
-    events = []
-
-    class RecordingCompiler:
-        def submit(self, requests):
-            events.append(("compile", [(r.workload.name, r.config) for r in requests]))
-            return []
-
-        def stop(self):
-            events.append(("stop",))
-
-    def fake_plan(w, gpu, opts):
-        events.append(("plan", w.name))
-        return FakePlan(w.name, w.name, w), None
-
-    monkeypatch.setattr(tune_module, "start_search_workers",
-                        lambda *args, **kwargs: (None, RecordingCompiler()))
-    monkeypatch.setattr(tune_module, "plan_bucket", fake_plan)
-    monkeypatch.setattr(tune_module, "search", lambda *args, **kwargs: None)
-    monkeypatch.setattr(tune_module, "crown_bucket", lambda plan, *args: SimpleNamespace(
-        name=plan.name, study_name=plan.name, trials={"ran": 3}))
-    monkeypatch.setattr(tune_module, "save_results", lambda *args: None)
-    gpu = interpreter_identity()
-    tune_module.tune(WORKLOADS, gpu, tmp_path, TuneOptions())
-    first = first_configs(WORKLOADS[0], gpu, [])
-    assert first and events == [
-        ("compile", [("w0", cfg.to_dict()) for cfg in first]),
-        ("plan", "w0"), ("plan", "w1"), ("plan", "w2"), ("stop",)]

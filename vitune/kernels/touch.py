@@ -22,26 +22,3 @@ def touch_gpu() -> int:
     x = torch.zeros(1, dtype=torch.int32, device="cuda")
     _increment[(1,)](x)
     return int(x.item())
-
-
-def touch_context() -> None:
-    """The current GPU's CUDA context and Triton's CUDA helpers, without a kernel: what a
-    process that only compiles kernels needs before its first compile."""
-    from triton.runtime import driver
-
-    torch.empty(1, device="cuda")
-    driver.active.get_current_target()
-
-
-def build_driver_helpers() -> bool:
-    """Build Triton's CUDA helper module into its cache (or load it from there) without
-    starting CUDA, so processes started afterwards only load it (each builds it with the C
-    compiler where the cache lacks it). Whether it did: not where Triton keeps it elsewhere
-    or finds no CUDA driver (the processes then report what is wrong themselves)."""
-    try:
-        from triton.backends.nvidia.driver import CudaUtils
-
-        CudaUtils()
-    except Exception:  # (ImportError, or libcuda not found: AssertionError)
-        return False
-    return True

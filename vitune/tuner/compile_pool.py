@@ -42,21 +42,11 @@ class CompilePool:
             worker.start()
             self._idle.put(worker)
         self._threads = ThreadPoolExecutor(jobs)  # (so a thread always finds an idle one)
-        self._latest: dict[tuple, Future[Outcome]] = {}  # compile of each request
 
     def submit(self, requests: list[TrialRequest]) -> list[Future[Outcome]]:
         """Compile each request in the first free process; each future is done when its
-        compile is, so a caller can time one config while others still compile. A request
-        already compiling (e.g. a bucket's first configs, sent while its study is created)
-        gets that compile's future: no config is compiled twice at once."""
-        futures = []
-        for request in requests:
-            key = _compile_key(request)
-            future = self._latest.get(key)
-            if future is None or future.done():  # (done: Triton's cache makes it quick)
-                future = self._latest[key] = self._threads.submit(self._compile, request)
-            futures.append(future)
-        return futures
+        compile is, so a caller can time one config while others still compile."""
+        return [self._threads.submit(self._compile, request) for request in requests]
 
     def _compile(self, request: TrialRequest) -> Outcome:
         worker = self._idle.get()
@@ -86,11 +76,6 @@ class CompilePool:
 
     def __exit__(self, *exc) -> None:
         self.close()
-
-
-def _compile_key(request: TrialRequest) -> tuple:
-    config = tuple(sorted(request.config.items())) if request.config else None
-    return request.workload, request.backend, config
 
 
 def start_search_workers(stack: contextlib.ExitStack, env: dict[str, str], jobs: int,

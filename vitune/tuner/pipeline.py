@@ -28,7 +28,6 @@ from vitune.tuner.trial import PREPARE, TrialRequest
 
 if TYPE_CHECKING:
     from vitune.tuner.loop import SearchPlan
-    from vitune.tuner.workloads import Workload
 
 log = logging.getLogger(__name__)
 Pick = tuple[optuna.Trial, KernelConfig]
@@ -40,13 +39,8 @@ RECENT = 0.25  # weight of the newest sample in the running averages behind the 
 
 def request(plan: SearchPlan, cfg: KernelConfig | None, backend: str = "triton"
             ) -> TrialRequest:
-    return trial_request(plan.workload, cfg, plan.gpu.is_interpreter, plan.rep_ms, backend)
-
-
-def trial_request(workload: Workload, cfg: KernelConfig | None, interpret: bool,
-                  rep_ms: float, backend: str = "triton") -> TrialRequest:
-    """A request for one config (or peer) on `workload`, before any plan exists."""
-    return TrialRequest(workload, backend, cfg.to_dict() if cfg else None, interpret, rep_ms)
+    return TrialRequest(plan.workload, backend, cfg.to_dict() if cfg else None,
+                        plan.gpu.is_interpreter, plan.rep_ms)
 
 
 def measure(worker: IsolatedWorker, plan: SearchPlan, cfg: KernelConfig | None,

@@ -44,8 +44,8 @@ from vitune.tuner.samplers import SAMPLERS
 from vitune.tuner.workloads import Workload
 
 __all__ = ["SAMPLERS", "BucketResult", "TuneOptions", "bucket_entry", "bucket_studies",
-           "crown_bucket", "crowned_configs", "first_configs", "kernel_hash", "make_sampler",
-           "open_storage", "plan_bucket", "trial_ran"]
+           "crown_bucket", "crowned_configs", "kernel_hash", "make_sampler", "open_storage",
+           "plan_bucket", "trial_ran"]
 log = logging.getLogger(__name__)
 GPU_PEERS = (*LIBRARY_PEERS, "sglang-style-fixed")
 RETIME_TOP = 5
@@ -134,6 +134,7 @@ def plan_bucket(workload: Workload, gpu: GpuIdentity, opts: TuneOptions
     if opts.sampler not in SAMPLERS:
         raise ValueError(f"unknown sampler {opts.sampler!r}; choose one of {list(SAMPLERS)}")
     bucket = bucket_of(workload)
+    dtype = workload.torch_dtype
     # GPU:bucket:kernel hash (bucket_studies reads the bucket back out of it)
     study_name = f"{opts.study_prefix or gpu.key}:{bucket.key}:{kernel_hash()}"
     n_valid = len(bucket_configs(workload, gpu.arch))
@@ -145,27 +146,16 @@ def plan_bucket(workload: Workload, gpu: GpuIdentity, opts: TuneOptions
     study = optuna.create_study(storage=open_storage(opts.storage), study_name=study_name,
                                 direction="maximize", load_if_exists=True)
     study.set_user_attr("workload", workload.name)
-    plan = SearchPlan(workload, gpu, study_name, sampler, opts.storage, trials, opts.timeout_s,
-                      opts.seed, opts.rep_ms, opts.trial_timeout_s, since=time.time(),
-                      first=first_configs(workload, gpu, opts.known_winners))
-    return plan, _built_in_default(workload, gpu)
-
-
-def first_configs(workload: Workload, gpu: GpuIdentity, known_winners: list[KernelConfig]
-                  ) -> tuple[KernelConfig, ...]:
-    """The configs a bucket's search tries first: the built-in default, the SGLang-style
-    constants and the winners already known, each once, where the bucket's rules take it."""
-    first: list[KernelConfig] = []
-    candidates = [_built_in_default(workload, gpu), sglang_style_config(workload.head_dim)]
-    for cfg in [*candidates, *known_winners]:
+    default = default_config(workload.head_dim, dtype, gpu.arch, workload.max_seqlen)
+    first = []
+    for cfg in [default, sglang_style_config(workload.head_dim), *opts.known_winners]:
         cfg = cfg.canonical(workload.head_dim)
         if bucket_reason(cfg, workload, gpu.arch) is None and cfg not in first:
             first.append(cfg)
-    return tuple(first)
-
-
-def _built_in_default(workload: Workload, gpu: GpuIdentity) -> KernelConfig:
-    return default_config(workload.head_dim, workload.torch_dtype, gpu.arch, workload.max_seqlen)
+    plan = SearchPlan(workload, gpu, study_name, sampler, opts.storage, trials, opts.timeout_s,
+                      opts.seed, opts.rep_ms, opts.trial_timeout_s, since=time.time(),
+                      first=tuple(first))
+    return plan, default
 
 
 def crown_bucket(plan: SearchPlan, default: KernelConfig, worker: IsolatedWorker,

@@ -42,10 +42,9 @@ def _inputs_for(workload, device: str, reference: bool = True) -> list:
     return entry
 
 
-def _start(run_kernel: bool = True) -> bool:
-    """torch, triton and the kernel imported; on a GPU, its context made, Triton's CUDA
-    helpers loaded and (`run_kernel`) a first Triton kernel run (vitune.kernels.touch).
-    Whether there is a GPU to run on."""
+def _start() -> bool:
+    """torch, triton and the kernel imported; on a GPU, its context made and a first Triton
+    kernel run (vitune.kernels.touch). Whether there is a GPU to run on."""
     import os
 
     import torch
@@ -53,9 +52,9 @@ def _start(run_kernel: bool = True) -> bool:
     from vitune.kernels.vision_attn import launch  # noqa: F401
 
     if torch.cuda.is_available() and os.environ.get("TRITON_INTERPRET") != "1":
-        from vitune.kernels.touch import touch_context, touch_gpu
+        from vitune.kernels.touch import touch_gpu
 
-        touch_gpu() if run_kernel else touch_context()
+        touch_gpu()
         return True
     return False
 
@@ -87,12 +86,12 @@ COMPILER_NICENESS = 10
 
 
 def warm_up_compiler() -> None:
-    """warm_up for a compile process: lower priority, then the start-up without a first
-    kernel (it compiles kernels, never launches one; no peers)."""
+    """warm_up for a compile process: lower priority, then the start-up (no peers: it only
+    compiles vitune's kernel)."""
     import os
 
     os.nice(COMPILER_NICENESS)
-    _start(run_kernel=False)
+    _start()
 
 
 WARM_UP_COMPILER = f"{__name__}:warm_up_compiler"

@@ -24,13 +24,11 @@ from vitune.tuner.compile_pool import default_compile_jobs, start_search_workers
 from vitune.tuner.environment import environment
 from vitune.tuner.isolation import IsolatedWorker, process_context
 from vitune.tuner.loop import SearchPlan, search
-from vitune.tuner.pipeline import trial_request
 from vitune.tuner.search import (
     BucketResult,
     TuneOptions,
     bucket_entry,
     crown_bucket,
-    first_configs,
     kernel_hash,
     plan_bucket,
 )
@@ -131,13 +129,6 @@ def tune(workloads: list[Workload], gpu: GpuIdentity, out_dir: str | Path, opts:
         team = stack.enter_context(SearchTeam(helper_envs, board, jobs, opts.trial_timeout_s)) \
             if helper_envs else None
         worker, compiler = start_search_workers(stack, main_env, jobs, opts.trial_timeout_s)
-        if compiler is not None:
-            # The first bucket's first configs compile while the studies are created (a
-            # run's first compile began after them: 2 s on an H100). Full buckets of one
-            # head_dim and dtype share binaries: a process that starts on another gains too.
-            first = workloads[0]
-            compiler.submit([trial_request(first, cfg, gpu.is_interpreter, opts.rep_ms)
-                             for cfg in first_configs(first, gpu, opts.known_winners)])
         # The crowns' peers are timed in a worker of their own, which loads the peer
         # libraries while the run starts (the interpreter measures no peers).
         peer_worker = None if gpu.is_interpreter else stack.enter_context(
