@@ -114,9 +114,10 @@ case "${STAGE:-tests}" in
               --out /tmp/vt/tpe2; }
     if [ "${ORDER:-12}" = 21 ]; then two; one; else one; two; fi ;;
   startup)  # one GPU, ~2 min: where a run's first seconds go, process by process
-    # (scripts/startup_probe.py): 14 compile processes twice, then 4
-    for n in 14 14 4; do step 60 python3 scripts/startup_probe.py --processes $n; done 2>&1 \
-      | tee "$DB/startup.log" ;;
+    # (scripts/startup_probe.py), with workers warming up all at once (0) or a few at a time
+    for n in ${AT_ONCE:-0 6 4 8 0 6}; do
+      step 60 python3 scripts/startup_probe.py --at-once "$n"; done 2>&1 | tee "$DB/startup.log"
+    ;;
   duo4)  # on one 2-GPU machine: 1 then 2 GPUs, then 2 then 1 (~9 min): a ratio with a
     # spread, both orders, warm file caches for all runs. RUNS: name:workers[:compile
     # jobs per search process[:share[:tree]]] each, e.g. tpe2s:gpus::all for both GPUs on

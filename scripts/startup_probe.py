@@ -4,14 +4,15 @@ once as `vitune tune` starts them, each compile process then handed one config o
 qwen2.5-vl 8 x 1024 bucket, and the first config compiled timed (docs/perf-notes.md,
 twelfth session).
 
-    python scripts/startup_probe.py [--processes 14]
+    python scripts/startup_probe.py [--processes 14] [--at-once N]
 
 Each process runs the tuner's warm-up step by step and notes when it got there: forked
 (its first line), CUDA initialised, its context made, a first Triton kernel run (and the
 peers' libraries called, in the peers' worker). Printed: seconds from the start for the
 first, median and last process at each step, when the compiles were done (and their own
-seconds), and when the first config was timed. Run with an empty Triton cache (a fresh
-TRITON_CACHE_DIR per run), as the tuner's benchmarks are.
+seconds), and when the first config was timed. `--at-once`: how many warm up at a time
+(vitune.tuner.isolation.WARM_UPS_AT_ONCE; 0: all at once). Each run has an empty Triton
+cache, as the tuner's benchmarks do.
 """
 
 from __future__ import annotations
@@ -82,15 +83,19 @@ def _row(name: str, times: list[float]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--processes", type=int, default=14)
+    parser.add_argument("--at-once", type=int, default=None)
     args = parser.parse_args()
     os.environ["TRITON_CACHE_DIR"] = tempfile.mkdtemp(prefix="probe-triton-")
 
     from vitune.runtime.gpu import detect_gpu
+    from vitune.tuner import isolation
     from vitune.tuner.isolation import IsolatedWorker, start_fork_server
     from vitune.tuner.presets import TUNE_PRESETS
     from vitune.tuner.search import bucket_configs
     from vitune.tuner.trial import PREPARE, TrialRequest
 
+    if args.at_once is not None:
+        isolation.WARM_UPS_AT_ONCE = args.at_once
     start_fork_server()  # (inherits the empty cache)
     gpu = detect_gpu()
     workload = TUNE_PRESETS["qwen2.5-vl"][0]
@@ -100,10 +105,10 @@ def main() -> None:
 
     started = time.time()
     trial = IsolatedWorker("startup_probe:trial_traced", env, "startup_probe:trial_warm_up")
-    peers = IsolatedWorker("startup_probe:trial_traced", env, "startup_probe:peers_warm_up")
     compilers = [IsolatedWorker("startup_probe:compile_traced", env,
                                 "startup_probe:compile_warm_up") for _ in configs]
-    for worker in [trial, peers, *compilers]:
+    peers = IsolatedWorker("startup_probe:trial_traced", env, "startup_probe:peers_warm_up")
+    for worker in [trial, *compilers, peers]:  # (in the tuner's order)
         worker.start()
     all_started = time.time() - started
     for worker, cfg in zip(compilers, configs, strict=True):
@@ -130,8 +135,9 @@ def main() -> None:
     trial_steps = trial.call(None, 60).value or {}
     peer_steps = peers.call(None, 120).value or {}
 
-    print(f"{len(compilers)} compile processes, a trial worker and the peers' worker; all "
-          f"started (forks asked) in {all_started:.2f} s")
+    print(f"{len(compilers)} compile processes, a trial worker and the peers' worker, "
+          f"{isolation.WARM_UPS_AT_ONCE or 'all'} warming up at once; all started (forks "
+          f"asked) in {all_started:.2f} s")
     print(f"{'compile processes':18s} {'first':>6s} {'median':>6s} {'last':>6s}  (s from start)")
     done = [c for c in compiled.values() if "failed" not in c]
     for step in ("forked", "cuda initialised", "context made", "first kernel run", "compiled"):

@@ -64,6 +64,32 @@ def test_start_runs_the_warm_up_before_the_first_call(tmp_path):
         assert cold.call(None, timeout_s=60).value is None
 
 
+def test_gpu_workers_warm_up_a_few_at_a_time(monkeypatch):
+    """Workers from the fork server (GPU ones) take turns to warm up, WARM_UPS_AT_ONCE at a
+    time, so a run's first ones have their CUDA contexts sooner (16 at once all had theirs
+    late); spawned ones (the interpreter's) are not held."""
+    import multiprocessing as mp
+
+    from vitune.tuner import isolation
+
+    monkeypatch.delenv("TRITON_INTERPRET", raising=False)
+    monkeypatch.setattr(isolation, "WARM_UPS_AT_ONCE", 2)
+    monkeypatch.setattr(isolation, "_warm_up_slots", {})
+    workers = [IsolatedWorker("worker_targets:warm_span", {}, warm_up="worker_targets:slow_warm")
+               for _ in range(5)]
+    try:
+        for worker in workers:
+            worker.start()
+        spans = [worker.call(None, 120).value for worker in workers]
+    finally:
+        for worker in workers:
+            worker.close()
+    for start, _ in spans:  # (when each began, how many were warming up)
+        assert sum(s <= start < e for s, e in spans) <= 2
+    assert max(e for _, e in spans) - min(s for s, _ in spans) >= 3 * 0.4  # three turns
+    assert isolation._warm_up_gate(mp.get_context("spawn")) is None  # noqa: SLF001
+
+
 @pytest.mark.gpu
 def test_the_peer_libraries_warm_up_on_a_gpu():
     from vitune.tuner.peers import warm_up_peers
