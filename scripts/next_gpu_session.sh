@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # GPU work in stages that each fit one device call (10 min). The tenth session ran duo4
 # on 2 x H200 (issue 3: the search without rounds, 1.61x on the means, one GPU 120-126 s,
-# two 76 s). The eleventh had one-GPU machines only: the current code tunes the preset on
-# an H100 in 114 s, and the H100 sweeps of the current space are committed
-# (results/h100-2026-12-06-s11/). Next, where two GPUs are lent: each search process takes
-# buckets of its own (board.py), unmeasured; `STAGE=duo4 RUNS="tpe2a:gpus tpe1a:1
-# tpe2s:gpus::all tpe1b:1 tpe2b:gpus"` (tpe2s: --share all, both GPUs on each bucket's
-# study, as the target's "2 GPUs on one study" reads literally), ~8 min on 2 x H200.
+# two 76 s). The eleventh and twelfth had one-GPU machines only: the current code tunes
+# the preset on an H100 in 98-119 s (the machines differ), and the H100 sweeps of the
+# current space are committed (results/h100-2026-12-06-s11/). Next, where two GPUs are
+# lent: each search process takes buckets of its own (board.py), unmeasured; `STAGE=duo4
+# RUNS="tpe2a:gpus tpe1a:1 tpe2s:gpus::all tpe1b:1 tpe2b:gpus"` (tpe2s: --share all, both
+# GPUs on each bucket's study, as the target's "2 GPUs on one study" reads literally),
+# ~8 min on 2 x H200. STAGE=startup: where a run's first seconds go (twelfth session).
 # Left: the lengths bench with h200.yaml, heads on an H200, window-kernel variants for
 # head dims 72 and 88. A search against a sweep on one GPU: `STAGE=duo4 RUNS=tpe1a:1`,
 # then `STAGE=sweep1 SEARCH_DB=results/gpu/tpe1a.db [BUCKETS=...] SWEEP_S=...`.

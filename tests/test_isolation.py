@@ -150,7 +150,8 @@ def test_a_compiled_kernel_worker_is_forked_with_its_own_environment(monkeypatch
 def test_a_search_process_forks_its_first_workers_itself():
     """fork_first: a single-threaded process (a search process fresh from the fork server)
     forks its first worker itself; once it has threads, replacements and new workers come
-    from the fork server (forking a threaded process risks a deadlock)."""
+    from the fork server (forking a threaded process risks a deadlock). Both kinds take
+    their turn to warm up (the process's gate goes to either)."""
     import os
     import subprocess
     import sys
@@ -158,12 +159,14 @@ def test_a_search_process_forks_its_first_workers_itself():
 
     code = ("import os, threading, time\n"
             "from vitune.tuner.isolation import IsolatedWorker\n"
-            "w = IsolatedWorker('worker_targets:misbehave', {}, fork_first=True)\n"
+            "w = IsolatedWorker('worker_targets:misbehave', {}, 'worker_targets:warm', "
+            "fork_first=True)\n"
             "first = w.call('ok', 120).value\n"
             "threading.Thread(target=time.sleep, args=(60,), daemon=True).start()\n"
             "assert not w.call('crash', 120).ok\n"
             "again = w.call('ok', 120).value\n"
-            "late = IsolatedWorker('worker_targets:misbehave', {}, fork_first=True)\n"
+            "late = IsolatedWorker('worker_targets:misbehave', {}, 'worker_targets:warm', "
+            "fork_first=True)\n"
             "third = late.call('ok', 120).value\n"
             "print([v['ppid'] == os.getpid() for v in (first, again, third)])\n"
             "w.close(); late.close()\n")
