@@ -116,8 +116,10 @@ case "${STAGE:-tests}" in
     if [ "${ORDER:-12}" = 21 ]; then two; one; else one; two; fi ;;
   startup)  # one GPU, ~2 min: where a run's first seconds go, process by process
     # (scripts/startup_probe.py), with workers warming up all at once (0) or a few at a time
+    # (COMPILE_ON=meta: compile processes without a CUDA context)
     for n in ${AT_ONCE:-0 6 4 8 0 6}; do
-      step 60 python3 scripts/startup_probe.py --at-once "$n"; done 2>&1 | tee "$DB/startup.log"
+      step 60 python3 scripts/startup_probe.py --at-once "$n" --compile-on "${COMPILE_ON:-cuda}"
+    done 2>&1 | tee -a "$DB/startup.log"
     ;;
   duo4)  # on one 2-GPU machine: 1 then 2 GPUs, then 2 then 1 (~9 min): a ratio with a
     # spread, both orders, warm file caches for all runs. RUNS: name:workers[:compile

@@ -4,15 +4,17 @@ once as `vitune tune` starts them, each compile process then handed one config o
 qwen2.5-vl 8 x 1024 bucket, and the first config compiled timed (docs/perf-notes.md,
 twelfth session).
 
-    python scripts/startup_probe.py [--processes 14] [--at-once N]
+    python scripts/startup_probe.py [--processes 14] [--at-once N] [--compile-on meta]
 
 Each process runs the tuner's warm-up step by step and notes when it got there: forked
 (its first line), CUDA initialised, its context made, a first Triton kernel run (and the
 peers' libraries called, in the peers' worker). Printed: seconds from the start for the
 first, median and last process at each step, when the compiles were done (and their own
 seconds), and when the first config was timed. `--at-once`: how many warm up at a time
-(vitune.tuner.isolation.WARM_UPS_AT_ONCE; 0: all at once). Each run has an empty Triton
-cache, as the tuner's benchmarks do.
+(vitune.tuner.isolation.WARM_UPS_AT_ONCE; 0: all at once). `--compile-on meta`: compile
+processes that only initialise CUDA and compile on meta tensors (no memory, no context);
+then the trial worker runs every config compiled, and the probe counts the binaries it
+had to compile itself. Each run has an empty Triton cache, as the tuner's benchmarks do.
 """
 
 from __future__ import annotations
@@ -64,7 +66,53 @@ def compile_traced(request) -> dict:
     from vitune.tuner.trial import precompile
 
     compile_s = precompile(request)["compile_s"]
-    return {**STEPS, "compiled": time.time(), "compile_s": compile_s}
+    return {**STEPS, "compiled": time.time(), "compile_s": compile_s,
+            "context": _has_context()}
+
+
+def contextless_warm_up() -> None:
+    """A compile process that never makes a CUDA context: CUDA initialised only."""
+    from vitune.tuner.trial import COMPILER_NICENESS
+
+    os.nice(COMPILER_NICENESS)
+    STEPS["forked"] = time.time()
+    import torch
+
+    torch.cuda.init()
+    STEPS["cuda initialised"] = time.time()
+
+
+def compile_on_meta(request) -> dict:
+    """precompile, but on tensors without memory (the meta device): the same shapes,
+    strides, dtypes and (all zero) 16-byte aligned addresses, so the same specialisation."""
+    import torch
+
+    from vitune.kernels.vision_attn.launch import launch_vision_attention
+    from vitune.kernels.vision_attn.space import KernelConfig
+
+    w = request.workload
+    qkv = torch.empty(w.total_tokens, 3, w.heads, w.head_dim, dtype=w.torch_dtype,
+                      device="meta")
+    q, k, v = qkv.unbind(1)
+    start = time.perf_counter()
+    launch_vision_attention(q, k, v, torch.empty_like(q), w.cu_seqlens("meta"),
+                            w.head_dim ** -0.5, KernelConfig.from_dict(request.config),
+                            warmup=True)
+    return {**STEPS, "compiled": time.time(), "compile_s": time.perf_counter() - start,
+            "context": _has_context()}
+
+
+def _has_context() -> bool:
+    """Whether this thread has a current CUDA context (the driver's own answer)."""
+    import ctypes
+
+    context = ctypes.c_void_p()
+    status = ctypes.CDLL("libcuda.so.1").cuCtxGetCurrent(ctypes.byref(context))
+    return status == 0 and bool(context.value)
+
+
+def _binaries(cache: str) -> int:
+    return len(list(Path(cache).glob("*/*.cubin")))
 
 
 def trial_traced(request) -> dict:
@@ -84,8 +132,9 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--processes", type=int, default=14)
     parser.add_argument("--at-once", type=int, default=None)
+    parser.add_argument("--compile-on", choices=("cuda", "meta"), default="cuda")
     args = parser.parse_args()
-    os.environ["TRITON_CACHE_DIR"] = tempfile.mkdtemp(prefix="probe-triton-")
+    cache = os.environ["TRITON_CACHE_DIR"] = tempfile.mkdtemp(prefix="probe-triton-")
 
     from vitune.runtime.gpu import detect_gpu
     from vitune.tuner import isolation
@@ -105,8 +154,10 @@ def main() -> None:
 
     started = time.time()
     trial = IsolatedWorker("startup_probe:trial_traced", env, "startup_probe:trial_warm_up")
-    compilers = [IsolatedWorker("startup_probe:compile_traced", env,
-                                "startup_probe:compile_warm_up") for _ in configs]
+    target, warm_up = ("startup_probe:compile_on_meta", "startup_probe:contextless_warm_up") \
+        if args.compile_on == "meta" else \
+        ("startup_probe:compile_traced", "startup_probe:compile_warm_up")
+    compilers = [IsolatedWorker(target, env, warm_up) for _ in configs]
     peers = IsolatedWorker("startup_probe:trial_traced", env, "startup_probe:peers_warm_up")
     for worker in [trial, *compilers, peers]:  # (in the tuner's order)
         worker.start()
@@ -132,6 +183,11 @@ def main() -> None:
             outcome, stage = trial.receive(60), "done"
             timed = outcome.value["timed"] - started if outcome.ok else None
         time.sleep(0.005)
+    # Every config compiled, run by the trial worker: did it find each binary in the cache?
+    before = _binaries(cache)
+    ran = [trial.call(TrialRequest(workload, "triton", cfg.to_dict(), False), 120).ok
+           for i, cfg in enumerate(configs) if i in compiled and "failed" not in compiled[i]]
+    recompiled = _binaries(cache) - before
     trial_steps = trial.call(None, 60).value or {}
     peer_steps = peers.call(None, 120).value or {}
 
@@ -148,6 +204,11 @@ def main() -> None:
         print(f"{name} worker: " + ", ".join(f"{step} {t - started:.2f}"
                                              for step, t in steps.items()))
     print(f"first config timed {timed:.2f} s" if timed else "no config timed")
+    for reason in sorted({c["failed"][-300:] for c in compiled.values() if "failed" in c}):
+        print(f"a compile failed: {reason}")
+    print(f"compiled on {args.compile_on}: {sum(c.get('context', False) for c in done)} of "
+          f"{len(done)} compile processes had a CUDA context; the trial worker ran "
+          f"{sum(ran)} of {len(ran)} of their configs and compiled {recompiled} itself")
     for worker in [trial, peers, *compilers]:
         worker.close()
 
