@@ -25,8 +25,8 @@ class FakePlan:
     budget: int = 3
 
 
-def no_workers(stack, env, jobs, timeout_s, fork_first=False):
-    return None, None
+def no_workers(stack, env, jobs, timeout_s, fork_first=False, peers=False):
+    return None, None, None
 
 
 class Inert:

@@ -224,20 +224,20 @@ def _fail(sentence: str) -> None:
 
 
 def _worker_count(asked: str, gpu) -> int:
-    from vitune.tuner.tune import visible_gpus
+    from vitune.tuner.tune import visible_gpus, worker_envs
 
-    gpus = 1 if gpu.is_interpreter else len(visible_gpus())
     if asked == "gpus":
-        return gpus
+        return 1 if gpu.is_interpreter else len(visible_gpus())
     try:
         count = int(asked)
     except ValueError:
         count = 0
     if count < 1:
         _fail(f"--workers takes a positive number or 'gpus', got {asked!r}")
-    if not gpu.is_interpreter and count > gpus:
-        _fail(f"--workers {count} needs {count} GPUs (one per search process), "
-              f"{gpus} visible")
+    try:
+        worker_envs(gpu, count)  # (one visible GPU per search process), before any starts
+    except ValueError as exc:
+        _fail(str(exc))
     return count
 
 

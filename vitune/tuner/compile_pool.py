@@ -14,7 +14,7 @@ import queue
 from concurrent.futures import Future, ThreadPoolExecutor
 
 from vitune.tuner.isolation import IsolatedWorker, Outcome
-from vitune.tuner.trial import WARM_UP, WARM_UP_COMPILER, TrialRequest
+from vitune.tuner.trial import WARM_UP, WARM_UP_COMPILER, WARM_UP_PEERS, TrialRequest
 
 
 def default_compile_jobs(searchers: int = 1) -> int:
@@ -79,15 +79,29 @@ class CompilePool:
 
 
 def start_search_workers(stack: contextlib.ExitStack, env: dict[str, str], jobs: int,
-                         timeout_s: float, fork_first: bool = False
-                         ) -> tuple[IsolatedWorker, CompilePool | None]:
-    """One search process's trial worker and `jobs` compile processes (none: 0), started
-    at once (their imports and CUDA start-up overlap) and closed with `stack`: the worker
-    is killed alongside the compile processes, so their CUDA contexts go down together."""
+                         timeout_s: float, fork_first: bool = False, peers: bool = False
+                         ) -> tuple[IsolatedWorker, CompilePool | None, IsolatedWorker | None]:
+    """One search process's trial worker, `jobs` compile processes (none: 0) and, with
+    `peers`, the worker that times the crowns' peers (it calls each peer library as it
+    starts, so the first crown does not load them), started at once (their imports and CUDA
+    start-up overlap) and closed with `stack`: all are killed at once on the way out, then
+    reaped, so their CUDA contexts go down together (one reaped before the others are
+    killed goes down alone)."""
     worker = stack.enter_context(IsolatedWorker("vitune.tuner.trial:run_trial", env, WARM_UP,
                                                 fork_first=fork_first))
     worker.start()
     compiler = stack.enter_context(CompilePool(jobs, env, timeout_s, fork_first=fork_first)) \
         if jobs else None
-    stack.callback(worker.stop)  # (first: it goes while the compile processes do)
-    return worker, compiler
+    peer_worker = stack.enter_context(IsolatedWorker(
+        "vitune.tuner.trial:run_trial", env, WARM_UP_PEERS, fork_first=fork_first)) \
+        if peers else None
+    if peer_worker is not None:
+        peer_worker.start()
+    stack.callback(_stop_together, worker, compiler, peer_worker)  # (first on the way out)
+    return worker, compiler, peer_worker
+
+
+def _stop_together(*processes: IsolatedWorker | CompilePool | None) -> None:
+    for process in processes:
+        if process is not None:
+            process.stop()

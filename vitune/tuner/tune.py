@@ -22,7 +22,7 @@ from vitune.runtime.schema import (
 from vitune.tuner.board import BucketBoard
 from vitune.tuner.compile_pool import default_compile_jobs, start_search_workers
 from vitune.tuner.environment import environment
-from vitune.tuner.isolation import IsolatedWorker, process_context
+from vitune.tuner.isolation import process_context
 from vitune.tuner.loop import SearchPlan, search
 from vitune.tuner.search import (
     BucketResult,
@@ -33,7 +33,6 @@ from vitune.tuner.search import (
     plan_bucket,
 )
 from vitune.tuner.team import SearchTeam
-from vitune.tuner.trial import WARM_UP_PEERS
 from vitune.tuner.workloads import Workload
 
 log = logging.getLogger(__name__)
@@ -97,14 +96,9 @@ def worker_envs(gpu: GpuIdentity, workers: int) -> list[dict[str, str]]:
         return [{}]
     devices = visible_gpus()
     if len(devices) < workers:
-        raise ValueError(f"--workers {workers} needs {workers} GPUs, {len(devices)} visible")
+        raise ValueError(f"--workers {workers} needs {workers} GPUs (one per search process), "
+                         f"{len(devices)} visible")
     return [{"CUDA_VISIBLE_DEVICES": devices[i]} for i in range(workers)]
-
-
-def _stop_together(*processes) -> None:
-    for process in processes:
-        if process is not None:
-            process.stop()
 
 
 def tune(workloads: list[Workload], gpu: GpuIdentity, out_dir: str | Path, opts: TuneOptions,
@@ -128,16 +122,9 @@ def tune(workloads: list[Workload], gpu: GpuIdentity, out_dir: str | Path, opts:
         # search processes stay warm from bucket to bucket.
         team = stack.enter_context(SearchTeam(helper_envs, board, jobs, opts.trial_timeout_s)) \
             if helper_envs else None
-        worker, compiler = start_search_workers(stack, main_env, jobs, opts.trial_timeout_s)
-        # The crowns' peers are timed in a worker of their own, which loads the peer
-        # libraries while the run starts (the interpreter measures no peers).
-        peer_worker = None if gpu.is_interpreter else stack.enter_context(
-            IsolatedWorker("vitune.tuner.trial:run_trial", main_env, WARM_UP_PEERS))
-        if peer_worker is not None:
-            peer_worker.start()
-        # On the way out every process of this one is killed at once, then reaped: their
-        # CUDA contexts go down together (the peer worker's went first, alone).
-        stack.callback(_stop_together, worker, peer_worker, compiler)
+        # (the crowns' peers are timed in a worker of their own; the interpreter has none)
+        worker, compiler, peer_worker = start_search_workers(
+            stack, main_env, jobs, opts.trial_timeout_s, peers=not gpu.is_interpreter)
         log.info("trial worker and %d compile processes starting (%d more search processes)",
                  jobs, len(helper_envs))
         # Each plan goes to the team as soon as it is made (its study created): a member
