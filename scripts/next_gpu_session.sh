@@ -24,6 +24,8 @@
 #                   against it, raw and re-timed side by side
 #   STAGE=startup   one GPU, ~2 min: where a run's first seconds go, process by process
 #                   (scripts/startup_probe.py: fork, CUDA, context, first kernel, compile)
+#   STAGE=two1      one GPU, ~2 min: two search processes on it, a check of the board, the
+#                   member process and the crowns on a GPU (not a speed)
 #   STAGE=duo       on a 2-GPU machine: how long the workers take to start
 #                   (scripts/startup_probe.py), then the qwen2.5-vl tune on one GPU and on
 #                   both (wall times for the 1.7x target; each run with its own Triton cache)
@@ -115,19 +117,32 @@ case "${STAGE:-tests}" in
               --out /tmp/vt/tpe2; }
     if [ "${ORDER:-12}" = 21 ]; then two; one; else one; two; fi ;;
   startup)  # one GPU, ~2 min: where a run's first seconds go, process by process
-    # (scripts/startup_probe.py), with workers warming up all at once (0) or a few at a time
-    # (COMPILE_ON=meta: compile processes without a CUDA context)
-    for n in ${AT_ONCE:-0 6 4 8 0 6}; do
-      step 60 python3 scripts/startup_probe.py --at-once "$n" --compile-on "${COMPILE_ON:-cuda}"
+    # (scripts/startup_probe.py). PROBES: compile-on:at-once each, compile-on "none" (the
+    # tuner's: compile processes without a GPU) or "cuda" (theirs before the thirteenth
+    # session), at-once the GPU workers warming up at a time (0: all)
+    for probe in ${PROBES:-none:6 cuda:6 none:6 cuda:6}; do
+      step 60 python3 scripts/startup_probe.py --compile-on "${probe%%:*}" \
+        --at-once "${probe#*:}"
     done 2>&1 | tee -a "$DB/startup.log"
     ;;
+  two1)  # one GPU, ~1-2 min: two search processes on it (scripts/two_searches_one_gpu.py),
+    # the run's board, member process and crowns on a GPU; a check, not a speed (both
+    # time on one GPU). TRIALS per bucket (40).
+    echo "started $(date +%s.%N)" > "$DB/two1.log"
+    step 200 python3 scripts/two_searches_one_gpu.py -v tune --gpu auto --preset qwen2.5-vl \
+      --workers 2 --trials "${TRIALS:-40}" --out /tmp/vt/two1 \
+      --storage "sqlite:///$PWD/$DB/two1.db" >> "$DB/two1.log" 2>&1
+    echo "ended $(date +%s.%N)" >> "$DB/two1.log"
+    grep -E "search process|searched in|crowned|closed|Error|error" "$DB/two1.log" | cut -c1-200
+    tail -9 "$DB/two1.log"; cp /tmp/vt/two1/*.yaml "$DB/two1-h100.yaml" 2>/dev/null ;;
   duo4)  # on one 2-GPU machine: 1 then 2 GPUs, then 2 then 1 (~9 min): a ratio with a
     # spread, both orders, warm file caches for all runs. RUNS: name:workers[:compile
     # jobs per search process[:share[:tree]]] each, e.g. tpe2s:gpus::all for both GPUs on
     # every bucket's study together, base:1:::ab-base for a baseline's checkout (two calls
     # of a 10-minute limit: split the list). LANE=0: without the GPU tests first.
     python3 -c "import vitune.cli"
-    [ "${LANE:-1}" = 1 ] && gpu_lane 120 tests/test_search_loop.py tests/test_isolation.py
+    [ "${LANE:-1}" = 1 ] && gpu_lane 150 tests/test_search_loop.py tests/test_isolation.py \
+      tests/test_compile_only.py
     runs=${RUNS:-tpe1a:1 tpe2a:gpus tpe2b:gpus tpe1b:1}
     for run in $runs; do
       IFS=: read -r name workers jobs share tree <<< "$run"

@@ -4,17 +4,20 @@ once as `vitune tune` starts them, each compile process then handed one config o
 qwen2.5-vl 8 x 1024 bucket, and the first config compiled timed (docs/perf-notes.md,
 twelfth session).
 
-    python scripts/startup_probe.py [--processes 14] [--at-once N] [--compile-on meta]
+    python scripts/startup_probe.py [--processes 14] [--at-once N] [--compile-on cuda]
 
 Each process runs the tuner's warm-up step by step and notes when it got there: forked
 (its first line), CUDA initialised, its context made, a first Triton kernel run (and the
-peers' libraries called, in the peers' worker). Printed: seconds from the start for the
-first, median and last process at each step, when the compiles were done (and their own
-seconds), and when the first config was timed. `--at-once`: how many warm up at a time
-(vitune.tuner.isolation.WARM_UPS_AT_ONCE; 0: all at once). `--compile-on meta`: compile
-processes that only initialise CUDA and compile on meta tensors (no memory, no context);
-then the trial worker runs every config compiled, and the probe counts the binaries it
-had to compile itself. Each run has an empty Triton cache, as the tuner's benchmarks do.
+peers' libraries called, in the peers' worker); a compile process, when it was ready to
+compile (vitune.kernels.compile_only: the GPU hidden, a first tiny compile). Printed:
+seconds from the start for the first, median and last process at each step, when the
+compiles were done (and their own seconds), and when the first config was timed. Then the
+trial worker runs every config compiled, and the probe counts the binaries it had to
+compile itself (0: the compile processes built the launch's own). `--at-once`: how many
+GPU workers warm up at a time (vitune.tuner.isolation.WARM_UPS_AT_ONCE; 0: all at once).
+`--compile-on cuda`: compile processes as they were before the thirteenth session (a CUDA
+context and a first kernel each, compiling on CUDA tensors), for comparison. Each run has
+an empty Triton cache, as the tuner's benchmarks do.
 """
 
 from __future__ import annotations
@@ -47,11 +50,22 @@ def trial_warm_up() -> None:
     STEPS["first kernel run"] = time.time()
 
 
-def compile_warm_up() -> None:
+def cuda_compile_warm_up() -> None:
+    """A compile process's warm-up before the thirteenth session: a CUDA context and a
+    first kernel."""
     from vitune.tuner.trial import COMPILER_NICENESS
 
     os.nice(COMPILER_NICENESS)
     trial_warm_up()
+
+
+def compile_warm_up() -> None:
+    """The tuner's compile-process warm-up (the GPU hidden), traced."""
+    STEPS["forked"] = time.time()
+    from vitune.tuner.trial import warm_up_compiler
+
+    warm_up_compiler()
+    STEPS["compiler ready"] = time.time()
 
 
 def peers_warm_up() -> None:
@@ -70,32 +84,17 @@ def compile_traced(request) -> dict:
             "context": _has_context()}
 
 
-def contextless_warm_up() -> None:
-    """A compile process that never makes a CUDA context: CUDA initialised only."""
-    from vitune.tuner.trial import COMPILER_NICENESS
-
-    os.nice(COMPILER_NICENESS)
-    STEPS["forked"] = time.time()
-    import torch
-
-    torch.cuda.init()
-    STEPS["cuda initialised"] = time.time()
-
-
-def compile_on_meta(request) -> dict:
-    """precompile, but on tensors without memory (the meta device): the same shapes,
-    strides, dtypes and (all zero) 16-byte aligned addresses, so the same specialisation."""
+def compile_on_cuda(request) -> dict:
+    """precompile as it was before the thirteenth session: on the workload's CUDA inputs."""
     import torch
 
     from vitune.kernels.vision_attn.launch import launch_vision_attention
     from vitune.kernels.vision_attn.space import KernelConfig
 
     w = request.workload
-    qkv = torch.empty(w.total_tokens, 3, w.heads, w.head_dim, dtype=w.torch_dtype,
-                      device="meta")
-    q, k, v = qkv.unbind(1)
+    q, k, v = w.make_qkv("cuda")
     start = time.perf_counter()
-    launch_vision_attention(q, k, v, torch.empty_like(q), w.cu_seqlens("meta"),
+    launch_vision_attention(q, k, v, torch.empty_like(q), w.cu_seqlens("cuda"),
                             w.head_dim ** -0.5, KernelConfig.from_dict(request.config),
                             warmup=True)
     return {**STEPS, "compiled": time.time(), "compile_s": time.perf_counter() - start,
@@ -132,12 +131,13 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--processes", type=int, default=14)
     parser.add_argument("--at-once", type=int, default=None)
-    parser.add_argument("--compile-on", choices=("cuda", "meta"), default="cuda")
+    parser.add_argument("--compile-on", choices=("none", "cuda"), default="none")
     args = parser.parse_args()
     cache = os.environ["TRITON_CACHE_DIR"] = tempfile.mkdtemp(prefix="probe-triton-")
 
     from vitune.runtime.gpu import detect_gpu
     from vitune.tuner import isolation
+    from vitune.tuner.compile_pool import compiler_env
     from vitune.tuner.isolation import IsolatedWorker, start_fork_server
     from vitune.tuner.presets import TUNE_PRESETS
     from vitune.tuner.search import bucket_configs
@@ -154,10 +154,12 @@ def main() -> None:
 
     started = time.time()
     trial = IsolatedWorker("startup_probe:trial_traced", env, "startup_probe:trial_warm_up")
-    target, warm_up = ("startup_probe:compile_on_meta", "startup_probe:contextless_warm_up") \
-        if args.compile_on == "meta" else \
-        ("startup_probe:compile_traced", "startup_probe:compile_warm_up")
-    compilers = [IsolatedWorker(target, env, warm_up) for _ in configs]
+    target, warm_up, compile_env = \
+        ("startup_probe:compile_on_cuda", "startup_probe:cuda_compile_warm_up", env) \
+        if args.compile_on == "cuda" else \
+        ("startup_probe:compile_traced", "startup_probe:compile_warm_up",
+         compiler_env(env, gpu.capability))
+    compilers = [IsolatedWorker(target, compile_env, warm_up) for _ in configs]
     peers = IsolatedWorker("startup_probe:trial_traced", env, "startup_probe:peers_warm_up")
     for worker in [trial, *compilers, peers]:  # (in the tuner's order)
         worker.start()
@@ -196,7 +198,8 @@ def main() -> None:
           f"asked) in {all_started:.2f} s")
     print(f"{'compile processes':18s} {'first':>6s} {'median':>6s} {'last':>6s}  (s from start)")
     done = [c for c in compiled.values() if "failed" not in c]
-    for step in ("forked", "cuda initialised", "context made", "first kernel run", "compiled"):
+    for step in ("forked", "cuda initialised", "context made", "first kernel run",
+                 "compiler ready", "compiled"):
         print(_row(step, [c[step] - started for c in done if step in c]))
     print(_row("compiles' own s", [c["compile_s"] for c in done]),
           f"({len(done)}/{len(compiled)} ok)")
@@ -206,8 +209,9 @@ def main() -> None:
     print(f"first config timed {timed:.2f} s" if timed else "no config timed")
     for reason in sorted({c["failed"][-300:] for c in compiled.values() if "failed" in c}):
         print(f"a compile failed: {reason}")
-    print(f"compiled on {args.compile_on}: {sum(c.get('context', False) for c in done)} of "
-          f"{len(done)} compile processes had a CUDA context; the trial worker ran "
+    contexts = sum(c.get("context", False) for c in done)
+    print(f"compiled on {args.compile_on} (GPU): {contexts} of {len(done)} compile processes "
+          f"had a CUDA context; the trial worker ran "
           f"{sum(ran)} of {len(ran)} of their configs and compiled {recompiled} itself")
     for worker in [trial, peers, *compilers]:
         worker.close()

@@ -87,7 +87,10 @@ def test_gpu_workers_warm_up_a_few_at_a_time(monkeypatch):
     for start, _ in spans:  # (when each began, how many were warming up)
         assert sum(s <= start < e for s, e in spans) <= 2
     assert max(e for _, e in spans) - min(s for s, _ in spans) >= 3 * 0.4  # three turns
-    assert isolation._warm_up_gate(mp.get_context("spawn")) is None  # noqa: SLF001
+    assert isolation._warm_up_gate(mp.get_context("spawn"), {}) is None  # noqa: SLF001
+    # nor are workers that see no GPU (compile processes: vitune.kernels.compile_only)
+    assert isolation._warm_up_gate(mp.get_context("forkserver"),  # noqa: SLF001
+                                   {"CUDA_VISIBLE_DEVICES": ""}) is None
 
 
 @pytest.mark.gpu
@@ -113,10 +116,14 @@ def test_only_the_peer_worker_warms_the_peer_libraries_up(monkeypatch):
     """Only the process that times peers pays for loading their libraries (a crown's first
     peers took seconds more than later ones), as it starts: not the trial workers (it held
     a run's first trial up) nor the compile processes."""
+    from vitune.kernels import compile_only, touch
     from vitune.tuner import peers, trial
 
     called = []
     monkeypatch.setattr(trial, "_start", lambda: True)
+    monkeypatch.setenv(trial.COMPILE_FOR, "9.0")
+    monkeypatch.setattr(compile_only, "compile_only_for", lambda capability: None)
+    monkeypatch.setattr(touch, "compile_touch", lambda: None)
     monkeypatch.setattr(peers, "warm_up_peers", lambda: called.append("peers"))
     monkeypatch.setattr("os.nice", lambda increment: None)  # (this test process stays)
     trial.warm_up_compiler()
@@ -214,15 +221,17 @@ def test_a_worker_whose_parent_went_away_mid_call_exits_quietly():
 
 
 def test_compile_processes_run_at_a_lower_priority():
-    """Compiles yield the CPU to the timing worker and the search loop."""
+    """Compiles yield the CPU to the timing worker and the search loop. (The warm-up's
+    first compile is real: for sm_90, with no GPU visible.)"""
     import os
     import subprocess
     import sys
 
-    from vitune.tuner.trial import COMPILER_NICENESS
+    from vitune.tuner.trial import COMPILE_FOR, COMPILER_NICENESS
 
     code = ("import os; before = os.nice(0); from vitune.tuner.trial import warm_up_compiler; "
             "warm_up_compiler(); print(os.nice(0) - before)")
+    env = {**os.environ, "TRITON_INTERPRET": "0", "CUDA_VISIBLE_DEVICES": "", COMPILE_FOR: "9.0"}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         env={**os.environ, "TRITON_INTERPRET": "1"}, check=True)
+                         env=env, check=True)
     assert int(out.stdout.strip().splitlines()[-1]) == COMPILER_NICENESS

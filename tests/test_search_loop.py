@@ -177,7 +177,7 @@ def test_the_compile_pool_gives_each_request_the_first_free_process(monkeypatch)
             pass
 
     monkeypatch.setattr(compile_pool, "IsolatedWorker", SlowProcess)
-    with CompilePool(jobs=2) as pool:
+    with CompilePool(jobs=2, capability=(9, 0)) as pool:
         outcomes = pool.compile(list(range(7)))
     assert [o.value["request"] for o in outcomes] == list(range(7))
     assert len({o.value["process"] for o in outcomes}) == 2
@@ -721,7 +721,7 @@ def test_the_pipeline_on_a_gpu_with_real_compile_processes_and_trial_worker(tmp_
     plan = loop.SearchPlan(w, gpu, "s", "tpe", storage, budget=6, timeout_s=None, seed=0,
                            rep_ms=5, trial_timeout_s=120)
     with IsolatedWorker("vitune.tuner.trial:run_trial", {}, WARM_UP) as worker, \
-            CompilePool(3) as compiler:
+            CompilePool(3, gpu.capability) as compiler:
         loop.search(plan, worker, seed_offset=0, compiler=compiler)
     ran = [t for t in trials(plan) if loop.trial_ran(t)]
     assert len(ran) == 6 and not [t for t in trials(plan) if t.state.name == "RUNNING"]

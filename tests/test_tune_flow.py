@@ -25,7 +25,7 @@ class FakePlan:
     budget: int = 3
 
 
-def no_workers(stack, env, jobs, timeout_s, fork_first=False, peers=False):
+def no_workers(stack, env, jobs, timeout_s, capability=None, fork_first=False, peers=False):
     return None, None, None
 
 
@@ -50,7 +50,7 @@ def test_buckets_are_shared_out_and_crowned_as_everyone_on_them_is_done(monkeypa
         """Search process 1: takes a bucket whenever it is free, and needs four of the
         main process's trials to finish one."""
 
-        def __init__(self, envs, board, jobs, timeout_s):
+        def __init__(self, envs, board, jobs, capability, timeout_s):
             self.board, self.plans, self.seat, self.left = board, [], None, 0
 
         def send(self, plan):
@@ -132,7 +132,7 @@ def test_a_bucket_a_member_failed_on_is_finished_by_the_main_process(monkeypatch
     monkeypatch.setattr(team_module, "start_fork_server", lambda: None)
     monkeypatch.setattr(team_module, "search", failing_search)
     monkeypatch.setattr(team_module.signal, "signal", lambda *args: None)
-    team_module._member_main({}, 1, 0, 60, inbox, board)
+    team_module._member_main({}, 1, 0, None, 60, inbox, board)
     assert not board.closed(0) and board.searchers(0) == 0  # open, nobody on it
     assert board.claim(1, 2).bucket == 1  # (the member had not started bucket 1)
     board.leave(1)

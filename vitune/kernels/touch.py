@@ -22,3 +22,9 @@ def touch_gpu() -> int:
     x = torch.zeros(1, dtype=torch.int32, device="cuda")
     _increment[(1,)](x)
     return int(x.item())
+
+
+def compile_touch() -> None:
+    """Compile the kernel without running it (a compile process's first compile: under
+    vitune.kernels.compile_only, for its target, with no GPU)."""
+    _increment.warmup(torch.empty(1, dtype=torch.int32, device="meta"), grid=(1,))

@@ -4,6 +4,8 @@ A trial's time is mostly Triton compiling the config (seconds), while measuring 
 fraction of a second of GPU time. Compiling needs CPU cores, not the GPU, so a batch of
 configs is compiled at once in isolated processes (a compiler crash costs one trial), filling
 Triton's on-disk cache; the timing worker then loads each binary instead of compiling it.
+The compile processes never see the GPU (vitune.kernels.compile_only): no CUDA context to
+make at the start, hold all run and tear down at the end.
 """
 
 from __future__ import annotations
@@ -14,7 +16,13 @@ import queue
 from concurrent.futures import Future, ThreadPoolExecutor
 
 from vitune.tuner.isolation import IsolatedWorker, Outcome
-from vitune.tuner.trial import WARM_UP, WARM_UP_COMPILER, WARM_UP_PEERS, TrialRequest
+from vitune.tuner.trial import (
+    COMPILE_FOR,
+    WARM_UP,
+    WARM_UP_COMPILER,
+    WARM_UP_PEERS,
+    TrialRequest,
+)
 
 
 def default_compile_jobs(searchers: int = 1) -> int:
@@ -25,16 +33,26 @@ def default_compile_jobs(searchers: int = 1) -> int:
     return max(1, min(16, ((os.cpu_count() or 2) - 2 * searchers) // searchers))
 
 
+def compiler_env(env: dict[str, str], capability: tuple[int, int]) -> dict[str, str]:
+    """A compile process's environment: the timing worker's, with the GPU hidden (nothing
+    there may start CUDA) and the capability to compile for named instead."""
+    major, minor = capability
+    return {**env, "CUDA_VISIBLE_DEVICES": "", COMPILE_FOR: f"{major}.{minor}"}
+
+
 class CompilePool:
     """`jobs` compile processes; requests beyond them wait for the first to be free."""
 
-    def __init__(self, jobs: int, env: dict[str, str] | None = None,
-                 timeout_s: float = 300, fork_first: bool = False) -> None:
-        """`fork_first`: as IsolatedWorker's, for every compile process."""
+    def __init__(self, jobs: int, capability: tuple[int, int],
+                 env: dict[str, str] | None = None, timeout_s: float = 300,
+                 fork_first: bool = False) -> None:
+        """Compiles for GPUs of compute `capability` (e.g. (9, 0)); `env` is the timing
+        worker's (its Triton cache is theirs); `fork_first`: as IsolatedWorker's."""
         self.jobs = jobs
         self._timeout_s = timeout_s
-        # started now, so their imports and CUDA start-up overlap the caller's own
-        self._workers = [IsolatedWorker("vitune.tuner.trial:precompile", env, WARM_UP_COMPILER,
+        # started now, so their imports and first compile overlap the caller's own start
+        self._workers = [IsolatedWorker("vitune.tuner.trial:precompile",
+                                        compiler_env(env or {}, capability), WARM_UP_COMPILER,
                                         fork_first=fork_first)
                          for _ in range(jobs)]
         self._idle: queue.SimpleQueue[IsolatedWorker] = queue.SimpleQueue()
@@ -59,9 +77,8 @@ class CompilePool:
         return [future.result() for future in self.submit(requests)]
 
     def stop(self) -> None:
-        """Kill every compile process without waiting for it to go (close reaps them), all
-        at once: each has a CUDA context to tear down. Compiles still running are
-        abandoned (the threads waiting on them end)."""
+        """Kill every compile process without waiting for it to go (close reaps them).
+        Compiles still running are abandoned (the threads waiting on them end)."""
         self._threads.shutdown(wait=False, cancel_futures=True)
         for worker in self._workers:
             worker.stop()
@@ -79,19 +96,22 @@ class CompilePool:
 
 
 def start_search_workers(stack: contextlib.ExitStack, env: dict[str, str], jobs: int,
-                         timeout_s: float, fork_first: bool = False, peers: bool = False
+                         timeout_s: float, capability: tuple[int, int] | None = None,
+                         fork_first: bool = False, peers: bool = False
                          ) -> tuple[IsolatedWorker, CompilePool | None, IsolatedWorker | None]:
-    """One search process's trial worker, `jobs` compile processes (none: 0) and, with
-    `peers`, the worker that times the crowns' peers (it calls each peer library as it
-    starts, so the first crown does not load them), started at once (their imports and CUDA
-    start-up overlap) and closed with `stack`: all are killed at once on the way out, then
-    reaped, so their CUDA contexts go down together (one reaped before the others are
-    killed goes down alone)."""
+    """One search process's trial worker, `jobs` compile processes for GPUs of compute
+    `capability` (none: 0) and, with `peers`, the worker that times the crowns' peers (it
+    calls each peer library as it starts, so the first crown does not load them), started
+    at once (their imports and start-up overlap) and closed with `stack`: all are killed at
+    once on the way out, then reaped, so the timing workers' CUDA contexts go down together
+    (one reaped before the others are killed goes down alone)."""
     worker = stack.enter_context(IsolatedWorker("vitune.tuner.trial:run_trial", env, WARM_UP,
                                                 fork_first=fork_first))
     worker.start()
-    compiler = stack.enter_context(CompilePool(jobs, env, timeout_s, fork_first=fork_first)) \
-        if jobs else None
+    if jobs and capability is None:
+        raise ValueError("compile processes need the GPU's compute capability to compile for")
+    compiler = stack.enter_context(CompilePool(jobs, capability, env, timeout_s,
+                                               fork_first=fork_first)) if jobs else None
     peer_worker = stack.enter_context(IsolatedWorker(
         "vitune.tuner.trial:run_trial", env, WARM_UP_PEERS, fork_first=fork_first)) \
         if peers else None

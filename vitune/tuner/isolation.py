@@ -47,9 +47,11 @@ WARM_UP_WAIT_S = 20  # (then warm up regardless: a worker that died warming up k
 _warm_up_slots: dict[int, Any] = {}  # this process's gate, by pid (a forked child makes its own)
 
 
-def _warm_up_gate(ctx):
-    """The semaphore this process's GPU workers take to warm up; none for spawned ones."""
-    if ctx.get_start_method() == "spawn" or not WARM_UPS_AT_ONCE:
+def _warm_up_gate(ctx, env: dict[str, str]):
+    """The semaphore this process's GPU workers take to warm up; none for spawned ones, nor
+    for workers whose environment hides every GPU (compile processes)."""
+    if ctx.get_start_method() == "spawn" or not WARM_UPS_AT_ONCE \
+            or env.get("CUDA_VISIBLE_DEVICES") == "":
         return None
     pid = os.getpid()
     if pid not in _warm_up_slots:
@@ -167,7 +169,7 @@ class IsolatedWorker:
             ctx = mp.get_context("fork")
         self._fork_next = False
         parent, child = ctx.Pipe()
-        gate = _warm_up_gate(self._ctx) if self._warm_up else None
+        gate = _warm_up_gate(self._ctx, self._env) if self._warm_up else None
         self._proc = ctx.Process(target=_serve, daemon=True,
                                  args=(child, self._target, self._env, self._warm_up, gate))
         # A spawned child inherits the environment at start, before it re-imports anything

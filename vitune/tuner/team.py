@@ -31,9 +31,9 @@ from vitune.tuner.loop import SearchPlan, search
 log = logging.getLogger(__name__)
 
 
-def _member_main(env: dict[str, str], index: int, compile_jobs: int, timeout_s: float,
-                 inbox: mp.Queue, board: BucketBoard, log_level: int = logging.WARNING
-                 ) -> None:
+def _member_main(env: dict[str, str], index: int, compile_jobs: int,
+                 capability: tuple[int, int] | None, timeout_s: float, inbox: mp.Queue,
+                 board: BucketBoard, log_level: int = logging.WARNING) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C: the main process stops members
     logging.basicConfig(level=log_level, format=LOG_FORMAT)
     with contextlib.ExitStack() as stack:
@@ -41,7 +41,7 @@ def _member_main(env: dict[str, str], index: int, compile_jobs: int, timeout_s: 
         # server of its own that it would first have to start (torch imported again)
         # delayed this process's first trials by 4.7 s on 2 x H100 (docs/perf-notes.md).
         worker, compiler, _ = start_search_workers(stack, env, compile_jobs, timeout_s,
-                                                   fork_first=True)
+                                                   capability, fork_first=True)
         start_fork_server()  # for the workers that replace crashed ones
         log.info("search process %d: trial worker and %d compile processes starting",
                  index, compile_jobs)
@@ -78,18 +78,21 @@ def _claim(board: BucketBoard, index: int, inbox: mp.Queue, plans: list[SearchPl
 class SearchTeam:
     """Search processes with the given environments (e.g. {"CUDA_VISIBLE_DEVICES": "1"}),
     numbered from 1 on the `board` (0 is the main process), each with `compile_jobs`
-    compile processes (0: none, e.g. on the interpreter) that give up on a compile after
+    compile processes (0: none, e.g. on the interpreter) for GPUs of compute `capability`
+    (the run's GPU: one host's GPUs are taken to be alike) that give up on a compile after
     `compile_timeout_s`."""
 
     def __init__(self, envs: list[dict[str, str]], board: BucketBoard, compile_jobs: int,
+                 capability: tuple[int, int] | None = None,
                  compile_timeout_s: float = 300) -> None:
         self._board = board
         # (forked from the fork server where there is one: torch is imported there)
         ctx = process_context(envs[0] if envs else {})
         self._inboxes = [ctx.Queue() for _ in envs]
         self._members = [ctx.Process(target=_member_main,
-                                     args=(env, i + 1, compile_jobs, compile_timeout_s, inbox,
-                                           board, logging.getLogger().level))
+                                     args=(env, i + 1, compile_jobs, capability,
+                                           compile_timeout_s, inbox, board,
+                                           logging.getLogger().level))
                          for i, (env, inbox) in enumerate(zip(envs, self._inboxes, strict=True))]
         self._gone: set[int] = set()
         with children_ignore_ctrl_c():  # on Ctrl-C the main process stops them (close)

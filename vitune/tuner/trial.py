@@ -83,15 +83,34 @@ WARM_UP_PEERS = f"{__name__}:warm_up_peers"
 # Compile processes yield the CPU to the timing worker and the search loop, whose latency
 # the GPU waits on (a compile's ptxas inherits it); they are throughput, not latency.
 COMPILER_NICENESS = 10
+# A compile process's environment names the GPU's compute capability it compiles for
+# (e.g. "9.0"); the GPU itself is hidden from it (vitune.tuner.compile_pool.compiler_env).
+COMPILE_FOR = "VITUNE_COMPILE_FOR"
+
+
+def compile_target() -> tuple[int, int]:
+    """The compute capability this compile process compiles for, from its environment."""
+    import os
+
+    major, _, minor = os.environ.get(COMPILE_FOR, "").partition(".")
+    if not (major.isdigit() and minor.isdigit()):
+        raise ValueError(f"a compile process needs {COMPILE_FOR} set to the GPU's compute "
+                         f"capability (e.g. 9.0), got {os.environ.get(COMPILE_FOR)!r}")
+    return int(major), int(minor)
 
 
 def warm_up_compiler() -> None:
-    """warm_up for a compile process: lower priority, then the start-up (no peers: it only
-    compiles vitune's kernel)."""
+    """warm_up for a compile process: lower priority, Triton set to compile for the target
+    without a GPU (vitune.kernels.compile_only), and a first, tiny compile (its one-off
+    costs, ~0.35 s, paid before the run's first configs wait on it)."""
     import os
 
+    from vitune.kernels.compile_only import compile_only_for
+    from vitune.kernels.touch import compile_touch
+
     os.nice(COMPILER_NICENESS)
-    _start()
+    compile_only_for(compile_target())
+    compile_touch()
 
 
 WARM_UP_COMPILER = f"{__name__}:warm_up_compiler"
@@ -99,19 +118,24 @@ PREPARE = "prepare"  # a run_trial backend: only build the workload's inputs and
 
 
 def precompile(req: TrialRequest) -> dict:
-    """Compile vitune's kernel for `req.config` on the workload's arguments without running
-    it: Triton keeps the binary in its on-disk cache, so the timing worker only loads it.
-    Several of these run at once (vitune.tuner.compile_pool) while one GPU times trials."""
+    """Compile vitune's kernel for `req.config` as the timing worker will launch it on the
+    workload's inputs, without a GPU: on meta tensors of the same shapes and strides, for
+    the target in the environment. Triton keeps the binary in its on-disk cache, so the
+    timing worker only loads it. Several of these run at once (vitune.tuner.compile_pool)
+    while one GPU times trials."""
     import torch
 
+    from vitune.kernels.compile_only import compile_only_for
     from vitune.kernels.vision_attn.launch import launch_vision_attention
     from vitune.kernels.vision_attn.space import KernelConfig
 
+    compile_only_for(compile_target())  # (where the warm-up failed, its error is raised here)
     w = req.workload
-    q, k, v, cu, _ = _inputs_for(w, "cuda", reference=False)
+    q, k, v = w.make_qkv("meta")
     start = time.perf_counter()
-    launch_vision_attention(q, k, v, torch.empty_like(q), cu, w.head_dim ** -0.5,
-                            KernelConfig.from_dict(req.config), warmup=True)
+    launch_vision_attention(q, k, v, torch.empty_like(q), w.cu_seqlens("meta"),
+                            w.head_dim ** -0.5, KernelConfig.from_dict(req.config),
+                            warmup=True)
     return {"compile_s": time.perf_counter() - start}
 
 

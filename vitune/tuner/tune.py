@@ -120,11 +120,12 @@ def tune(workloads: list[Workload], gpu: GpuIdentity, out_dir: str | Path, opts:
     with contextlib.ExitStack() as stack:
         # Started once for the whole run, all at once: workers, compile pools and extra
         # search processes stay warm from bucket to bucket.
-        team = stack.enter_context(SearchTeam(helper_envs, board, jobs, opts.trial_timeout_s)) \
-            if helper_envs else None
+        team = stack.enter_context(SearchTeam(helper_envs, board, jobs, gpu.capability,
+                                              opts.trial_timeout_s)) if helper_envs else None
         # (the crowns' peers are timed in a worker of their own; the interpreter has none)
         worker, compiler, peer_worker = start_search_workers(
-            stack, main_env, jobs, opts.trial_timeout_s, peers=not gpu.is_interpreter)
+            stack, main_env, jobs, opts.trial_timeout_s, gpu.capability,
+            peers=not gpu.is_interpreter)
         log.info("trial worker and %d compile processes starting (%d more search processes)",
                  jobs, len(helper_envs))
         # Each plan goes to the team as soon as it is made (its study created): a member

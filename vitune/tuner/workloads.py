@@ -65,11 +65,14 @@ class Workload:
         """q, k, v as views of one fused [T, 3, H, D] tensor, as a vision block's qkv
         projection leaves them (strided token axis, no copies). Random normal, never zeros;
         drawn on the device itself (on the CPU, 42M values of 2 x 5476 tokens take ~0.4 s,
-        paid again by every shape a tuner's crown re-times)."""
-        gen = torch.Generator(device=device).manual_seed(seed)
-        qkv = torch.randn(self.total_tokens, 3, self.heads, self.head_dim, generator=gen,
-                          device=device)
-        qkv = qkv.to(dtype=self.torch_dtype)
+        paid again by every shape a tuner's crown re-times). On the meta device: the same
+        shapes and strides without memory, to compile for (vitune.kernels.compile_only)."""
+        shape = (self.total_tokens, 3, self.heads, self.head_dim)
+        if torch.device(device).type == "meta":
+            qkv = torch.empty(shape, dtype=self.torch_dtype, device=device)
+        else:
+            gen = torch.Generator(device=device).manual_seed(seed)
+            qkv = torch.randn(shape, generator=gen, device=device).to(dtype=self.torch_dtype)
         return qkv[:, 0], qkv[:, 1], qkv[:, 2]
 
 
