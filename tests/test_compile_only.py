@@ -50,6 +50,27 @@ def test_compile_processes_build_hopper_and_blackwell_binaries_without_a_gpu(tmp
                                          "_increment": {arch_number}}  # (the warm-up's)
 
 
+def test_a_compile_process_compiles_without_importing_sympy(tmp_path):
+    """torch.empty_like on a meta tensor runs torch's Python decompositions, which import
+    sympy: 2-3 s of CPU in every compile process's first compile on the H100 machine."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("import sys; from vitune.tuner.trial import precompile, TrialRequest; "
+            "from vitune.tuner.workloads import Workload; "
+            "from vitune.kernels.vision_attn.space import KernelConfig; "
+            "w = Workload('t', (200, 136), heads=2, head_dim=64, dtype='float16'); "
+            "precompile(TrialRequest(w, 'triton', KernelConfig(block_m=64, block_n=32, "
+            "num_warps=4, num_stages=2).to_dict(), False)); print('sympy' in sys.modules)")
+    env = {**os.environ, "TRITON_INTERPRET": "0", "CUDA_VISIBLE_DEVICES": "",
+           COMPILE_FOR: "9.0", "TRITON_CACHE_DIR": str(tmp_path)}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env=env, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "False"
+    assert list(tmp_path.glob("*/vision_attn_fwd.cubin"))  # (it did compile)
+
+
 def test_a_compile_process_hides_the_gpu_and_names_its_target():
     env = compiler_env({"TRITON_CACHE_DIR": "/c", "CUDA_VISIBLE_DEVICES": "3"}, (10, 0))
     assert env == {"TRITON_CACHE_DIR": "/c", "CUDA_VISIBLE_DEVICES": "", COMPILE_FOR: "10.0"}

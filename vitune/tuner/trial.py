@@ -132,8 +132,12 @@ def precompile(req: TrialRequest) -> dict:
     compile_only_for(compile_target())  # (where the warm-up failed, its error is raised here)
     w = req.workload
     q, k, v = w.make_qkv("meta")
+    # (contiguous, as the timing worker's; torch.empty_like on a meta tensor goes through
+    # torch's Python decompositions, which import sympy: 2-3 s of each process's first
+    # compile on the H100 machine, docs/perf-notes.md)
+    out = torch.empty(q.shape, dtype=q.dtype, device=q.device)
     start = time.perf_counter()
-    launch_vision_attention(q, k, v, torch.empty_like(q), w.cu_seqlens("meta"),
+    launch_vision_attention(q, k, v, out, w.cu_seqlens("meta"),
                             w.head_dim ** -0.5, KernelConfig.from_dict(req.config),
                             warmup=True)
     return {"compile_s": time.perf_counter() - start}
