@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # GPU work in stages that each fit one device call (10 min). The tenth session ran duo4
 # on 2 x H200 (issue 3: the search without rounds, 1.61x on the means, one GPU 120-126 s,
-# two 76 s). The eleventh and twelfth had one-GPU machines only: the current code tunes
-# the preset on an H100 in 98-119 s (the machines differ), and the H100 sweeps of the
-# current space are committed (results/h100-2026-12-06-s11/). Next, where two GPUs are
-# lent: each search process takes buckets of its own (board.py), unmeasured; `STAGE=duo4
-# RUNS="tpe2a:gpus tpe1a:1 tpe2s:gpus::all tpe1b:1 tpe2b:gpus"` (tpe2s: --share all, both
-# GPUs on each bucket's study, as the target's "2 GPUs on one study" reads literally),
-# ~8 min on 2 x H200. STAGE=startup: where a run's first seconds go (twelfth session).
+# two 76 s). The eleventh to thirteenth had one-GPU machines only: the current code tunes
+# the preset on an H100 in 98-123 s (the machines differ; compare within a call), and the
+# H100 sweeps of the current space are committed (results/h100-2026-12-06-s11/). Next,
+# where two GPUs are lent: each search process takes buckets of its own (board.py; run on
+# one GPU by STAGE=two1, not yet on two); `STAGE=duo4 RUNS="tpe2a:gpus tpe1a:1
+# tpe2s:gpus::all tpe1b:1 tpe2b:gpus"` (tpe2s: --share all, both GPUs on each bucket's
+# study, as the target's "2 GPUs on one study" reads literally), ~8 min on 2 x H200.
+# STAGE=startup: where a run's first seconds go (twelfth and thirteenth sessions).
 # Left: the lengths bench with h200.yaml, heads on an H200, window-kernel variants for
 # head dims 72 and 88. A search against a sweep on one GPU: `STAGE=duo4 RUNS=tpe1a:1`,
 # then `STAGE=sweep1 SEARCH_DB=results/gpu/tpe1a.db [BUCKETS=...] SWEEP_S=...`.
@@ -117,12 +118,10 @@ case "${STAGE:-tests}" in
               --out /tmp/vt/tpe2; }
     if [ "${ORDER:-12}" = 21 ]; then two; one; else one; two; fi ;;
   startup)  # one GPU, ~2 min: where a run's first seconds go, process by process
-    # (scripts/startup_probe.py). PROBES: compile-on:at-once each, compile-on "none" (the
-    # tuner's: compile processes without a GPU) or "cuda" (theirs before the thirteenth
-    # session), at-once the GPU workers warming up at a time (0: all)
-    for probe in ${PROBES:-none:6 cuda:6 none:6 cuda:6}; do
-      step 60 python3 scripts/startup_probe.py --compile-on "${probe%%:*}" \
-        --at-once "${probe#*:}"
+    # (scripts/startup_probe.py). PROBES: "none" (the tuner's compile processes, without
+    # a GPU) or "cuda" (theirs before the thirteenth session) each
+    for on in ${PROBES:-none cuda none cuda}; do
+      step 60 python3 scripts/startup_probe.py --compile-on "$on"
     done 2>&1 | tee -a "$DB/startup.log"
     ;;
   two1)  # one GPU, ~1-2 min: two search processes on it (scripts/two_searches_one_gpu.py),

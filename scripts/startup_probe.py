@@ -4,7 +4,7 @@ once as `vitune tune` starts them, each compile process then handed one config o
 qwen2.5-vl 8 x 1024 bucket, and the first config compiled timed (docs/perf-notes.md,
 twelfth session).
 
-    python scripts/startup_probe.py [--processes 14] [--at-once N] [--compile-on cuda]
+    python scripts/startup_probe.py [--processes 14] [--compile-on cuda]
 
 Each process runs the tuner's warm-up step by step and notes when it got there: forked
 (its first line), CUDA initialised, its context made, a first Triton kernel run (and the
@@ -13,10 +13,11 @@ compile (vitune.kernels.compile_only: the GPU hidden, a first tiny compile). Pri
 seconds from the start for the first, median and last process at each step, when the
 compiles were done (and their own seconds), and when the first config was timed. Then the
 trial worker runs every config compiled, and the probe counts the binaries it had to
-compile itself (0: the compile processes built the launch's own). `--at-once`: how many
-GPU workers warm up at a time (vitune.tuner.isolation.WARM_UPS_AT_ONCE; 0: all at once).
-`--compile-on cuda`: compile processes as they were before the thirteenth session (a CUDA
-context and a first kernel each, compiling on CUDA tensors), for comparison. Each run has
+compile itself (0: the compile processes built the launch's own). `--compile-on cuda`:
+compile processes as they were before the thirteenth session (a CUDA context and a first
+kernel each, compiling on CUDA tensors), for comparison; all warm up at once here (the
+twelfth session's runs had six at a time: a gate the thirteenth removed, since only the
+timing workers make contexts now). Each run has
 an empty Triton cache, as the tuner's benchmarks do.
 """
 
@@ -130,21 +131,17 @@ def _row(name: str, times: list[float]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--processes", type=int, default=14)
-    parser.add_argument("--at-once", type=int, default=None)
     parser.add_argument("--compile-on", choices=("none", "cuda"), default="none")
     args = parser.parse_args()
     cache = os.environ["TRITON_CACHE_DIR"] = tempfile.mkdtemp(prefix="probe-triton-")
 
     from vitune.runtime.gpu import detect_gpu
-    from vitune.tuner import isolation
     from vitune.tuner.compile_pool import compiler_env
     from vitune.tuner.isolation import IsolatedWorker, start_fork_server
     from vitune.tuner.presets import TUNE_PRESETS
     from vitune.tuner.search import bucket_configs
     from vitune.tuner.trial import PREPARE, TrialRequest
 
-    if args.at_once is not None:
-        isolation.WARM_UPS_AT_ONCE = args.at_once
     start_fork_server()  # (inherits the empty cache)
     gpu = detect_gpu()
     workload = TUNE_PRESETS["qwen2.5-vl"][0]
@@ -193,9 +190,8 @@ def main() -> None:
     trial_steps = trial.call(None, 60).value or {}
     peer_steps = peers.call(None, 120).value or {}
 
-    print(f"{len(compilers)} compile processes, a trial worker and the peers' worker, "
-          f"{isolation.WARM_UPS_AT_ONCE or 'all'} warming up at once; all started (forks "
-          f"asked) in {all_started:.2f} s")
+    print(f"{len(compilers)} compile processes, a trial worker and the peers' worker; all "
+          f"started (forks asked) in {all_started:.2f} s")
     print(f"{'compile processes':18s} {'first':>6s} {'median':>6s} {'last':>6s}  (s from start)")
     done = [c for c in compiled.values() if "failed" not in c]
     for step in ("forked", "cuda initialised", "context made", "first kernel run",

@@ -64,35 +64,6 @@ def test_start_runs_the_warm_up_before_the_first_call(tmp_path):
         assert cold.call(None, timeout_s=60).value is None
 
 
-def test_gpu_workers_warm_up_a_few_at_a_time(monkeypatch):
-    """Workers from the fork server (GPU ones) take turns to warm up, WARM_UPS_AT_ONCE at a
-    time, so a run's first ones have their CUDA contexts sooner (16 at once all had theirs
-    late); spawned ones (the interpreter's) are not held."""
-    import multiprocessing as mp
-
-    from vitune.tuner import isolation
-
-    monkeypatch.delenv("TRITON_INTERPRET", raising=False)
-    monkeypatch.setattr(isolation, "WARM_UPS_AT_ONCE", 2)
-    monkeypatch.setattr(isolation, "_warm_up_slots", {})
-    workers = [IsolatedWorker("worker_targets:warm_span", {}, warm_up="worker_targets:slow_warm")
-               for _ in range(5)]
-    try:
-        for worker in workers:
-            worker.start()
-        spans = [worker.call(None, 120).value for worker in workers]
-    finally:
-        for worker in workers:
-            worker.close()
-    for start, _ in spans:  # (when each began, how many were warming up)
-        assert sum(s <= start < e for s, e in spans) <= 2
-    assert max(e for _, e in spans) - min(s for s, _ in spans) >= 3 * 0.4  # three turns
-    assert isolation._warm_up_gate(mp.get_context("spawn"), {}) is None  # noqa: SLF001
-    # nor are workers that see no GPU (compile processes: vitune.kernels.compile_only)
-    assert isolation._warm_up_gate(mp.get_context("forkserver"),  # noqa: SLF001
-                                   {"CUDA_VISIBLE_DEVICES": ""}) is None
-
-
 @pytest.mark.gpu
 def test_the_peer_libraries_warm_up_on_a_gpu():
     from vitune.tuner.peers import warm_up_peers
@@ -157,8 +128,7 @@ def test_a_compiled_kernel_worker_is_forked_with_its_own_environment(monkeypatch
 def test_a_search_process_forks_its_first_workers_itself():
     """fork_first: a single-threaded process (a search process fresh from the fork server)
     forks its first worker itself; once it has threads, replacements and new workers come
-    from the fork server (forking a threaded process risks a deadlock). Both kinds take
-    their turn to warm up (the process's gate goes to either)."""
+    from the fork server (forking a threaded process risks a deadlock)."""
     import os
     import subprocess
     import sys

@@ -43,18 +43,3 @@ def environment_seen(names):
 
     return {"env": {n: os.environ.get(n) for n in names}, "path": sys.path,
             "ppid": os.getppid(), "pid": os.getpid()}
-
-
-_warm_span = None
-
-
-def slow_warm():
-    """A warm-up of 0.4 s that notes when it began and ended."""
-    global _warm_span
-    start = time.time()
-    time.sleep(0.4)
-    _warm_span = (start, time.time())
-
-
-def warm_span(payload):
-    return _warm_span

@@ -39,27 +39,7 @@ def _function(target: str):
     return getattr(importlib.import_module(module), name)
 
 
-# A process's GPU workers warm up (CUDA context, first Triton kernel) this many at a time:
-# 16 at once made their contexts in 1.6-2.3 s, all late together, against 0.7 s for 6 (one
-# H100, scripts/startup_probe.py), and a run's first configs wait on the first few.
-WARM_UPS_AT_ONCE = 6
-WARM_UP_WAIT_S = 20  # (then warm up regardless: a worker that died warming up kept its slot)
-_warm_up_slots: dict[int, Any] = {}  # this process's gate, by pid (a forked child makes its own)
-
-
-def _warm_up_gate(ctx, env: dict[str, str]):
-    """The semaphore this process's GPU workers take to warm up; none for spawned ones, nor
-    for workers whose environment hides every GPU (compile processes)."""
-    if ctx.get_start_method() == "spawn" or not WARM_UPS_AT_ONCE \
-            or env.get("CUDA_VISIBLE_DEVICES") == "":
-        return None
-    pid = os.getpid()
-    if pid not in _warm_up_slots:
-        _warm_up_slots[pid] = ctx.Semaphore(WARM_UPS_AT_ONCE)
-    return _warm_up_slots[pid]
-
-
-def _serve(conn, target: str, env: dict[str, str], warm_up: str | None, gate=None) -> None:
+def _serve(conn, target: str, env: dict[str, str], warm_up: str | None) -> None:
     # Ctrl-C reaches every process of the terminal's group: the parent stops its workers
     # (a worker left alone exits when the parent's end of the pipe closes), so no worker
     # prints a KeyboardInterrupt traceback of its own (most start with it ignored already:
@@ -73,14 +53,10 @@ def _serve(conn, target: str, env: dict[str, str], warm_up: str | None, gate=Non
             sys.path.append(path)
     fn = _function(target)
     if warm_up is not None:
-        slot = gate is not None and gate.acquire(timeout=WARM_UP_WAIT_S)
         try:
             _function(warm_up)()
         except Exception:  # the first call reports what is wrong
             pass
-        finally:
-            if slot:
-                gate.release()
     while True:
         try:
             payload = conn.recv()
@@ -169,9 +145,8 @@ class IsolatedWorker:
             ctx = mp.get_context("fork")
         self._fork_next = False
         parent, child = ctx.Pipe()
-        gate = _warm_up_gate(self._ctx, self._env) if self._warm_up else None
         self._proc = ctx.Process(target=_serve, daemon=True,
-                                 args=(child, self._target, self._env, self._warm_up, gate))
+                                 args=(child, self._target, self._env, self._warm_up))
         # A spawned child inherits the environment at start, before it re-imports anything
         # (such as triton, which reads TRITON_INTERPRET when kernels are defined). The fork
         # server keeps this process's own (a forked child applies its env in _serve).
