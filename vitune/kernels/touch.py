@@ -1,9 +1,11 @@
-"""A one-element Triton kernel that worker processes run as they start.
+"""A one-element Triton kernel that worker processes run (timing workers) or compile
+(compile processes, which see no GPU) as they start.
 
 A process's first Triton kernel pays for more than its own compile: the CUDA context, and
 Triton's CUDA helpers and kernel launcher, which it builds with the C compiler when its
-cache does not have them. Paid during start-up, while the tuner's main process is still
-setting up, they no longer stretch the first round of a run."""
+cache does not have them; a process's first compile, ~0.35 s of the compiler's own set-up.
+Paid during start-up, while the tuner's main process is still setting up, they no longer
+stretch the first configs of a run."""
 
 from __future__ import annotations
 
