@@ -53,7 +53,6 @@ RANDOM_AFTER = 10  # proposals in a row that bring nothing new before random new
 REFINE_SHARE = 0.9
 REFINE_TOP = 15
 PICK_WHILE_WAITING = 4  # configs picked at a time while the GPU waits for a compile or times
-Progress = Callable[[int, int, float | None], None]  # (ran, budget, best TFLOP/s so far)
 # The search space as Optuna sees it: every field categorical
 DISTRIBUTIONS = {name: optuna.distributions.CategoricalDistribution(list(choices))
                  for name, choices in SEARCH_SPACE.items()}
@@ -210,8 +209,7 @@ class _Seen:
                 or self.running.get(cfg, number) < number)
 
 
-def search(plan: SearchPlan, worker: IsolatedWorker, seed_offset: int,
-           on_trial: Progress | None = None, compiler=None,
+def search(plan: SearchPlan, worker: IsolatedWorker, seed_offset: int, compiler=None,
            between_trials: Callable[[], None] | None = None, seat: Seat | None = None
            ) -> None:
     """Run trials on the plan's study until it holds `plan.budget` trials that ran, the
@@ -231,7 +229,7 @@ def search(plan: SearchPlan, worker: IsolatedWorker, seed_offset: int,
                               sampler=make_sampler(plan.sampler, plan.seed + seed_offset,
                                                    plan.budget))
     pipe = Pipeline(study, plan, worker, compiler)
-    picker = _Picker(study, plan, seed_offset, pipe.size, on_trial, seat)
+    picker = _Picker(study, plan, seed_offset, pipe.size, seat)
 
     def over() -> bool:
         return ((deadline is not None and time.time() >= deadline)
@@ -273,10 +271,9 @@ class _Picker:
     where the sampler brings nothing new. Each pick is a trial created RUNNING."""
 
     def __init__(self, study: optuna.Study, plan: SearchPlan, seed_offset: int,
-                 retry_after: int, on_trial: Progress | None = None,
-                 seat: Seat | None = None) -> None:
+                 retry_after: int, seat: Seat | None = None) -> None:
         self._study, self._plan, self._searcher = study, plan, seed_offset
-        self._retry_after, self._on_trial, self._seat = retry_after, on_trial, seat
+        self._retry_after, self._seat = retry_after, seat
         self._valid = bucket_configs(plan.workload, plan.gpu.arch)
         self._rng = random.Random(plan.seed + seed_offset)
         self._stale_after = plan.trial_timeout_s * 2 + 60
@@ -288,8 +285,6 @@ class _Picker:
         """Up to n new configs (fewer at the bucket's end, none once it is done)."""
         plan, w = self._plan, self._plan.workload
         seen = _Seen.of(self._study, w.head_dim, self._stale_after, plan.since)
-        if self._on_trial is not None:
-            self._on_trial(len(seen.ran), plan.budget, seen.best)
         if self._seat is not None:
             self._seat.report(len(seen.ran), plan.budget, seen.best)
         searchers, rank = (self._seat.searchers(), self._seat.rank) if self._seat \
