@@ -61,7 +61,7 @@ def test_auto_runs_the_measured_winner_where_it_applies(tmp_path, monkeypatch):
     calls = []
     monkeypatch.setitem(api.RUNNERS, "sdpa_flash", lambda *a: calls.append("sdpa") or a[0])
     monkeypatch.setattr(api, "run_launch",
-                        lambda launch, q, k, v, out, cu: calls.append("triton") or out)
+                        lambda launch, q, k, v, out, cu, **kw: calls.append("triton") or out)
     try:
         q, k, v, cu = make_packed([12, 12], heads=1, head_dim=32, dtype=torch.float32)
         vision_attention(q, k, v, cu, 12)  # equal lengths: the measured winner

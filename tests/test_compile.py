@@ -30,7 +30,7 @@ def test_custom_op_launches_every_field_of_the_config(monkeypatch):
 
     launched = []
     monkeypatch.setattr(ops, "launch_vision_attention",
-                        lambda q, k, v, out, cu, scale, cfg: launched.append(cfg) or out)
+                        lambda q, k, v, out, cu, scale, cfg, **kw: launched.append(cfg) or out)
     q = torch.randn(4, 2, 32)
     for cfg in (KernelConfig(64, 32, 4, 3, False, True, True), KernelConfig()):
         ops.call_op(q, q, q, None, None, 0.5, cfg)
@@ -46,7 +46,7 @@ def test_custom_op_checks_base_addresses_when_it_runs(monkeypatch):
 
     launched = []
     monkeypatch.setattr(ops, "launch_vision_attention",
-                        lambda q, k, v, out, cu, scale, cfg: launched.append(cfg) or out)
+                        lambda q, k, v, out, cu, scale, cfg, **kw: launched.append(cfg) or out)
     monkeypatch.setattr(api, "device_arch", lambda device: HOPPER)
     flat = torch.randn(2 * 80 + 4).to(torch.float16)
     split = KernelConfig(128, 64, 4, 3, True, False, True)

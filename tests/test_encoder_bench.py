@@ -1,50 +1,59 @@
-"""The end-to-end encoder benchmark at a tiny size on the CPU: every backend computes the
-same encoder; unavailable ones are reported, not timed."""
+"""The encoder benchmark on transformers' real tower classes (tiny configs on the CPU
+through the interpreter): every path computes the same tower, unavailable ones are
+reported, and the skip-attention ceiling bounds the rest."""
 
 import pytest
 import torch
 
-from vitune.bench.encoder import EncoderShape, ImageSegments, bench_encoder
-from vitune.kernels.vision_attn.launch import kernel_is_interpreted
+pytest.importorskip("transformers")
 
-TINY = EncoderShape(depth=2, hidden=64, heads=2, mlp=96, full_blocks=(1,))
+from vitune.bench.encoder import PATHS, bench_tower, grid_for, tower_inputs  # noqa: E402
+from vitune.kernels.vision_attn.launch import kernel_is_interpreted  # noqa: E402
+
+TINY = {"qwen2.5-vl": dict(depth=3, hidden_size=64, num_heads=2, intermediate_size=64,
+                           out_hidden_size=32, fullatt_block_indexes=[1]),
+        "qwen3-vl": dict(depth=2, hidden_size=64, num_heads=2, intermediate_size=64,
+                         out_hidden_size=32, num_position_embeddings=64,
+                         deepstack_visual_indexes=[1]),
+        "qwen2-vl": dict(depth=2, embed_dim=64, hidden_size=32, num_heads=2, mlp_ratio=1)}
 
 
-def test_segments_follow_qwen_geometry():
-    seg = ImageSegments.for_images([(1024, 1024), (448, 448)], "cpu")
-    assert seg.tokens == 5476 + 1024
-    assert seg.full_cu.tolist() == [0, 5476, 6500]
-    assert seg.full_max == 5476 and seg.window_max == 64
-    assert seg.window_cu[-1].item() == seg.tokens
+def test_images_become_the_processors_grids():
+    from vitune.bench.encoder import build_tower
 
-
-@pytest.mark.skipif(torch.cuda.is_available() or not kernel_is_interpreted(), reason="CPU lane")
-def test_backends_agree_on_a_tiny_encoder():
-    rows = bench_encoder([(112, 224), (112, 112)], ["sdpa-masked", "varlen_attn",
-                                                    "sglang-style-fixed", "vitune-auto"],
-                         torch.device("cpu"), torch.float32, shape=TINY, reps=1)
-    by = {r["backend"]: r for r in rows}
-    assert by["varlen_attn"]["status"] == "n/a" and "CUDA" in by["varlen_attn"]["reason"]
-    for name in ("sglang-style-fixed", "vitune-auto"):
-        assert by[name]["status"] == "ok" and by[name]["rel_diff_vs_first"] < 1e-4
-        assert by[name]["tokens"] == 3 * 64 and by[name]["tokens_per_s"] > 0
-        assert by[name]["attention_ms"] == by[name]["median_ms"] - by["no-attention"]["median_ms"]
-    # The attention-free encoder bounds every backend (interpreted attention is slow here).
-    assert by["no-attention"]["status"] == "bound"
-    assert by["no-attention"]["median_ms"] < by["vitune-auto"]["median_ms"]
+    model = build_tower("qwen2.5-vl", torch.device("cpu"), torch.float32, TINY["qwen2.5-vl"])
+    # The issue's batch: 10,764 + 5,476 + 2 x 1,024 = 18,288 patches.
+    assert grid_for(1092, 1932, model.config) == (1, 78, 138)
+    assert grid_for(1036, 1036, model.config) == (1, 74, 74)
+    pixels, kwargs = tower_inputs("qwen2.5-vl", model, [(1092, 1932), (1036, 1036),
+                                                        (448, 448), (448, 448)],
+                                  torch.device("cpu"), torch.float32)
+    assert pixels.shape == (18288, 3 * 2 * 14 * 14)
+    assert kwargs["max_seqlen"] == 10764 and kwargs["max_window_seqlen"] == 64
 
 
 @pytest.mark.skipif(torch.cuda.is_available() or not kernel_is_interpreted(), reason="CPU lane")
-def test_a_backend_out_of_memory_is_reported_and_the_rest_run(monkeypatch):
+@pytest.mark.parametrize("kind", sorted(TINY))
+def test_paths_agree_on_a_tiny_tower(kind):
+    rows = bench_tower(kind, [(112, 168), (56, 56)], list(PATHS), torch.device("cpu"),
+                       torch.float32, reps=1, overrides=TINY[kind])
+    by = {r["path"]: r for r in rows}
+    assert [r["path"] for r in rows] == [*PATHS, "skip-attention"]
+    assert by["varlen+hf-rotary"]["status"] == "n/a" and "CUDA" in by["varlen+hf-rotary"]["reason"]
+    assert by["transformers-sdpa"]["rel_diff_vs_first"] is None
+    for path in ("vitune+hf-rotary", "vitune"):
+        row = by[path]
+        assert row["status"] == "ok" and row["rel_diff_vs_first"] < 1e-5
+        assert row["tokens"] == (96 if kind == "qwen3-vl" else 112)  # 8x12 (8x10) + 4x4
+        assert row["attention_rotary_ms"] == row["median_ms"] - by["skip-attention"]["median_ms"]
+        assert 0 < row["attention_rotary_share"] < 1  # interpreted attention is slow here
+    assert by["skip-attention"]["status"] == "bound"
+
+
+def test_a_tower_the_installed_transformers_lacks_is_a_clear_error(monkeypatch):
     from vitune.bench import encoder
 
-    def huge_mask(q, k, v, cu, max_len):
-        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 48.58 GiB. ...")
-
-    monkeypatch.setitem(encoder.ENCODER_BACKENDS, "sdpa-masked", huge_mask)
-    rows = bench_encoder([(112, 112)], ["sdpa-masked", "vitune-auto"], torch.device("cpu"),
-                         torch.float32, shape=TINY, reps=1)
-    assert rows[0] == {"backend": "sdpa-masked", "status": "oom",
-                       "reason": "CUDA out of memory"}
-    assert rows[1]["status"] == "ok" and rows[1]["rel_diff_vs_first"] is None
-    assert rows[2]["backend"] == "no-attention"
+    monkeypatch.setitem(encoder.TOWERS, "qwen9-vl", encoder.TowerSpec(
+        "qwen9_vl.modeling_qwen9_vl", "Qwen9VisionModel", "Qwen9VLVisionConfig"))
+    with pytest.raises(ValueError, match="has no qwen9-vl vision tower"):
+        encoder.build_tower("qwen9-vl", torch.device("cpu"), torch.float32)

@@ -123,3 +123,18 @@ def test_file_from_before_a_later_choice_still_loads(tmp_path):
     bad = with_change(["buckets", 0, "config"], {**BUCKET["config"], "tma": "yes"})
     with pytest.raises(ConfigFileError, match="tma"):
         load_config_file(write_raw(tmp_path, bad))
+
+
+def test_rotary_buckets_validate_and_merge_beside_plain_ones():
+    from vitune.runtime.schema import validate_document
+
+    plain = {"head_dim": 80, "dtype": "bfloat16", "regime": "full", "seqlen": 5476,
+             "backend": "sdpa_cudnn"}
+    rotary = {**plain, "rotary": True, "backend": "triton", "config": BUCKET["config"]}
+    merged = merge_buckets([plain], [rotary])
+    assert merged == [plain, rotary]  # two buckets: the key tells them apart
+    assert merge_buckets(merged, [{**rotary, "seqlen": 5476, "tflops": 1.0}])[1]["tflops"] == 1
+    doc = {"schema_version": 1, "gpu": "h100", "buckets": merged}
+    validate_document(doc, "h100.yaml")
+    with pytest.raises(ConfigFileError, match=r"buckets\[0\].rotary: 'yes' is not true or false"):
+        validate_document({**doc, "buckets": [{**plain, "rotary": "yes"}]}, "h100.yaml")

@@ -322,8 +322,8 @@ def test_a_prepare_request_builds_the_inputs_and_reference_and_runs_nothing():
 
     w = Workload("prepare", (8, 4), heads=1, head_dim=32, dtype="float32")
     assert trial.run_trial(trial.TrialRequest(w, PREPARE, None, interpret=True)) == {}
-    q, *_, reference = trial._inputs[w]  # noqa: SLF001
-    assert reference is not None and reference.shape == q.shape
+    q, *_, reference, rotary = trial._inputs[w]  # noqa: SLF001
+    assert reference is not None and reference.shape == q.shape and rotary is None
 
 
 def test_a_bucket_keeps_its_inputs_through_a_crown_of_three_other_shapes():

@@ -133,8 +133,33 @@ def test_vision_attention_uses_the_selected_config(tmp_path, monkeypatch):
     import vitune.runtime.api as api
 
     monkeypatch.setattr(api, "run_launch",
-                        lambda launch, q, k, v, out, cu: seen.append(launch.config) or out)
+                        lambda launch, q, k, v, out, cu, **kw: seen.append(launch.config) or out)
     q, k, v, cu = make_packed([20, 12], heads=1, head_dim=32, dtype=torch.float32)
     api.vision_attention(q, k, v, cu, max_seqlen=20)
     assert seen == [tuned]
     assert interpreter_identity().key == "interpreter"
+
+
+def test_rotary_calls_take_buckets_tuned_with_rotary_first(tmp_path):
+    rotary = {**bucket(5476, cfg(64, stages=3)), "rotary": True, "backend": "triton"}
+    plain = {**bucket(5476, cfg(128)), "backend": "sdpa_cudnn"}
+    write(tmp_path / "shipped", "h100", [plain, rotary])
+    with_rotary = selector.choose(H100, 80, torch.bfloat16, 5476, rotary=True)
+    assert with_rotary.config == cfg(64, stages=3) and with_rotary.rotary
+    assert with_rotary.bucket == "full L5476 rotary"
+    without = selector.choose(H100, 80, torch.bfloat16, 5476)
+    assert without.config == cfg(128) and not without.rotary  # never a rotary bucket
+
+
+def test_rotary_calls_fall_back_to_buckets_tuned_without(tmp_path, monkeypatch):
+    write(tmp_path / "shipped", "h100", [{**bucket(5476, cfg(128)), "backend": "sdpa_cudnn"}])
+    choice = selector.choose(H100, 80, torch.bfloat16, 5476, rotary=True)
+    assert choice.config == cfg(128) and not choice.rotary
+    from vitune.runtime import api
+
+    monkeypatch.setattr(api, "device_gpu", lambda device: H100)
+    # Its peer's win was measured without rotary: a rotary call runs the fused kernel.
+    assert api._auto_backend_uncached("cuda", 0, 80, torch.bfloat16,
+                                      selector.length_key(5476), True) == "triton"
+    assert api._auto_backend_uncached("cuda", 0, 80, torch.bfloat16,
+                                      selector.length_key(5476), False) == "sdpa_cudnn"

@@ -162,8 +162,8 @@ def test_a_base_address_off_16_bytes_turns_the_split_wgmma_path_off(monkeypatch)
 
     monkeypatch.setattr(api, "device_gpu", lambda device: identity_for_key("h100"))
     launched = []
-    monkeypatch.setattr(api, "run_launch",
-                        lambda launch, q, k, v, out, cu: launched.append(launch.config) or out)
+    monkeypatch.setattr(api, "run_launch", lambda launch, q, k, v, out, cu, **kw:
+                        launched.append(launch.config) or out)
     api.clear_decision_cache()
     flat = torch.randn(10 * 3 * 2 * 80 + 4).to(torch.float16)
     cu = torch.tensor([0, 3, 10], dtype=torch.int32)

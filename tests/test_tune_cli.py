@@ -65,6 +65,33 @@ def test_buckets_picks_the_buckets_to_tune(tmp_path):
     assert [(b["regime"], b["seqlen"]) for b in doc["buckets"]] == [("window", window.seqlen)]
 
 
+def test_rotary_tune_records_its_buckets_apart_and_the_runtime_takes_them(tmp_path):
+    """`tune --rotary`: trials run with the rotary embedding fused (checked against the
+    rotary reference), the buckets are written with rotary: true beside the plain ones, and
+    a rotary call picks its config from them."""
+    from vitune.runtime import selector
+    from vitune.runtime.gpu import interpreter_identity
+
+    full = "d32-float16-full-L150"
+    assert main(["tune", "--interpret", "--trials", "1", "--out", str(tmp_path),
+                 "--buckets", full]) == 0
+    assert main(["tune", "--interpret", "--trials", "2", "--out", str(tmp_path), "--rotary",
+                 "--buckets", f"{full}-rotary"]) == 0
+    buckets = load_config_file(tmp_path / "interpreter.yaml")["buckets"]
+    assert [b.get("rotary", False) for b in buckets] == [False, True]
+    assert buckets[1]["trials"]["complete"] == 2 and buckets[1]["study"].endswith(
+        f"{full}-rotary:" + buckets[1]["study"].split(":")[-1])
+    selector.load_configs(tmp_path)
+    try:
+        gpu = interpreter_identity()
+        rotary = selector.choose(gpu, 32, torch.float16, 150, rotary=True)
+        assert rotary.rotary and rotary.config.to_dict() == buckets[1]["config"]
+        assert not selector.choose(gpu, 32, torch.float16, 150).rotary
+    finally:
+        selector._user_paths.remove(tmp_path)
+        selector.clear_cache()
+
+
 def count_finished_readonly(db) -> int:
     """Finished trials, read without Optuna: an Optuna reader would also try to create the
     schema and race the tuner's own initialisation of a new database."""

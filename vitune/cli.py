@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import os
@@ -71,37 +72,50 @@ def _print_table(rows: list[dict], columns: list[str], pivot: str) -> None:
 def cmd_encoder_bench(args: argparse.Namespace) -> int:
     import torch
 
-    from vitune.bench.encoder import ENCODER_BACKENDS, MIXED_IMAGES, bench_encoder
+    from vitune.bench.encoder import DEFAULT_IMAGES, PATHS, bench_tower
     from vitune.tuner.environment import environment
 
     device = _cuda_device()
-    sizes = MIXED_IMAGES
+    sizes = DEFAULT_IMAGES
     if args.images:
         try:
             sizes = [tuple(int(x) for x in s.lower().split("x")) for s in args.images.split(",")]
+            if any(len(s) != 2 or min(s) <= 0 for s in sizes):
+                raise ValueError
         except ValueError:
             _fail(f"--images takes HEIGHTxWIDTH,... (e.g. 1080x1920,448x448), got {args.images!r}")
-    backends = list(ENCODER_BACKENDS) if args.backends == "all" else args.backends.split(",")
-    rows = bench_encoder(sizes, backends, device, torch.bfloat16, reps=args.reps)
-    env = environment(device)
-    rows = [{**r, "encoder": args.encoder, **env} for r in rows]
+    paths = list(PATHS) if args.backends == "all" else args.backends.split(",")
+    unknown = [p for p in paths if p not in PATHS]
+    if unknown:
+        _fail(f"--backends with --encoder names paths of {list(PATHS)}; unknown: {unknown}")
+    try:
+        rows = bench_tower(args.encoder, sizes, paths, device, torch.bfloat16, reps=args.reps)
+    except ValueError as exc:  # no such tower in the installed transformers
+        _fail(str(exc))
+    import transformers
+
+    env = {**environment(device), "transformers": transformers.__version__}
+    rows = [{**r, **env} for r in rows]
     write_jsonl(rows, Path(args.out))
-    rates = {r["backend"]: r["tokens_per_s"] for r in rows if r["status"] == "ok"}
-    tokens = next((r["tokens"] for r in rows if "tokens" in r), "?")
-    print(f"{args.encoder} encoder, {tokens} tokens, {env['device_name']}, "
-          f"torch {env['torch']}, triton {env['triton']}, {env['date']}")
+    first = rows[0]
+    print(f"transformers' {args.encoder} vision tower ({first['layers']} layers, random weights, "
+          f"bf16), {first['tokens']} patches of {len(sizes)} images; {env['device_name']}, "
+          f"torch {env['torch']}, triton {env['triton']}, transformers "
+          f"{env['transformers']}, {env['date']}")
+    rates = {r["path"]: r["tokens_per_s"] for r in rows if r["status"] == "ok"}
     for r in rows:
-        if r["status"] == "bound":
-            print(f"  {'(attention skipped)':20s} {r['tokens_per_s']:12,.0f} tokens/s  (the "
-                  f"encoder without attention: {r['median_ms']:.1f} ms)")
+        if r["status"] == "n/a":
+            print(f"  {r['path']:18s} n/a ({r['reason']})")
             continue
-        if r["status"] != "ok":
-            print(f"  {r['backend']:20s} {r['status']} ({r['reason']})")
-            continue
-        vs = ", ".join(f"{r['tokens_per_s'] / rate:.2f}x {name}" for name, rate in rates.items()
-                       if name != r["backend"])
-        print(f"  {r['backend']:20s} {r['tokens_per_s']:12,.0f} tokens/s  ({vs}); attention "
-              f"{r['attention_ms']:.1f} of {r['median_ms']:.1f} ms")
+        line = f"  {r['path']:18s} {r['median_ms']:8.1f} ms {r['tokens_per_s']:10,.0f} tokens/s"
+        if r["status"] == "ok":
+            vs = ", ".join(f"{r['tokens_per_s'] / rate:.2f}x {name}"
+                           for name, rate in rates.items() if name != r["path"])
+            line += (f"  attention+rotary {r['attention_rotary_ms']:6.1f} ms "
+                     f"({r['attention_rotary_share']:.0%})  [{vs}]")
+        else:
+            line += "  (rotary and attention skipped: the ceiling)"
+        print(line)
     return 0
 
 
@@ -133,10 +147,14 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if unknown:
         sys.exit(f"vitune: unknown backend(s) {unknown}; known: {list(BACKENDS)}")
     rows = []
-    for row in iter_bench(_pick_workloads(args), backends, _cuda_device()):
+    rotary = {"off": (False,), "on": (True,), "both": (False, True)}[args.rotary]
+    for row in iter_bench(_pick_workloads(args), backends, _cuda_device(), rotary):
         rows.append(row)
         write_jsonl(rows, Path(args.out))  # what was measured survives a crash or Ctrl-C
-    _print_table(rows, backends, pivot="backend")
+    labelled = [{**r, "backend": r["backend"] + ("+rotary" if r["rotary"] else "")}
+                for r in rows]
+    _print_table(labelled, list(dict.fromkeys(r["backend"] for r in labelled)),
+                 pivot="backend")
     print(f"wrote {len(rows)} rows to {args.out}")
     return 0
 
@@ -267,6 +285,8 @@ def cmd_tune(args: argparse.Namespace) -> int:
     else:
         preset = args.preset or ("tiny" if args.interpret else "qwen2.5-vl")
         workloads = TUNE_PRESETS[preset]
+    if args.rotary:  # the calls transformers' Qwen-VL towers make: rotary fused
+        workloads = [dataclasses.replace(w, rotary=True) for w in workloads]
     if args.buckets:
         known = {bucket_of(w).key: w for w in workloads}
         wanted = [key.strip() for key in args.buckets.split(",")]
@@ -438,15 +458,20 @@ def build_parser() -> argparse.ArgumentParser:
     add_workload_args(bench)
     bench.add_argument("--backends", default="all",
                        help=f"comma-separated, or 'all': {', '.join(BACKENDS)}")
-    bench.add_argument("--encoder", choices=("qwen2.5-vl",),
-                       help="end-to-end encoder benchmark instead of kernels; --backends "
-                            "then names sdpa-masked, varlen_attn, sglang-style-fixed, "
-                            "vitune-auto")
+    bench.add_argument("--encoder", choices=("qwen2.5-vl", "qwen3-vl", "qwen2-vl"),
+                       help="transformers' own vision tower of this model (published config, "
+                            "random weights) per attention path instead of kernels; "
+                            "--backends then names transformers-sdpa, varlen+hf-rotary, "
+                            "vitune+hf-rotary, vitune")
+    bench.add_argument("--rotary", choices=("off", "on", "both"), default="off",
+                       help="q and k rotated first (Qwen-VL rotary: fused in vitune's kernel, "
+                            "torch's fp32 rotary before other backends); both: each workload "
+                            "with and without (default: off)")
     bench.add_argument("--overhead", action="store_true",
                        help="host time per call of vision_attention(backend='auto') against "
                             "launching the chosen kernel directly")
     bench.add_argument("--images", help="encoder batch as HEIGHTxWIDTH,... (default: "
-                                        "1024x1024, 720x1280 and two 448x448)")
+                                        "1092x1932, 1036x1036 and two 448x448)")
     bench.add_argument("--reps", type=int, default=10)
     bench.add_argument("--out", default="results/bench.jsonl")
     bench.set_defaults(func=cmd_bench)
@@ -484,6 +509,10 @@ def add_tune_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--head-dim", type=int, nargs="+", help="explicit workloads: head dims")
     p.add_argument("--dtype", default="bfloat16", choices=("bfloat16", "float16", "float32"))
     p.add_argument("--seqlens", type=int, nargs="+", help="explicit workloads: segment lengths")
+    p.add_argument("--rotary", action="store_true",
+                   help="tune with the rotary embedding fused (the calls of transformers' "
+                        "Qwen-VL towers through register_hf_attention); its buckets are "
+                        "recorded apart (key suffix -rotary)")
     p.add_argument("--buckets", help="comma-separated bucket keys to tune (default: all of "
                    "the workloads'), e.g. d80-bfloat16-window-L64")
     p.add_argument("--trials", type=int,

@@ -15,32 +15,44 @@ from vitune.tuner.workloads import Workload
 log = logging.getLogger(__name__)
 
 
-def iter_bench(workloads: list[Workload], backends: list[str], device: torch.device):
-    """One tidy row per (workload, backend), yielded as measured: times, useful TFLOP/s,
-    error, provenance. A backend whose output misses its tolerance is reported, not timed."""
+def iter_bench(workloads: list[Workload], backends: list[str], device: torch.device,
+               rotary: tuple[bool, ...] = (False,)):
+    """One tidy row per (workload, rotary, backend), yielded as measured: times, useful
+    TFLOP/s, error, provenance. With rotary, q and k get the Qwen-VL rotary embedding first
+    (fused in vitune's kernel; torch's fp32 rotary before the other backends, inside their
+    timed call). A backend whose output misses its tolerance is reported, not timed."""
     env = environment(device)
     for w in workloads:
         q, k, v = w.make_qkv(device)
         cu = w.cu_seqlens(device)
-        ref = reference_attention(q, k, v, cu, compute_dtype=torch.float32)
-        for name in backends:
-            peer = PEERS[name](w, q, k, v, cu)
-            row = {"workload": w.name, "backend": name, "regime": w.regime,
-                   "head_dim": w.head_dim, "heads": w.heads, "dtype": w.dtype,
-                   "segments": len(w.seqlens), "total_tokens": w.total_tokens,
-                   "max_seqlen": w.max_seqlen, **env}
-            if peer is None:
-                yield {**row, "status": "n/a"}
-                continue
-            err = check_backend(peer, ref)
-            if not err <= TOLERANCE[w.torch_dtype]:
-                log.warning("%s on %s: relative error %.2e, not timed", name, w.name, err)
-                yield {**row, "status": "wrong", "rel_error": err}
-                continue
-            t = time_gpu(peer.run)
-            yield {**row, "status": "ok", "rel_error": err, "median_ms": t.median_ms,
-                   "p20_ms": t.p20_ms, "p80_ms": t.p80_ms,
-                   "tflops": w.tflops(t.median_ms),
-                   "gbps": w.min_bytes() / (t.median_ms * 1e-3) / 1e9}
-        del q, k, v, ref
+        for rotated in rotary:
+            trig = w.make_rotary(device) if rotated else None
+            ref = reference_attention(q, k, v, cu, compute_dtype=torch.float32, rotary=trig)
+            yield from _bench_backends(w, q, k, v, cu, trig, ref, backends,
+                                       {**env, "rotary": rotated})
+            del ref
+        del q, k, v
         torch.cuda.empty_cache()
+
+
+def _bench_backends(w: Workload, q, k, v, cu, trig, ref, backends: list[str], env: dict):
+    """The rows of one workload's inputs, with (trig) or without rotary."""
+    for name in backends:
+        peer = PEERS[name](w, q, k, v, cu, trig)
+        row = {"workload": w.name, "backend": name, "regime": w.regime,
+               "head_dim": w.head_dim, "heads": w.heads, "dtype": w.dtype,
+               "segments": len(w.seqlens), "total_tokens": w.total_tokens,
+               "max_seqlen": w.max_seqlen, **env}
+        if peer is None:
+            yield {**row, "status": "n/a"}
+            continue
+        err = check_backend(peer, ref)
+        if not err <= TOLERANCE[w.torch_dtype]:
+            log.warning("%s on %s: relative error %.2e, not timed", name, w.name, err)
+            yield {**row, "status": "wrong", "rel_error": err}
+            continue
+        t = time_gpu(peer.run)
+        yield {**row, "status": "ok", "rel_error": err, "median_ms": t.median_ms,
+               "p20_ms": t.p20_ms, "p80_ms": t.p80_ms,
+               "tflops": w.tflops(t.median_ms),
+               "gbps": w.min_bytes() / (t.median_ms * 1e-3) / 1e9}

@@ -18,12 +18,14 @@ from vitune.kernels.vision_attn.launch import (
     tensor_bases_aligned,
     tensor_strides_aligned,
 )
+from vitune.kernels.vision_attn.rotary import apply_rotary
 from vitune.kernels.vision_attn.space import (
     HEAD_DIMS,
     SUPPORTED_DTYPES,
     KernelConfig,
     check_config,
     fit_to_layout,
+    fit_to_rotary,
 )
 from vitune.runtime.backends import BACKENDS, RUNNERS, equal_segments
 from vitune.runtime.gpu import GpuIdentity, identify, interpreter_identity
@@ -37,7 +39,8 @@ def vision_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
                      cu_seqlens: torch.Tensor | None = None, max_seqlen: int | None = None, *,
                      scale: float | None = None, out: torch.Tensor | None = None,
                      config: KernelConfig | dict | None = None, backend: str = "auto",
-                     validate: bool | None = None) -> torch.Tensor:
+                     validate: bool | None = None,
+                     rotary: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
     """Non-causal attention as in ViT vision towers, forward only.
 
     Layouts: packed `[total_tokens, heads, head_dim]` with `cu_seqlens` (int32, segments + 1
@@ -53,6 +56,16 @@ def vision_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
     this GPU and shape is looked up (vitune.runtime.selector), falling back to the built-in
     default for the architecture and regime. `scale` defaults to head_dim ** -0.5.
     `out` receives the result (same shape, dtype and device as q; must not overlap k or v).
+
+    `rotary=(cos, sin)` applies a rotary position embedding to q and k first, in the
+    rotate-half convention of the Qwen-VL vision towers: x * cos + rotate_half(x) * sin in
+    fp32, cast back to q's dtype. cos and sin are `[total_tokens, head_dim]` (packed),
+    `[seq, head_dim]` or `[batch, seq, head_dim]` (batched), float16/bfloat16/float32, on q's
+    device, with equal shapes and strides and a contiguous last axis (as the towers'
+    `position_embeddings` give them). vitune's kernels fuse it (the window kernel rotates q
+    and k as it loads them; the tile kernel its queries, its keys in one pass first), so
+    `auto` runs them with rotary unless a bucket tuned with rotary measured another backend
+    faster; any other backend gets q and k rotated by torch first.
 
     `backend`: "auto" runs what was measured fastest for this GPU and shape (the tuned
     configs record vitune's Triton kernel and its peers), falling back to vitune's kernel
@@ -81,6 +94,8 @@ def vision_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
                        None if out is None else (out.shape, out.stride(), out.dtype,
                                                  out.device),
                        max_seqlen, type(max_seqlen), scale, type(scale), config, backend,
+                       None if rotary is None else tuple(
+                           (x.shape, x.stride(), x.dtype, x.device) for x in rotary),
                        # (whether every base address is 16-byte aligned: see _plan_call)
                        (q.data_ptr() | k.data_ptr() | v.data_ptr()
                         | (0 if out is None else out.data_ptr())) & 15 == 0)
@@ -90,18 +105,20 @@ def vision_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
             key = None
     if plan is None:
         plan = _plan_call(q, k, v, cu_seqlens, max_seqlen, scale, out, config, backend,
-                          validate)
+                          validate, rotary)
         if key is not None:
             if len(_plans) >= MAX_PLANS:
                 _plans.clear()
             _plans[key] = plan
     if plan.backend != "triton":
+        if rotary is not None:  # (other backends cannot fuse it)
+            q, k = apply_rotary(q, *rotary), apply_rotary(k, *rotary)
         return RUNNERS[plan.backend](q, k, v, cu_seqlens, max_seqlen, plan.scale, out)
     if compiling:  # one opaque custom op in the graph
-        return call_op(q, k, v, out, cu_seqlens, plan.scale, plan.config)
+        return call_op(q, k, v, out, cu_seqlens, plan.scale, plan.config, rotary)
     if out is None:  # (contiguous: the strides the plan's launch was made for)
         out = torch.empty_like(q, memory_format=torch.contiguous_format)
-    return run_launch(plan.launch, q, k, v, out, cu_seqlens)
+    return run_launch(plan.launch, q, k, v, out, cu_seqlens, rotary=rotary)
 
 
 @dataclass(frozen=True)
@@ -143,13 +160,15 @@ def _env_flag_slow() -> bool:
 
 
 def _plan_call(q, k, v, cu_seqlens, max_seqlen, scale, out, config, backend,
-               validate) -> _Plan:
+               validate, rotary=None) -> _Plan:
     """Check every argument (raising a clear error naming the bad one) and decide."""
     if backend not in BACKENDS:
         raise ValueError(f"backend={backend!r} is not one of {list(BACKENDS)}")
     if config is not None and backend not in ("auto", "triton"):
         raise ValueError(f"config applies to vitune's Triton kernel, not backend={backend!r}")
     _check_tensors(q, k, v, cu_seqlens)
+    if rotary is not None:
+        _check_rotary(rotary, q, cu_seqlens)
     head_dim = q.shape[-1]
     if out is not None:
         _check_out(out, q)
@@ -167,7 +186,7 @@ def _plan_call(q, k, v, cu_seqlens, max_seqlen, scale, out, config, backend,
     chosen = backend
     if backend == "auto":
         chosen = "triton" if config is not None else _auto_backend(
-            q.device.type, device_index, head_dim, q.dtype, length_key)
+            q.device.type, device_index, head_dim, q.dtype, length_key, rotary is not None)
         if not _can_run(chosen, q, cu_seqlens, max_seqlen):
             chosen = "triton"
     if chosen != "triton":
@@ -181,14 +200,16 @@ def _plan_call(q, k, v, cu_seqlens, max_seqlen, scale, out, config, backend,
     cfg = KernelConfig(*_decide_config(
         q.device.type, device_index, head_dim, q.dtype, length_key,
         None if config is None else config.as_tuple(), aligned,
-        (q.stride(), k.stride(), v.stride(), None if out is None else out.stride())))
+        (q.stride(), k.stride(), v.stride(), None if out is None else out.stride()),
+        rotary is not None))
     if tracing:  # the custom op launches at run time
         return _Plan("triton", cfg, scale)
     # The plan holds the launch's arguments (strides, grid, constants): a repeated call
     # only looks its plan up and launches, cheaper than planning the launch again.
     out_like = out if out is not None else torch.empty_like(
         q, memory_format=torch.contiguous_format)
-    return _Plan("triton", cfg, scale, plan_launch(q, k, v, out_like, cu_seqlens, scale, cfg))
+    return _Plan("triton", cfg, scale,
+                 plan_launch(q, k, v, out_like, cu_seqlens, scale, cfg, rotary))
 
 
 def _can_run(backend: str, q: torch.Tensor, cu_seqlens: torch.Tensor | None,
@@ -288,6 +309,43 @@ def _check_cu_seqlens(cu_seqlens: object, q: torch.Tensor) -> None:
         raise ValueError("cu_seqlens must be contiguous (stride 1)")
 
 
+def _check_rotary(rotary: object, q: torch.Tensor, cu_seqlens: torch.Tensor | None) -> None:
+    if not isinstance(rotary, (tuple, list)) or len(rotary) != 2 or not all(
+            isinstance(x, torch.Tensor) for x in rotary):
+        raise TypeError("rotary must be a (cos, sin) pair of tensors or None, got "
+                        f"{type(rotary).__name__}")
+    cos, sin = rotary
+    head_dim = q.shape[-1]
+    if cu_seqlens is not None:
+        shapes = [(q.shape[0], head_dim)]
+        expected = f"[total_tokens, head_dim] = {[q.shape[0], head_dim]}"
+    else:
+        batch, seq = q.shape[0], q.shape[1]
+        shapes = [(seq, head_dim), (batch, seq, head_dim)]
+        expected = f"[seq, head_dim] = {[seq, head_dim]} or [batch, seq, head_dim] = " \
+                   f"{[batch, seq, head_dim]}"
+    for name, x in (("cos", cos), ("sin", sin)):
+        if x.dtype not in SUPPORTED_DTYPES:
+            raise TypeError(f"rotary {name} has dtype {x.dtype}; supported: float16, "
+                            "bfloat16, float32")
+        if x.device != q.device:
+            raise ValueError(f"rotary {name} is on {x.device} but q is on {q.device}")
+        if tuple(x.shape) not in shapes:
+            raise ValueError(f"rotary {name} has shape {tuple(x.shape)}: expected {expected}")
+        if x.stride(-1) != 1 and head_dim > 1:
+            raise ValueError(f"rotary {name} has stride {x.stride(-1)} on head_dim; it must be 1")
+        if x.requires_grad and torch.is_grad_enabled():
+            raise NotImplementedError("vision_attention is forward-only: rotary cos and sin "
+                                      "must not require grad (or call under torch.no_grad())")
+    if cos.shape != sin.shape or cos.stride() != sin.stride() or cos.dtype != sin.dtype:
+        raise ValueError(
+            f"rotary cos and sin must match in shape, strides and dtype; got cos "
+            f"{tuple(cos.shape)} {cos.stride()} {cos.dtype}, sin {tuple(sin.shape)} "
+            f"{sin.stride()} {sin.dtype}")
+    if head_dim % 2:
+        raise ValueError(f"rotary needs an even head_dim, got {head_dim}")
+
+
 def _check_out(out: object, q: torch.Tensor) -> None:
     if not isinstance(out, torch.Tensor):
         raise TypeError(f"out must be a torch.Tensor or None, got {type(out).__name__}")
@@ -348,16 +406,20 @@ def _validate_segments(q: torch.Tensor, cu_seqlens: torch.Tensor | None,
 
 
 def _auto_backend_uncached(device_type: str, device_index: int, head_dim: int,
-                           dtype: torch.dtype, length_key: int) -> str:
-    """The backend measured fastest for this GPU and bucket ("triton" when untuned)."""
+                           dtype: torch.dtype, length_key: int, rotary: bool = False) -> str:
+    """The backend measured fastest for this GPU and bucket ("triton" when untuned). With
+    rotary, only a bucket tuned with rotary (its peers timed with torch's rotary first) can
+    name another backend than vitune's kernel, which fuses it."""
     device = torch.device(device_type, device_index) if device_index >= 0 else \
         torch.device(device_type)
-    return choose(device_gpu(device), head_dim, dtype, 2 ** (length_key / 4)).backend
+    choice = choose(device_gpu(device), head_dim, dtype, 2 ** (length_key / 4), rotary)
+    return choice.backend if choice.rotary == rotary else "triton"
 
 
 def _decide_config_uncached(device_type: str, device_index: int, head_dim: int,
                             dtype: torch.dtype, length_key: int, config: tuple | None,
-                            layout_aligned: bool, strides: tuple) -> tuple:
+                            layout_aligned: bool, strides: tuple,
+                            rotary: bool = False) -> tuple:
     """The kernel config's fields for this call: the given config checked against the
     rules, or the selector's choice. Plain values in and out, so torch.compile runs it once
     at trace time and keeps the result as a constant."""
@@ -366,14 +428,16 @@ def _decide_config_uncached(device_type: str, device_index: int, head_dim: int,
         torch.device(device_type)
     gpu = device_gpu(device)
     if config is None:
-        cfg = choose(gpu, head_dim, dtype, length).config
+        cfg = choose(gpu, head_dim, dtype, length, rotary).config
     else:
         cfg = KernelConfig(*config)
-        reason = check_config(cfg, head_dim, dtype, gpu.arch)
+        reason = check_config(cfg, head_dim, dtype, gpu.arch, rotary)
         if reason is not None:
             raise ValueError(f"config {cfg.short()} is invalid for head_dim={head_dim}, "
                              f"{dtype} on {gpu.arch.name}: {reason}")
     fitted = fit_to_layout(cfg, head_dim, dtype, gpu.arch, layout_aligned)
+    if rotary and config is None:  # (the window kernel stages more with rotary)
+        fitted = fit_to_rotary(fitted, head_dim, dtype, gpu.arch)
     if fitted != cfg and config is not None:
         raise ValueError(
             f"config {cfg.short()} splits head_dim={head_dim} on the wgmma path, which "

@@ -3,8 +3,10 @@
 - `context_attention_fwd`: the signature of SGLang's vision Triton kernel
   (`context_attention_fwd(q, k, v, o, b_start_loc, b_seq_len, max_input_len,
   is_causal=False)`), non-causal only.
-- `hf_attention_forward` and `register_hf_attention()`: an attention function for Hugging
-  Face transformers' `AttentionInterface`, for vision towers without an attention mask.
+- `register_hf_attention()`: the value to pass as transformers' `attn_implementation` for a
+  vision tower. Qwen-VL-family towers (hf_towers.py) then make one packed call per layer
+  with the rotary embedding fused; other towers without an attention mask (ViT, SigLIP,
+  ...) call `hf_attention_forward` through transformers' `AttentionInterface`.
 """
 
 from __future__ import annotations
@@ -64,12 +66,36 @@ def hf_attention_forward(module: torch.nn.Module, query: torch.Tensor, key: torc
 
 
 def register_hf_attention(name: str = "vitune") -> str:
-    """Register `hf_attention_forward` with transformers' AttentionInterface; then load a
-    model with `attn_implementation="vitune"`. Needs transformers >= 4.48."""
+    """Make `name` a transformers attention implementation and return it, to pass as
+    `attn_implementation` when a model is loaded or built:
+
+    - a vision tower alone: `Qwen2_5_VisionTransformerPretrainedModel._from_config(cfg,
+      attn_implementation=name)` or `.from_pretrained(path, attn_implementation=name)`;
+    - a whole VLM, the language model keeping its own attention:
+      `from_pretrained(path, attn_implementation={"vision_config": name, "text_config":
+      "sdpa"})`.
+
+    In the Qwen-VL family's towers (hf_towers.PACKED_VISION_ATTENTIONS) each layer then makes
+    one packed call with the model's cu_seqlens and its rotary embedding fused into the
+    kernel; other mask-free vision models call `hf_attention_forward` once per attention.
+    The name must not contain "flash" (transformers would fetch a flash kernel for it)."""
+    from vitune.runtime.hf_towers import TowerMode
+
+    return register_tower_mode(name, TowerMode())
+
+
+def register_tower_mode(name: str, mode) -> str:
+    """`register_hf_attention` with the packed towers' behaviour under `name` set to `mode`
+    (a hf_towers.TowerMode: the encoder benchmark's other paths)."""
+    if not isinstance(name, str) or not name or "flash" in name:
+        raise ValueError(f"name must be a non-empty string without 'flash', got {name!r}")
     try:
         from transformers import AttentionInterface
     except ImportError as exc:
         raise ImportError("register_hf_attention needs transformers >= 4.48 "
                           "(pip install transformers)") from exc
+    from vitune.runtime import hf_towers
+
     AttentionInterface.register(name, hf_attention_forward)
+    hf_towers.install(name, mode)
     return name

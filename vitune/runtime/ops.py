@@ -14,7 +14,9 @@ from vitune.kernels.vision_attn.space import KernelConfig, fit_to_layout
 def vision_attention_op(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
                         cu_seqlens: torch.Tensor | None, scale: float, block_m: int,
                         block_n: int, num_warps: int, num_stages: int, head_split: bool,
-                        heads_fastest: bool, tma: bool, windows: bool) -> torch.Tensor:
+                        heads_fastest: bool, tma: bool, windows: bool,
+                        cos: torch.Tensor | None = None,
+                        sin: torch.Tensor | None = None) -> torch.Tensor:
     cfg = KernelConfig(block_m, block_n, num_warps, num_stages, head_split, heads_fastest, tma,
                        windows)
     out = torch.empty_like(q, memory_format=torch.contiguous_format)
@@ -23,18 +25,21 @@ def vision_attention_op(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
 
         cfg = fit_to_layout(cfg, q.shape[-1], q.dtype, device_arch(q.device),
                             layout_aligned=False)
-    return launch_vision_attention(q, k, v, out, cu_seqlens, scale, cfg)
+    rotary = None if cos is None or sin is None else (cos, sin)
+    return launch_vision_attention(q, k, v, out, cu_seqlens, scale, cfg, rotary=rotary)
 
 
 @vision_attention_op.register_fake
 def _(q, k, v, cu_seqlens, scale, block_m, block_n, num_warps, num_stages, head_split,
-      heads_fastest, tma, windows):
+      heads_fastest, tma, windows, cos=None, sin=None):
     return torch.empty_like(q, memory_format=torch.contiguous_format)
 
 
 def call_op(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, out: torch.Tensor | None,
-            cu_seqlens: torch.Tensor | None, scale: float, cfg: KernelConfig) -> torch.Tensor:
-    result = vision_attention_op(q, k, v, cu_seqlens, scale, *cfg.as_tuple())
+            cu_seqlens: torch.Tensor | None, scale: float, cfg: KernelConfig,
+            rotary: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+    cos, sin = (None, None) if rotary is None else rotary
+    result = vision_attention_op(q, k, v, cu_seqlens, scale, *cfg.as_tuple(), cos, sin)
     if out is None:
         return result
     out.copy_(result)

@@ -24,8 +24,8 @@ BACKENDS = ("triton", "sdpa", "sdpa_cudnn", "sdpa_flash", "varlen", "flash_attn"
 TOP_KEYS = {"schema_version", "gpu", "interpreter", "provenance", "buckets"}
 PROVENANCE_KEYS = {"device_name", "capability", "torch", "triton", "cuda", "python",
                    "kernel_hash", "date", "sms"}
-BUCKET_KEYS = {"head_dim", "dtype", "regime", "seqlen", "backend", "config", "tflops",
-               "default_tflops", "peers", "trials", "study", "date"}
+BUCKET_KEYS = {"head_dim", "dtype", "regime", "seqlen", "rotary", "backend", "config",
+               "tflops", "default_tflops", "peers", "trials", "study", "date"}
 TRIAL_KEYS = {"total", "ran", "complete", "failed", "rejected", "repeats"}
 # Kernel choices added to the search space after files were written: a file without one
 # predates it and ran with KernelConfig's default (the choice off).
@@ -36,8 +36,10 @@ class ConfigFileError(ValueError):
     """A configs YAML file that cannot be used; the message names the file and entry."""
 
 
-def bucket_key(head_dim: int, dtype: str, regime: str, seqlen: int) -> str:
-    return f"d{head_dim}-{dtype}-{regime}-L{seqlen}"
+def bucket_key(head_dim: int, dtype: str, regime: str, seqlen: int,
+               rotary: bool = False) -> str:
+    """A bucket's name; `rotary` buckets were tuned with the rotary embedding fused."""
+    return f"d{head_dim}-{dtype}-{regime}-L{seqlen}" + ("-rotary" if rotary else "")
 
 
 def load_config_file(path: str | Path) -> dict:
@@ -108,6 +110,8 @@ def _validate_bucket(bucket: object, entry: str, fail) -> str:
         fail(f"{entry}.regime", f"{bucket['regime']!r} is not one of {list(REGIMES)}")
     if type(seqlen) is not int or not 1 <= seqlen <= 1 << 24:
         fail(f"{entry}.seqlen", f"{seqlen!r} is not an int in [1, 16777216]")
+    if not isinstance(bucket.get("rotary", False), bool):
+        fail(f"{entry}.rotary", f"{bucket['rotary']!r} is not true or false")
     if bucket["backend"] not in BACKENDS:
         fail(f"{entry}.backend", f"{bucket['backend']!r} is not one of {list(BACKENDS)}")
     if bucket["backend"] == "triton" or "config" in bucket:
@@ -135,7 +139,8 @@ def _validate_bucket(bucket: object, entry: str, fail) -> str:
     if not isinstance(trials, dict):
         fail(f"{entry}.trials", "expected a mapping")
     _known_keys(trials, TRIAL_KEYS, f"{entry}.trials", fail)
-    return bucket_key(head_dim, bucket["dtype"], bucket["regime"], seqlen)
+    return bucket_key(head_dim, bucket["dtype"], bucket["regime"], seqlen,
+                      bucket.get("rotary", False))
 
 
 def _is_rate(value: object) -> bool:
@@ -150,12 +155,13 @@ def bucket_config(bucket: dict) -> KernelConfig | None:
 def merge_buckets(old: list[dict], new: list[dict]) -> list[dict]:
     """Buckets of `new` replace those of `old` with the same key; the others are kept."""
     def key(b: dict) -> str:
-        return bucket_key(b["head_dim"], b["dtype"], b["regime"], b["seqlen"])
+        return bucket_key(b["head_dim"], b["dtype"], b["regime"], b["seqlen"],
+                          b.get("rotary", False))
 
     merged = {key(b): b for b in old}
     merged.update({key(b): b for b in new})
     return sorted(merged.values(), key=lambda b: (b["head_dim"], b["dtype"], b["regime"],
-                                                  b["seqlen"]))
+                                                  b.get("rotary", False), b["seqlen"]))
 
 
 def write_config_file(path: str | Path, doc: dict) -> None:

@@ -41,6 +41,7 @@ class Choice:
     path: str | None = None  # the file it came from
     bucket: str | None = None  # the bucket matched in that file
     tflops: float | None = None  # measured for that bucket when it was tuned
+    rotary: bool = False  # the bucket was tuned with the rotary embedding fused
 
 
 _user_paths: list[Path] = []
@@ -73,9 +74,11 @@ def length_key(seqlen: float) -> int:
     return round(math.log2(max(seqlen, 1.0)) * 4)
 
 
-def choose(gpu: GpuIdentity, head_dim: int, dtype: torch.dtype, seqlen: float) -> Choice:
-    """The config for a call; `seqlen` is the longest (or typical) segment length."""
-    return _choose(gpu, head_dim, dtype, length_key(seqlen))
+def choose(gpu: GpuIdentity, head_dim: int, dtype: torch.dtype, seqlen: float,
+           rotary: bool = False) -> Choice:
+    """The config for a call; `seqlen` is the longest (or typical) segment length. With
+    `rotary`, buckets tuned with the rotary embedding fused come first in each file."""
+    return _choose(gpu, head_dim, dtype, length_key(seqlen), rotary)
 
 
 def candidate_files(gpu: GpuIdentity) -> list[tuple[str, Path]]:
@@ -92,7 +95,8 @@ def candidate_files(gpu: GpuIdentity) -> list[tuple[str, Path]]:
 
 
 @functools.cache
-def _choose(gpu: GpuIdentity, head_dim: int, dtype: torch.dtype, log_len: int) -> Choice:
+def _choose(gpu: GpuIdentity, head_dim: int, dtype: torch.dtype, log_len: int,
+            rotary: bool = False) -> Choice:
     seqlen = 2 ** (log_len / 4)
     regime = "window" if seqlen <= WINDOW_MAX_SEQLEN else "full"
     dtype_name = str(dtype).removeprefix("torch.")
@@ -104,6 +108,11 @@ def _choose(gpu: GpuIdentity, head_dim: int, dtype: torch.dtype, log_len: int) -
             continue
         matches = [b for b in doc.get("buckets", []) if b["head_dim"] == head_dim
                    and b["dtype"] == dtype_name and b["regime"] == regime]
+        # A call with rotary takes the buckets tuned with it, else the others (and the
+        # runtime then fits their config to the rotary kernels' budget); one without, only
+        # buckets tuned without it.
+        same = [b for b in matches if b.get("rotary", False) == rotary]
+        matches = same or ([b for b in matches if not b.get("rotary", False)] if rotary else [])
         if not matches:
             continue
         best = min(matches, key=lambda b: abs(math.log2(b["seqlen"]) - math.log2(seqlen)))
@@ -113,8 +122,10 @@ def _choose(gpu: GpuIdentity, head_dim: int, dtype: torch.dtype, log_len: int) -
             log.info("%s: bucket seqlen %d does not fit this GPU (%s)", path, best["seqlen"],
                      reason)
             continue
+        tuned_rotary = best.get("rotary", False)
         choice = Choice(cfg, level, best["backend"], str(path),
-                        f"{regime} L{best['seqlen']}", best.get("tflops"))
+                        f"{regime} L{best['seqlen']}" + (" rotary" if tuned_rotary else ""),
+                        best.get("tflops"), tuned_rotary)
         log.info("vitune: d%d %s %s L~%d on %s: %s from %s", head_dim, dtype_name, regime,
                  seqlen, gpu.key, level, path)
         return choice

@@ -160,7 +160,9 @@ def make_sampler(name: str, seed: int, budget: int | None = None) -> optuna.samp
 def bucket_configs(w: Workload, arch: ArchSpec) -> list[KernelConfig]:
     """The valid configs a bucket searches: the window kernel's only where segments are
     short (it walks a long segment in one program per head: never a winner there)."""
-    return list(valid_configs(w.head_dim, w.torch_dtype, arch, windows=w.regime == "window"))
+    return [cfg for cfg in valid_configs(w.head_dim, w.torch_dtype, arch,
+                                         windows=w.regime == "window")
+            if not w.rotary or check_config(cfg, w.head_dim, w.torch_dtype, arch, True) is None]
 
 
 def bucket_reason(cfg: KernelConfig, w: Workload, arch: ArchSpec) -> str | None:
@@ -168,7 +170,7 @@ def bucket_reason(cfg: KernelConfig, w: Workload, arch: ArchSpec) -> str | None:
     regime), or None."""
     if cfg.windows and w.regime != "window":
         return "windows: the window kernel is searched in the window regime only"
-    return check_config(cfg, w.head_dim, w.torch_dtype, arch)
+    return check_config(cfg, w.head_dim, w.torch_dtype, arch, w.rotary)
 
 
 @dataclass

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import torch
 
 from vitune.kernels.vision_attn.reference import relative_error
+from vitune.kernels.vision_attn.rotary import apply_rotary
 from vitune.kernels.vision_attn.space import KernelConfig, default_config
 from vitune.runtime.api import device_arch, vision_attention
 from vitune.tuner.workloads import Workload
@@ -82,12 +83,33 @@ def _varlen_style(module: str, name: str) -> Callable[..., Prepared | None]:
 
 def _vitune(config_for: Callable[[Workload, torch.device], KernelConfig | None],
             backend: str = "auto") -> Callable[..., Prepared | None]:
-    def prepare(w: Workload, q, k, v, cu) -> Prepared:
+    """vitune's call; with `rotary`, fused into the kernel."""
+    def prepare(w: Workload, q, k, v, cu, rotary=None) -> Prepared:
         out = torch.full_like(q, float("nan"), memory_format=torch.contiguous_format)
         cfg = config_for(w, q.device)
         return Prepared(lambda: vision_attention(q, k, v, cu, w.max_seqlen, out=out,
-                                                 config=cfg, backend=backend))
+                                                 config=cfg, backend=backend, rotary=rotary))
     return prepare
+
+
+def _torch_rotary_first(prepare: Callable[..., Prepared | None]
+                        ) -> Callable[..., Prepared | None]:
+    """A backend that cannot rotate inside its kernel: with `rotary`, every run first
+    rotates q and k in torch (fp32, as the towers do) into buffers it then attends over."""
+    def with_rotary(w: Workload, q, k, v, cu, rotary=None) -> Prepared | None:
+        if rotary is None:
+            return prepare(w, q, k, v, cu)
+        q_rot, k_rot = torch.empty_like(q), torch.empty_like(k)
+        inner = prepare(w, q_rot, k_rot, v, cu)
+        if inner is None:
+            return None
+
+        def run():
+            apply_rotary(q, *rotary, out=q_rot)
+            apply_rotary(k, *rotary, out=k_rot)
+            return inner.run()
+        return Prepared(run, inner.packed)
+    return with_rotary
 
 
 def vitune_with(cfg: KernelConfig | None) -> Callable[..., Prepared | None]:
@@ -114,12 +136,13 @@ PEERS: dict[str, Callable[..., Prepared | None]] = {
     # vitune's Triton kernel with the built-in per-architecture default, ignoring tuned files.
     "vitune-default": _vitune(_builtin_default),
     "sglang-style-fixed": _vitune(lambda w, device: sglang_style_config(w.head_dim)),
-    "sdpa-flash": _sdpa("FLASH_ATTENTION"),
-    "sdpa-cudnn": _sdpa("CUDNN_ATTENTION"),
-    "sdpa-memeff": _sdpa("EFFICIENT_ATTENTION"),
-    "sdpa-masked": _masked_sdpa,
-    "varlen_attn": _varlen_style("torch.nn.attention.varlen", "varlen_attn"),
-    "flash_attn": _varlen_style("flash_attn", "flash_attn_varlen_func"),
+    "sdpa-flash": _torch_rotary_first(_sdpa("FLASH_ATTENTION")),
+    "sdpa-cudnn": _torch_rotary_first(_sdpa("CUDNN_ATTENTION")),
+    "sdpa-memeff": _torch_rotary_first(_sdpa("EFFICIENT_ATTENTION")),
+    "sdpa-masked": _torch_rotary_first(_masked_sdpa),
+    "varlen_attn": _torch_rotary_first(_varlen_style("torch.nn.attention.varlen",
+                                                     "varlen_attn")),
+    "flash_attn": _torch_rotary_first(_varlen_style("flash_attn", "flash_attn_varlen_func")),
 }
 
 

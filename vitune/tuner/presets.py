@@ -16,14 +16,15 @@ class Bucket:
     dtype: str
     regime: str
     seqlen: int
+    rotary: bool = False  # tuned with the rotary embedding fused (a transformers tower's call)
 
     @property
     def key(self) -> str:
-        return bucket_key(self.head_dim, self.dtype, self.regime, self.seqlen)
+        return bucket_key(self.head_dim, self.dtype, self.regime, self.seqlen, self.rotary)
 
 
 def bucket_of(w: Workload) -> Bucket:
-    return Bucket(w.head_dim, w.dtype, w.regime, w.max_seqlen)
+    return Bucket(w.head_dim, w.dtype, w.regime, w.max_seqlen, w.rotary)
 
 
 def _qwen25_vl() -> tuple[Workload, ...]:

@@ -106,7 +106,7 @@ def crowned_configs(url: str, winners_yaml: str | None = None) -> dict[str, Kern
         for entry in load_config_file(winners_yaml).get("buckets", []):
             if cfg := bucket_config(entry):
                 key = bucket_key(entry["head_dim"], entry["dtype"], entry["regime"],
-                                 entry["seqlen"])
+                                 entry["seqlen"], entry.get("rotary", False))
                 out[key] = cfg
     for bucket, study in bucket_studies(url):
         if winner := study.user_attrs.get("crown", {}).get("winner"):
@@ -209,8 +209,8 @@ def _crown(study: optuna.Study, plan: SearchPlan, worker: IsolatedWorker,
            for t in complete[:RETIME_TOP]]
     default = default.canonical(workload.head_dim)
     candidates = [cfg for cfg in dict.fromkeys([*top, default])
-                  if check_config(cfg, workload.head_dim, workload.torch_dtype, gpu.arch)
-                  is None]
+                  if check_config(cfg, workload.head_dim, workload.torch_dtype, gpu.arch,
+                                  workload.rotary) is None]
     band = band_workloads(workload)
     started = time.time()
     if compiler is not None:
@@ -261,6 +261,7 @@ def bucket_entry(result: BucketResult) -> dict:
                   if name in PEER_BACKENDS})
     entry = {"head_dim": result.bucket.head_dim, "dtype": result.bucket.dtype,
              "regime": result.bucket.regime, "seqlen": result.bucket.seqlen,
+             "rotary": result.bucket.rotary or None,
              "backend": max(rates, key=rates.get),
              "config": result.config.to_dict() if result.config else None,
              "tflops": _sig(result.tflops), "default_tflops": _sig(result.default_tflops),

@@ -24,13 +24,15 @@ class TrialRequest:
 
 
 def _inputs_for(workload, device: str, reference: bool = True) -> list:
-    """The workload's q, k, v, cu_seqlens and (when asked) its reference output, built once
-    per worker process while it is among the last KEEP_INPUTS used (older ones are freed)."""
+    """The workload's q, k, v, cu_seqlens, (when asked) its reference output and its rotary
+    (cos, sin) or None, built once per worker process while it is among the last
+    KEEP_INPUTS used (older ones are freed)."""
     entry = _inputs.pop(workload, None)
     if entry is None:
         while len(_inputs) >= KEEP_INPUTS:
             _inputs.pop(next(iter(_inputs)))
-        entry = [*workload.make_qkv(device), workload.cu_seqlens(device), None]
+        entry = [*workload.make_qkv(device), workload.cu_seqlens(device), None,
+                 workload.make_rotary(device) if workload.rotary else None]
     _inputs[workload] = entry  # (last: the most recently used)
     if reference and entry[4] is None:
         import torch
@@ -38,7 +40,7 @@ def _inputs_for(workload, device: str, reference: bool = True) -> list:
         from vitune.kernels.vision_attn.reference import reference_attention
 
         compute = torch.float64 if device == "cpu" else torch.float32
-        entry[4] = reference_attention(*entry[:4], compute_dtype=compute)
+        entry[4] = reference_attention(*entry[:4], compute_dtype=compute, rotary=entry[5])
     return entry
 
 
@@ -136,10 +138,11 @@ def precompile(req: TrialRequest) -> dict:
     # torch's Python decompositions, which import sympy: 2-3 s of each process's first
     # compile on the H100 machine, docs/perf-notes.md)
     out = torch.empty(q.shape, dtype=q.dtype, device=q.device)
+    trig = torch.empty(w.total_tokens, w.head_dim, device="meta")
     start = time.perf_counter()
     launch_vision_attention(q, k, v, out, w.cu_seqlens("meta"),
                             w.head_dim ** -0.5, KernelConfig.from_dict(req.config),
-                            warmup=True)
+                            warmup=True, rotary=(trig, trig) if w.rotary else None)
     return {"compile_s": time.perf_counter() - start}
 
 
@@ -149,14 +152,14 @@ def run_trial(req: TrialRequest) -> dict:
     from vitune.tuner.peers import PEERS, check_backend, vitune_with
 
     w = req.workload
-    q, k, v, cu, ref = _inputs_for(w, "cpu" if req.interpret else "cuda")
+    q, k, v, cu, ref, rotary = _inputs_for(w, "cpu" if req.interpret else "cuda")
     if req.backend == PREPARE:
         return {}
     if req.backend == "triton":
         prepare = vitune_with(KernelConfig.from_dict(req.config) if req.config else None)
     else:
         prepare = PEERS[req.backend]
-    peer = prepare(w, q, k, v, cu)
+    peer = prepare(w, q, k, v, cu, rotary)
     if peer is None:
         raise ValueError(f"{req.backend} cannot run {w.name}")
     err = check_backend(peer, ref)

@@ -19,6 +19,7 @@ class Workload:
     heads: int = 16
     head_dim: int = 80
     dtype: str = "bfloat16"
+    rotary: bool = False  # q and k rotated first (Qwen-VL rotary; fused in vitune's kernels)
 
     @property
     def total_tokens(self) -> int:
@@ -76,6 +77,19 @@ class Workload:
         return qkv[:, 0], qkv[:, 1], qkv[:, 2]
 
 
+    def make_rotary(self, device: torch.device | str, seed: int = 1
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """cos and sin [T, head_dim] in fp32 as the Qwen-VL towers build them: angles of
+        per-token positions times inverse frequencies, the half repeated (rotate-half)."""
+        gen = torch.Generator(device=device).manual_seed(seed)
+        half = self.head_dim // 2
+        positions = torch.randint(0, 128, (self.total_tokens, 1), generator=gen,
+                                  device=device).float()
+        inv_freq = 1e4 ** (-torch.arange(half, device=device, dtype=torch.float32) / half)
+        angles = (positions * inv_freq).repeat(1, 2)
+        return angles.cos(), angles.sin()
+
+
 def qwen_window_seqlens(height: int, width: int, patch: int = 14, merge: int = 2,
                         window_px: int = 112) -> tuple[int, ...]:
     """Qwen2.5-VL's window-attention segments for one image, resized as its processor does
@@ -125,5 +139,17 @@ def _length_sweep() -> tuple[Workload, ...]:
     return tuple(workloads)
 
 
+# The four-image batch of the encoder benchmark (1092x1932, 1036x1036, 448x448 x 2: 18,288
+# tokens) and Qwen3-VL's head dim: the fused-rotary cost in both regimes, d80 and d72.
+_FOUR_IMAGES = ((1092, 1932), (1036, 1036), (448, 448), (448, 448))
+ROTARY_WORKLOADS = tuple(
+    workload for d in (80, 72) for workload in (
+        Workload(f"4 images full d{d}", tuple(qwen_full_seqlen(h, w) for h, w in _FOUR_IMAGES),
+                 head_dim=d),
+        Workload(f"4 images windows d{d}",
+                 tuple(n for h, w in _FOUR_IMAGES for n in qwen_window_seqlens(h, w)),
+                 head_dim=d)))
+
 PRESETS: dict[str, tuple[Workload, ...]] = {"context": CONTEXT_WORKLOADS,
-                                            "lengths": _length_sweep()}
+                                            "lengths": _length_sweep(),
+                                            "rotary": ROTARY_WORKLOADS}

@@ -23,7 +23,7 @@ from vitune.kernels.vision_attn.launch import kernel_constants, stride_unit
 from vitune.kernels.vision_attn.space import KernelConfig, head_chunks, valid_configs
 
 POINTER_TYPES = {torch.float16: "*fp16", torch.bfloat16: "*bf16", torch.float32: "*fp32"}
-POINTERS = ("Q", "K", "V", "Out")
+POINTERS = ("Q", "K", "V", "Out", "COS", "SIN")  # (COS, SIN: q when unrotated)
 DESCRIPTORS = ("KD0", "KD1", "KD2", "VD0", "VD1", "VD2")
 
 

@@ -11,6 +11,7 @@ import triton
 from triton.tools.tensor_descriptor import TensorDescriptor
 
 from vitune.kernels.vision_attn.kernel import vision_attn_fwd
+from vitune.kernels.vision_attn.rotate import rotate_rows
 from vitune.kernels.vision_attn.space import KernelConfig, chunk_offsets, head_chunks
 from vitune.kernels.vision_attn.windows import PROGRAMS_PER_SM, vision_attn_windows_fwd
 
@@ -23,14 +24,21 @@ def kernel_is_interpreted() -> bool:
     return not isinstance(vision_attn_fwd, triton.runtime.JITFunction)
 
 
+Rotary = tuple[torch.Tensor, torch.Tensor]  # (cos, sin): [tokens, D] or [batch, tokens, D]
+
+
 def launch_vision_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
                             out: torch.Tensor, cu_seqlens: torch.Tensor | None, scale: float,
-                            cfg: KernelConfig, warmup: bool = False) -> torch.Tensor:
+                            cfg: KernelConfig, warmup: bool = False,
+                            rotary: Rotary | None = None) -> torch.Tensor:
     """Packed [T, H, D] with cu_seqlens, or batched [B, S, H, D] without. Strides of every
-    axis but the last are free; nothing is copied. With `warmup`, the kernel is compiled for
-    these arguments (into Triton's on-disk cache) but not run."""
-    return run_launch(plan_launch(q, k, v, out, cu_seqlens, scale, cfg), q, k, v, out,
-                      cu_seqlens, warmup)
+    axis but the last are free; nothing is copied. With `rotary` (cos, sin of equal shapes
+    and strides), q and k are rotated first: inside the kernel as they are loaded (the
+    window kernel; the tile kernel's queries), the tile kernel's keys by one pass into a
+    contiguous buffer (rotate.py). With `warmup`,
+    the kernel is compiled for these arguments (into Triton's on-disk cache) but not run."""
+    return run_launch(plan_launch(q, k, v, out, cu_seqlens, scale, cfg, rotary), q, k, v,
+                      out, cu_seqlens, warmup, rotary)
 
 
 class Launch(NamedTuple):  # (a tuple: built on every direct launch, cheaply)
@@ -48,10 +56,17 @@ class Launch(NamedTuple):  # (a tuple: built on every direct launch, cheaply)
 
 
 def plan_launch(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, out: torch.Tensor,
-                cu_seqlens: torch.Tensor | None, scale: float, cfg: KernelConfig) -> Launch:
+                cu_seqlens: torch.Tensor | None, scale: float, cfg: KernelConfig,
+                rotary: Rotary | None = None) -> Launch:
     """Everything `run_launch` passes besides the tensors, from their shapes and strides."""
     if cfg.windows and cu_seqlens is None:  # batched input: the same tiles, tile by tile
         cfg = replace(cfg, windows=False)
+    if rotary is not None and not cfg.windows:  # keys come rotated in a contiguous buffer
+        k = rotated_keys_like(k)
+    rotary_strides = (0, 0) if rotary is None else \
+        (rotary[0].stride(0) if rotary[0].dim() == 3 else 0, rotary[0].stride(-2))
+    rotary_unit = stride_unit([(*rotary_strides, 0)])
+    rotary_scalars = tuple(s // rotary_unit for s in rotary_strides)
     if cu_seqlens is not None:
         batch, (seq_len, heads, head_dim) = 1, q.shape
         n_segments = cu_seqlens.numel() - 1
@@ -65,27 +80,36 @@ def plan_launch(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, out: torch.Te
     if cfg.windows:
         # The window kernel (windows.py): PROGRAMS_PER_SM programs per multiprocessor, or
         # one per (segment, head) item where there are fewer; no batch strides.
-        constants = kernel_constants(cfg, head_dim, q.dtype, True, unit)
+        constants = kernel_constants(cfg, head_dim, q.dtype, True, unit,
+                                     rotary is not None, rotary_unit)
         programs = min(n_segments * heads, multiprocessors(q.device) * PROGRAMS_PER_SM)
         return Launch(config=cfg, grid=(max(programs, 1),),
                       scalars=(seq_len, n_segments, heads,
                                *(s // unit for _, t, h in strides for s in (t, h)),
-                               scale * LOG2E),
+                               rotary_scalars[1], scale * LOG2E),
                       constants=constants, pointer_constants=constants, rows=rows,
                       varlen=True)
     n_m_blocks = triton.cdiv(seq_len, cfg.block_m)
     if cfg.tma and not tma_geometry_ok(k, v, rows):  # the same tiles through pointer loads
         cfg = replace(cfg, tma=False)
     varlen = cu_seqlens is not None
-    constants = kernel_constants(cfg, head_dim, q.dtype, varlen, unit)
+    constants = kernel_constants(cfg, head_dim, q.dtype, varlen, unit, rotary is not None,
+                                 rotary_unit)
     return Launch(
         config=cfg, grid=(n_m_blocks * heads * batch,),
         scalars=(seq_len, n_segments, max(n_segments - 1, 0).bit_length(), heads, n_m_blocks,
-                 *(s // unit for group in strides for s in group), scale * LOG2E),
+                 *(s // unit for group in strides for s in group), *rotary_scalars,
+                 scale * LOG2E),
         constants=constants,
         pointer_constants=kernel_constants(replace(cfg, tma=False), head_dim, q.dtype,
                                            varlen, unit) if cfg.tma else constants,
         rows=rows, varlen=varlen)
+
+
+def rotated_keys_like(k: torch.Tensor) -> torch.Tensor:
+    """A tensor of the rotated keys' layout (contiguous), without memory: what the tile
+    kernel is planned and compiled for when keys come rotated."""
+    return torch.empty(k.shape, dtype=k.dtype, device="meta")
 
 
 @functools.cache
@@ -102,15 +126,20 @@ NO_DESCRIPTORS = (None,) * 6
 
 def run_launch(launch: Launch, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
                out: torch.Tensor, cu_seqlens: torch.Tensor | None,
-               warmup: bool = False) -> torch.Tensor:
-    """Launch with arguments planned for tensors of these shapes and strides."""
+               warmup: bool = False, rotary: Rotary | None = None) -> torch.Tensor:
+    """Launch with arguments planned for tensors of these shapes and strides (`rotary`
+    given exactly when it was at planning)."""
     if not launch.rows:
         return out
     cfg, constants, descriptors = launch.config, launch.constants, NO_DESCRIPTORS
+    cos, sin = (q, q) if rotary is None else rotary  # (q: never read)
+    if rotary is not None and not cfg.windows:  # the tile kernel's keys: rotated first
+        k = rotate_rows(k, cos, sin, torch.empty_like(k, memory_format=torch.contiguous_format),
+                        warmup)
     if cfg.windows:
         kernel = functools.partial(vision_attn_windows_fwd.warmup, grid=launch.grid) \
             if warmup else vision_attn_windows_fwd[launch.grid]
-        kernel(q, k, v, out, cu_seqlens, *launch.scalars, **constants,
+        kernel(q, k, v, out, cu_seqlens, cos, sin, *launch.scalars, **constants,
                num_warps=cfg.num_warps, num_stages=cfg.num_stages)
         return out
     if cfg.tma:  # (descriptors need 16-byte aligned bases; a plan is made before addresses)
@@ -122,23 +151,24 @@ def run_launch(launch: Launch, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor
     kernel = functools.partial(vision_attn_fwd.warmup, grid=launch.grid) if warmup else \
         vision_attn_fwd[launch.grid]
     kernel(q, k, v, out, cu_seqlens if launch.varlen else q,  # (q: never read)
-           *descriptors, *launch.scalars, **constants,
+           *descriptors, cos, sin, *launch.scalars, **constants,
            num_warps=cfg.num_warps, num_stages=cfg.num_stages)
     return out
 
 
 @functools.cache
 def kernel_constants(cfg: KernelConfig, head_dim: int, dtype: torch.dtype, varlen: bool,
-                     unit: int) -> dict:
+                     unit: int, rotary: bool = False, rotary_unit: int = 1) -> dict:
     """The kernel's compile-time arguments for a config (the launcher's and the ahead-of-time
     compiler's, so both build the same kernel). Cached: it is on every call's path; callers
     unpack the dict and never change it."""
+    rotation = dict(ROTARY=rotary, ROTARY_UNIT=rotary_unit)
     if cfg.windows:
         return dict(**tile_constants(head_dim, cfg.head_split, dtype, unit),
-                    D_PAD=head_chunks(head_dim, False)[0], BLOCK_M=cfg.block_m)
+                    D_PAD=head_chunks(head_dim, False)[0], BLOCK_M=cfg.block_m, **rotation)
     return dict(IS_VARLEN=varlen, **tile_constants(head_dim, cfg.head_split, dtype, unit),
                 BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n, HEADS_FASTEST=cfg.heads_fastest,
-                TMA=cfg.tma)
+                TMA=cfg.tma, **rotation)
 
 
 def tile_constants(head_dim: int, head_split: bool, dtype: torch.dtype, unit: int) -> dict:

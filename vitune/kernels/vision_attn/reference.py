@@ -7,9 +7,16 @@ import torch
 
 def reference_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
                         cu_seqlens: torch.Tensor | None = None, *, scale: float | None = None,
-                        compute_dtype: torch.dtype = torch.float64) -> torch.Tensor:
+                        compute_dtype: torch.dtype = torch.float64,
+                        rotary: tuple[torch.Tensor, torch.Tensor] | None = None
+                        ) -> torch.Tensor:
     """softmax(q k^T * scale) v per segment (packed [T, H, D] with cu_seqlens) or per batch
-    element (batched [B, S, H, D]), computed in `compute_dtype`; returns that dtype."""
+    element (batched [B, S, H, D]), computed in `compute_dtype`; returns that dtype. With
+    `rotary` = (cos, sin) ([T, D] packed; [S, D] or [B, S, D] batched), q and k are first
+    rotated as the Qwen-VL towers do: in fp32, rotate-half, cast back to their dtype."""
+    if rotary is not None:
+        cos, sin = rotary
+        q, k = (_rotated(x, cos, sin) for x in (q, k))
     if cu_seqlens is None:
         batch, seq, heads, dim = q.shape
         flat = [x.reshape(batch * seq, heads, dim) for x in (q, k, v)]
@@ -30,6 +37,14 @@ def reference_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
             weights = torch.softmax(qs @ ks.transpose(1, 2) * scale, dim=-1)
             out[start:end, h:h + step] = (weights @ vs).transpose(0, 1)
     return out
+
+
+def _rotated(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    half = x.shape[-1] // 2
+    x32 = x.float()
+    swapped = torch.cat((-x32[..., half:], x32[..., :half]), dim=-1)
+    cos32, sin32 = (t.float()[..., None, :] for t in (cos, sin))  # one row per token
+    return (x32 * cos32 + swapped * sin32).to(x.dtype)
 
 
 def relative_error(out: torch.Tensor, ref: torch.Tensor) -> float:

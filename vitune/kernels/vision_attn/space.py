@@ -20,6 +20,11 @@ HEAD_DIMS = tuple(range(32, 257, 8))  # every multiple of 8 from 32 to 256
 MAX_HEAD_CHUNKS = 3  # the kernel carries at most three head-dim chunks (acc0..acc2)
 MIN_CHUNK = 16  # tl.dot needs every dimension >= 16
 WINDOW_MAX_SEQLEN = 128  # segments up to this long are the (memory-bound) window regime
+# Shared memory the window kernel adds with rotary fused, per element of its tiles and per
+# pipeline stage ahead: compiled for sm_90 (Triton 3.9, bf16, head_dim 64-128, block_m 64
+# and 128, 1-4 stages) it took 10 bytes (two 16-bit partners, fp32 cos and sin, less the
+# loads the pipeliner leaves in registers); 11 keeps a margin.
+ROTARY_STAGE_BYTES = 11
 
 # Every tunable choice and the values the tuner may pick. The kernel reads nothing else.
 SEARCH_SPACE: dict[str, tuple] = {
@@ -138,7 +143,7 @@ def padded_head_dim(head_dim: int, head_split: bool) -> int:
 
 
 def estimate_smem_bytes(cfg: KernelConfig, head_dim: int, dtype: torch.dtype,
-                        arch: ArchSpec | None = None) -> int:
+                        arch: ArchSpec | None = None, rotary: bool = False) -> int:
     """Shared memory one program needs: the Q tile, K and V tiles for each pipeline stage,
     and the P tile staged for the second matrix product. On Hopper's wgmma path with
     descriptors P stays in registers (wgmma takes its A operand from there) and the
@@ -150,7 +155,10 @@ def estimate_smem_bytes(cfg: KernelConfig, head_dim: int, dtype: torch.dtype,
     stages = max(cfg.num_stages, 1)
     if cfg.windows:  # Q, K and V of each item in flight, the P tile and the scores
         # (Triton 3.9, sm_90, block_m 64, width 128: 112 KB with 2 stages, 152 with 3)
-        return elt * (3 * cfg.block_m * width * stages + 2 * cfg.block_m * cfg.block_m)
+        tiles = elt * (3 * cfg.block_m * width * stages + 2 * cfg.block_m * cfg.block_m)
+        if rotary:  # q's and k's rotate-half partners and fp32 cos/sin, in each stage ahead
+            tiles += ROTARY_STAGE_BYTES * cfg.block_m * width * (stages - 1)
+        return tiles
     tiles = cfg.block_m * width + 2 * cfg.block_n * width * stages
     if (arch is not None and arch.name == "hopper" and cfg.tma and cfg.block_m >= 64
             and cfg.num_warps >= 4):
@@ -173,8 +181,9 @@ def estimate_regs_per_thread(cfg: KernelConfig, head_dim: int, dtype: torch.dtyp
 
 
 def check_config(cfg: KernelConfig, head_dim: int, dtype: torch.dtype,
-                 arch: ArchSpec) -> str | None:
-    """None if `cfg` can run for (head_dim, dtype) on `arch`, else the reason it cannot."""
+                 arch: ArchSpec, rotary: bool = False) -> str | None:
+    """None if `cfg` can run for (head_dim, dtype) on `arch` (with the rotary embedding
+    fused where `rotary`), else the reason it cannot."""
     for name, choices in SEARCH_SPACE.items():
         value = getattr(cfg, name)
         if type(value) is not type(choices[0]) or value not in choices:
@@ -199,10 +208,11 @@ def check_config(cfg: KernelConfig, head_dim: int, dtype: torch.dtype,
         return f"num_warps={cfg.num_warps} exceeds {arch.max_warps} on {arch.name}"
     if cfg.block_m < 8 * cfg.num_warps:
         return f"block_m={cfg.block_m} leaves warps idle with num_warps={cfg.num_warps}"
-    smem = estimate_smem_bytes(cfg, head_dim, dtype, arch)
+    smem = estimate_smem_bytes(cfg, head_dim, dtype, arch, rotary)
     if smem > arch.smem_per_block:
         allowed = arch.smem_per_block // 1024
-        return f"needs ~{smem // 1024} KB shared memory, {arch.name} allows {allowed} KB"
+        fused = " with rotary fused" if rotary and cfg.windows else ""
+        return f"needs ~{smem // 1024} KB shared memory{fused}, {arch.name} allows {allowed} KB"
     regs = estimate_regs_per_thread(cfg, head_dim, dtype)
     if regs > arch.max_regs_per_thread:
         return f"needs ~{regs} registers per thread, {arch.name} allows {arch.max_regs_per_thread}"
@@ -237,6 +247,22 @@ def fit_to_layout(cfg: KernelConfig, head_dim: int, dtype: torch.dtype, arch: Ar
             return candidate
     return next(c for c in valid_configs(head_dim, dtype, arch)
                 if not needs_aligned_strides(c, head_dim, arch))
+
+
+def fit_to_rotary(cfg: KernelConfig, head_dim: int, dtype: torch.dtype,
+                  arch: ArchSpec) -> KernelConfig:
+    """`cfg`, or where fusing the rotary embedding breaks its shared-memory budget (the
+    window kernel stages q's and k's partners and fp32 cos/sin too), the same config with
+    fewer pipeline stages, else the valid config check_config admits with rotary first."""
+    if check_config(cfg, head_dim, dtype, arch, rotary=True) is None:
+        return cfg
+    for stages in range(cfg.num_stages - 1, 0, -1):
+        candidate = replace(cfg, num_stages=stages)
+        if check_config(candidate, head_dim, dtype, arch, rotary=True) is None:
+            return candidate
+    return next(c for c in valid_configs(head_dim, dtype, arch, windows=cfg.windows)
+                if c.windows == cfg.windows
+                and check_config(c, head_dim, dtype, arch, rotary=True) is None)
 
 
 def needs_aligned_strides(cfg: KernelConfig, head_dim: int, arch: ArchSpec) -> bool:
