@@ -17,15 +17,15 @@ nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm,temperature.g
 python3 -c "import torch, triton, transformers; print('torch', torch.__version__, 'triton', \
 triton.__version__, 'transformers', transformers.__version__, torch.cuda.get_device_name())"
 if [[ $STAGES == *tests* ]]; then
-  python3 -m pytest -m gpu -q -n "${JOBS:-8}" -p no:cacheprovider tests/test_rotary.py \
-    tests/test_hf_towers.py tests/test_compile.py tests/test_kernel_gpu.py \
+  python3 -m pytest -m gpu -q -n "${JOBS:-8}" -p no:cacheprovider \
+    ${TESTS:-tests/test_rotary.py tests/test_hf_towers.py tests/test_compile.py tests/test_kernel_gpu.py} \
     -k "not every_valid_config" 2>&1 | tee "$OUT/gpu_tests.log" | tail -15
 fi
 if [[ $STAGES == *kernels* ]]; then
   python3 -m vitune.cli bench --preset rotary --rotary both \
     --backends vitune-auto,varlen_attn --out "$OUT/rotary.jsonl" 2>&1 | tee "$OUT/rotary.log"
-  python3 -m vitune.cli bench --preset context --backends vitune-auto \
-    --out "$OUT/context.jsonl" > "$OUT/context.log" 2>&1
+  [ "${CONTEXT:-1}" = 1 ] && python3 -m vitune.cli bench --preset context \
+    --backends vitune-auto --out "$OUT/context.jsonl" > "$OUT/context.log" 2>&1
   if [ -n "${BASELINE:-}" ]; then
     for preset in rotary context; do
       (cd "$BASELINE" && PYTHONPATH=$PWD python3 -m vitune.cli bench --preset "$preset" \
@@ -67,7 +67,8 @@ if [[ $STAGES == *towers* ]]; then
   done
 fi
 if [[ $STAGES == *tune* ]]; then
-  python3 -m vitune.cli tune --rotary --out "$OUT/tuned" 2>&1 | tee "$OUT/tune.log" | tail -12
+  python3 -m vitune.cli tune --rotary --out "$OUT/tuned" ${TUNE_ARGS:-} 2>&1 \
+    | tee "$OUT/tune.log" | tail -12
   VITUNE_CONFIG_DIR="$OUT/tuned" python3 -m vitune.cli bench --preset rotary --rotary both \
     --backends vitune-auto --out "$OUT/rotary-tuned.jsonl" 2>&1 | tee "$OUT/rotary-tuned.log"
 fi
