@@ -39,45 +39,27 @@ def _trig(cos_base, sin_base, rows, row_mask, stride_ct, OFF: tl.constexpr,
 
 
 @triton.jit
-def _partner(base, rows, row_mask, stride_t, OFF: tl.constexpr, WIDTH: tl.constexpr,
-             HEAD_DIM: tl.constexpr):
-    """rotate_half of the [rows, WIDTH] tile of columns OFF.. of base's rows, in fp32:
-    -x[j + HEAD_DIM/2] in the first half, x[j - HEAD_DIM/2] in the second (one more load
-    of the same rows: cache hits; zero past HEAD_DIM)."""
+def _rotate(x, base, rows, row_mask, stride_t, cos, sin, OFF: tl.constexpr,
+            WIDTH: tl.constexpr, HEAD_DIM: tl.constexpr):
+    """x, the [rows, WIDTH] tile of columns OFF.. of base's rows, as x * cos +
+    rotate_half(x) * sin in fp32, cast to x's dtype. rotate_half(x)[j] is -x[j + HEAD_DIM/2]
+    in the first half and x[j - HEAD_DIM/2] in the second: one more load of the same rows
+    (cache hits). Columns past HEAD_DIM stay zero (cos and sin are zero there)."""
     HALF: tl.constexpr = HEAD_DIM // 2
     cols = OFF + tl.arange(0, WIDTH)
     first = cols < HALF
     partner_cols = tl.where(first, cols + HALF, cols - HALF)
     partner = tl.load(base + rows.to(tl.int64)[:, None] * stride_t + partner_cols[None, :],
                       mask=row_mask[:, None] & (cols < HEAD_DIM)[None, :], other=0.0)
-    return tl.where(first[None, :], -partner.to(tl.float32), partner.to(tl.float32))
-
-
-@triton.jit
-def _rotary_inputs(base, cos_base, sin_base, rows, row_mask, stride_t, stride_ct,
-                   OFF: tl.constexpr, WIDTH: tl.constexpr, HEAD_DIM: tl.constexpr,
-                   ROTARY: tl.constexpr):
-    """What rotating one chunk of base's rows takes, (cos, sin, partner), loaded together
-    so their latencies overlap; placeholders (never read) without ROTARY."""
-    if ROTARY:
-        cos, sin = _trig(cos_base, sin_base, rows, row_mask, stride_ct, OFF, WIDTH, HEAD_DIM)
-        partner = _partner(base, rows, row_mask, stride_t, OFF, WIDTH, HEAD_DIM)
-    else:
-        cos, sin, partner = 0.0, 0.0, 0.0
-    return cos, sin, partner
-
-
-@triton.jit
-def _rotated(x, cos, sin, partner):
+    partner = tl.where(first[None, :], -partner.to(tl.float32), partner.to(tl.float32))
     return (x.to(tl.float32) * cos + partner * sin).to(x.dtype)
 
 
 @triton.jit
 def _load_q(base, rows, row_mask, stride_t, OFF: tl.constexpr, WIDTH: tl.constexpr,
-            NEW: tl.constexpr, HEAD_DIM: tl.constexpr, cos, sin, partner,
-            ROTARY: tl.constexpr):
+            NEW: tl.constexpr, HEAD_DIM: tl.constexpr, cos, sin, ROTARY: tl.constexpr):
     """[rows, WIDTH] Q tile of columns OFF..OFF+WIDTH (rotated with ROTARY by the chunk's
-    _rotary_inputs). Columns past HEAD_DIM (padded mode) and columns below NEW (already
+    cos and sin tiles). Columns past HEAD_DIM (padded mode) and columns below NEW (already
     covered by the previous chunk) read as zero."""
     cols = OFF + tl.arange(0, WIDTH)
     ptrs = base + rows.to(tl.int64)[:, None] * stride_t + cols[None, :]
@@ -86,7 +68,7 @@ def _load_q(base, rows, row_mask, stride_t, OFF: tl.constexpr, WIDTH: tl.constex
     else:
         q = tl.load(ptrs, mask=row_mask[:, None], other=0.0)
     if ROTARY:
-        q = _rotated(q, cos, sin, partner)
+        q = _rotate(q, base, rows, row_mask, stride_t, cos, sin, OFF, WIDTH, HEAD_DIM)
     if NEW > OFF:
         q = tl.where((cols >= NEW)[None, :], q, 0.0).to(q.dtype)
     return q
@@ -95,15 +77,16 @@ def _load_q(base, rows, row_mask, stride_t, OFF: tl.constexpr, WIDTH: tl.constex
 @triton.jit
 def _load_rows_t(base, desc, desc_row, desc_col, rows, row_mask, stride_t, OFF: tl.constexpr,
                  WIDTH: tl.constexpr, HEAD_DIM: tl.constexpr, MASKED: tl.constexpr,
-                 TMA: tl.constexpr, cos, sin, partner, ROTARY: tl.constexpr):
-    """[WIDTH, rows] transposed tile (K^T; rotated with ROTARY by the chunk's
-    _rotary_inputs); rows are only masked on the last key block."""
+                 TMA: tl.constexpr, cos, sin, ROTARY: tl.constexpr):
+    """[WIDTH, rows] transposed tile (K^T; rotated with ROTARY by the chunk's [rows, WIDTH]
+    cos and sin tiles); rows are only masked on the last key block."""
     if TMA:
         return tl.trans(desc.load([desc_row, desc_col + OFF]))
     if ROTARY:
         k = _load_v(base, desc, desc_row, desc_col, rows, row_mask, stride_t, OFF, WIDTH,
                     HEAD_DIM, True, False)
-        return tl.trans(_rotated(k, cos, sin, partner))
+        return tl.trans(_rotate(k, base, rows, row_mask, stride_t, cos, sin, OFF, WIDTH,
+                                HEAD_DIM))
     cols = OFF + tl.arange(0, WIDTH)
     ptrs = base + rows.to(tl.int64)[None, :] * stride_t + cols[:, None]
     if OFF + WIDTH > HEAD_DIM:
@@ -141,6 +124,18 @@ def _load_v(base, desc, desc_row, desc_col, rows, row_mask, stride_t, OFF: tl.co
 
 
 @triton.jit
+def _trig_if(cos_base, sin_base, rows, row_mask, stride_ct, OFF: tl.constexpr,
+             WIDTH: tl.constexpr, HEAD_DIM: tl.constexpr, ROTARY: tl.constexpr):
+    """_trig's tiles with ROTARY; placeholders (never read) without. (One return: the
+    compiler wants every return of a function to have the same types.)"""
+    if ROTARY:
+        cos, sin = _trig(cos_base, sin_base, rows, row_mask, stride_ct, OFF, WIDTH, HEAD_DIM)
+    else:
+        cos, sin = 0.0, 0.0
+    return cos, sin
+
+
+@triton.jit
 def _attend_block(acc0, acc1, acc2, m_i, l_i, q0, q1, q2, k_base, v_base, kd0, kd1, kd2, vd0,
                   vd1, vd2, desc_row0, k_col, v_col, start_n, kv_end, row_start, row_end,
                   stride_kt, stride_vt, qk_scale, cos_base, sin_base, stride_ct,
@@ -153,22 +148,21 @@ def _attend_block(acc0, acc1, acc2, m_i, l_i, q0, q1, q2, k_base, v_base, kd0, k
     offs_n = start_n + tl.arange(0, BLOCK_N)
     n_mask = offs_n < kv_end
     row = desc_row0 + start_n
-    c0, s0, p0 = _rotary_inputs(k_base, cos_base, sin_base, offs_n, n_mask, stride_kt,
-                                stride_ct, 0, D0, HEAD_DIM, ROTARY)
+    c0, s0 = _trig_if(cos_base, sin_base, offs_n, n_mask, stride_ct, 0, D0, HEAD_DIM, ROTARY)
     s = tl.dot(q0, _load_rows_t(k_base, kd0, row, k_col, offs_n, n_mask, stride_kt, 0, D0,
-                                HEAD_DIM, MASKED, TMA, c0, s0, p0, ROTARY),
+                                HEAD_DIM, MASKED, TMA, c0, s0, ROTARY),
                input_precision=PRECISION)
     if D1 > 0:
-        c1, s1, p1 = _rotary_inputs(k_base, cos_base, sin_base, offs_n, n_mask, stride_kt,
-                                    stride_ct, O1, D1, HEAD_DIM, ROTARY)
+        c1, s1 = _trig_if(cos_base, sin_base, offs_n, n_mask, stride_ct, O1, D1, HEAD_DIM,
+                          ROTARY)
         s = tl.dot(q1, _load_rows_t(k_base, kd1, row, k_col, offs_n, n_mask, stride_kt, O1, D1,
-                                    HEAD_DIM, MASKED, TMA, c1, s1, p1, ROTARY), s,
+                                    HEAD_DIM, MASKED, TMA, c1, s1, ROTARY), s,
                    input_precision=PRECISION)
     if D2 > 0:
-        c2, s2, p2 = _rotary_inputs(k_base, cos_base, sin_base, offs_n, n_mask, stride_kt,
-                                    stride_ct, O2, D2, HEAD_DIM, ROTARY)
+        c2, s2 = _trig_if(cos_base, sin_base, offs_n, n_mask, stride_ct, O2, D2, HEAD_DIM,
+                          ROTARY)
         s = tl.dot(q2, _load_rows_t(k_base, kd2, row, k_col, offs_n, n_mask, stride_kt, O2, D2,
-                                    HEAD_DIM, MASKED, TMA, c2, s2, p2, ROTARY), s,
+                                    HEAD_DIM, MASKED, TMA, c2, s2, ROTARY), s,
                    input_precision=PRECISION)
     s = s * qk_scale
     if MASKED:
@@ -199,24 +193,23 @@ def _start_rows(q_base, offs_m, row_mask, stride_qt, HEAD_DIM: tl.constexpr, D0:
                 BLOCK_M: tl.constexpr, cos_base, sin_base, stride_ct, ROTARY: tl.constexpr):
     """A tile's Q chunks (rotated with ROTARY; absent chunks repeat chunk 0, unused), zeroed
     accumulators, and the online softmax's running max and sum."""
-    c0, s0, p0 = _rotary_inputs(q_base, cos_base, sin_base, offs_m, row_mask, stride_qt,
-                                stride_ct, 0, D0, HEAD_DIM, ROTARY)
-    q0 = _load_q(q_base, offs_m, row_mask, stride_qt, 0, D0, 0, HEAD_DIM, c0, s0, p0, ROTARY)
+    c0, s0 = _trig_if(cos_base, sin_base, offs_m, row_mask, stride_ct, 0, D0, HEAD_DIM,
+                      ROTARY)
+    q0 = _load_q(q_base, offs_m, row_mask, stride_qt, 0, D0, 0, HEAD_DIM, c0, s0, ROTARY)
     acc0 = tl.zeros([BLOCK_M, D0], dtype=tl.float32)
     if D1 > 0:
-        c1, s1, p1 = _rotary_inputs(q_base, cos_base, sin_base, offs_m, row_mask, stride_qt,
-                                    stride_ct, O1, D1, HEAD_DIM, ROTARY)
-        q1 = _load_q(q_base, offs_m, row_mask, stride_qt, O1, D1, D0, HEAD_DIM, c1, s1, p1,
-                     ROTARY)
+        c1, s1 = _trig_if(cos_base, sin_base, offs_m, row_mask, stride_ct, O1, D1, HEAD_DIM,
+                          ROTARY)
+        q1 = _load_q(q_base, offs_m, row_mask, stride_qt, O1, D1, D0, HEAD_DIM, c1, s1, ROTARY)
         acc1 = tl.zeros([BLOCK_M, D1], dtype=tl.float32)
     else:
         q1 = q0
         acc1 = acc0
     if D2 > 0:
-        c2, s2, p2 = _rotary_inputs(q_base, cos_base, sin_base, offs_m, row_mask, stride_qt,
-                                    stride_ct, O2, D2, HEAD_DIM, ROTARY)
+        c2, s2 = _trig_if(cos_base, sin_base, offs_m, row_mask, stride_ct, O2, D2, HEAD_DIM,
+                          ROTARY)
         q2 = _load_q(q_base, offs_m, row_mask, stride_qt, O2, D2, O1 + D1, HEAD_DIM, c2, s2,
-                     p2, ROTARY)
+                     ROTARY)
         acc2 = tl.zeros([BLOCK_M, D2], dtype=tl.float32)
     else:
         q2 = q0

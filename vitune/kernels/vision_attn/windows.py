@@ -34,10 +34,9 @@ from vitune.kernels.vision_attn.kernel import (
     _load_q,
     _load_rows_t,
     _load_v,
-    _partner,
-    _rotary_inputs,
     _start_rows,
     _store_rows,
+    _trig_if,
 )
 
 PROGRAMS_PER_SM = 2  # measured best or within 1% of it at head_dim 64, 80 and 128 (H100)
@@ -55,17 +54,6 @@ def _item(CU, item, n_heads, seq_len):
 
 
 @triton.jit
-def _partner_if(base, rows, row_mask, stride_t, OFF: tl.constexpr, WIDTH: tl.constexpr,
-                HEAD_DIM: tl.constexpr, ROTARY: tl.constexpr):
-    """kernel._partner with ROTARY; a placeholder (never read) without."""
-    if ROTARY:
-        partner = _partner(base, rows, row_mask, stride_t, OFF, WIDTH, HEAD_DIM)
-    else:
-        partner = 0.0
-    return partner
-
-
-@triton.jit
 def _attend_window(q_base, k_base, v_base, o_base, start, length, stride_qt, stride_kt,
                    stride_vt, stride_ot, qk_scale, cos_base, sin_base, stride_ct,
                    HEAD_DIM: tl.constexpr, D0: tl.constexpr, D1: tl.constexpr,
@@ -77,35 +65,24 @@ def _attend_window(q_base, k_base, v_base, o_base, start, length, stride_qt, str
     rows = start + offs
     mask = offs < length
     # A window's q and k rows are the same tokens: one cos/sin tile per chunk serves both.
-    # Every chunk's cos, sin and q and k partners are loaded before any is used: they are
-    # not among the pipeliner's staged loads, and loaded one at a time where used, each
-    # held the item up for its own latency.
-    c0, s0, qp0 = _rotary_inputs(q_base, cos_base, sin_base, rows, mask, stride_qt,
-                                 stride_ct, 0, D0, HEAD_DIM, ROTARY)
-    kp0 = _partner_if(k_base, rows, mask, stride_kt, 0, D0, HEAD_DIM, ROTARY)
-    if D1 > 0:
-        c1, s1, qp1 = _rotary_inputs(q_base, cos_base, sin_base, rows, mask, stride_qt,
-                                     stride_ct, O1, D1, HEAD_DIM, ROTARY)
-        kp1 = _partner_if(k_base, rows, mask, stride_kt, O1, D1, HEAD_DIM, ROTARY)
-    if D2 > 0:
-        c2, s2, qp2 = _rotary_inputs(q_base, cos_base, sin_base, rows, mask, stride_qt,
-                                     stride_ct, O2, D2, HEAD_DIM, ROTARY)
-        kp2 = _partner_if(k_base, rows, mask, stride_kt, O2, D2, HEAD_DIM, ROTARY)
-    s = tl.dot(_load_q(q_base, rows, mask, stride_qt, 0, D0, 0, HEAD_DIM, c0, s0, qp0, ROTARY),
+    c0, s0 = _trig_if(cos_base, sin_base, rows, mask, stride_ct, 0, D0, HEAD_DIM, ROTARY)
+    s = tl.dot(_load_q(q_base, rows, mask, stride_qt, 0, D0, 0, HEAD_DIM, c0, s0, ROTARY),
                _load_rows_t(k_base, None, 0, 0, rows, mask, stride_kt, 0, D0, HEAD_DIM, True,
-                            False, c0, s0, kp0, ROTARY),
+                            False, c0, s0, ROTARY),
                input_precision=PRECISION)
     if D1 > 0:
-        s = tl.dot(_load_q(q_base, rows, mask, stride_qt, O1, D1, D0, HEAD_DIM, c1, s1, qp1,
+        c1, s1 = _trig_if(cos_base, sin_base, rows, mask, stride_ct, O1, D1, HEAD_DIM, ROTARY)
+        s = tl.dot(_load_q(q_base, rows, mask, stride_qt, O1, D1, D0, HEAD_DIM, c1, s1,
                            ROTARY),
                    _load_rows_t(k_base, None, 0, 0, rows, mask, stride_kt, O1, D1, HEAD_DIM,
-                                True, False, c1, s1, kp1, ROTARY), s,
+                                True, False, c1, s1, ROTARY), s,
                    input_precision=PRECISION)
     if D2 > 0:
+        c2, s2 = _trig_if(cos_base, sin_base, rows, mask, stride_ct, O2, D2, HEAD_DIM, ROTARY)
         s = tl.dot(_load_q(q_base, rows, mask, stride_qt, O2, D2, O1 + D1, HEAD_DIM, c2, s2,
-                           qp2, ROTARY),
+                           ROTARY),
                    _load_rows_t(k_base, None, 0, 0, rows, mask, stride_kt, O2, D2, HEAD_DIM,
-                                True, False, c2, s2, kp2, ROTARY), s,
+                                True, False, c2, s2, ROTARY), s,
                    input_precision=PRECISION)
     s = tl.where(mask[None, :], s * qk_scale, float("-inf"))
     m = tl.maximum(tl.max(s, 1), -1.0e30)  # (finite: an empty item makes no NaN)
