@@ -33,6 +33,7 @@ from vitune.runtime.ops import call_op
 from vitune.runtime.selector import choose, length_key
 
 VALIDATE_ENV = "VITUNE_VALIDATE"
+INT32_MAX = 2 ** 31 - 1
 
 
 def vision_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
@@ -48,14 +49,20 @@ def vision_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
     `[batch, seq, heads, head_dim]` with `cu_seqlens=None`. Any strides on the token, head
     and batch axes (views of a fused qkv tensor work without copies); the head_dim axis must
     be contiguous. head_dim: a multiple of 8 in [32, 256]. dtype: float16, bfloat16 or float32
-    (exact fp32 products; slow, for checking).
+    (exact fp32 products; slow, for checking); bfloat16 not through the Triton interpreter,
+    whose bf16 matrix products are wrong (TypeError).
 
-    `max_seqlen` is never needed for correctness (the grid is sized from the token count) and
-    is never synchronised; it only helps pick the default config for the regime.
+    `max_seqlen` is optional (vitune's kernels size their grid from the token count) and
+    never synchronised; it helps pick the config for the regime. When given it must be at
+    least the longest segment: SDPA backends (explicit, or picked by `auto`) take n segments
+    adding up to n * max_seqlen tokens as equal, which only that contract makes true;
+    `validate=True` checks it.
     `config` is a KernelConfig or a mapping of its fields; without one the tuned config for
     this GPU and shape is looked up (vitune.runtime.selector), falling back to the built-in
     default for the architecture and regime. `scale` defaults to head_dim ** -0.5.
-    `out` receives the result (same shape, dtype and device as q; must not overlap k or v).
+    `out` receives the result (same shape, dtype and device as q, no axis of stride 0); it
+    must share no element with k or v and may be q itself but not part of it (checked on
+    every call: ValueError).
 
     `rotary=(cos, sin)` applies a rotary position embedding to q and k first, in the
     rotate-half convention of the Qwen-VL vision towers: x * cos + rotate_half(x) * sin in
@@ -110,6 +117,8 @@ def vision_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
             if len(_plans) >= MAX_PLANS:
                 _plans.clear()
             _plans[key] = plan
+    if out is not None and not compiling:  # (addresses: none while tracing)
+        _check_out_overlap(out, q, k, v)
     if plan.backend != "triton":
         if rotary is not None:  # (other backends cannot fuse it)
             q, k = apply_rotary(q, *rotary), apply_rotary(k, *rotary)
@@ -191,6 +200,10 @@ def _plan_call(q, k, v, cu_seqlens, max_seqlen, scale, out, config, backend,
             chosen = "triton"
     if chosen != "triton":
         return _Plan(chosen, None, scale)
+    if q.dtype == torch.bfloat16 and kernel_is_interpreted():
+        raise TypeError("the Triton interpreter computes bfloat16 matrix products wrongly "
+                        "(TRITON_INTERPRET=1): use float16 or float32 there, or a GPU "
+                        "without the interpreter")
     # A new output is contiguous and freshly allocated: strides multiples of head_dim
     # (itself of 8), base aligned. Base addresses are unknown while tracing: the custom op
     # checks them when it runs (ops.py).
@@ -357,6 +370,69 @@ def _check_out(out: object, q: torch.Tensor) -> None:
         raise ValueError(f"out is on {out.device} but q is on {q.device}")
     if out.stride(-1) != 1:
         raise ValueError(f"out has stride {out.stride(-1)} on head_dim; it must be 1")
+    for axis, (size, stride) in enumerate(zip(out.shape, out.stride(), strict=True)):
+        if size > 1 and stride == 0:
+            raise ValueError(f"out has stride 0 on axis {axis}: its rows would overwrite "
+                             "each other")
+    if _nested_axes(out) is None:
+        raise ValueError(f"out's axes overlap in memory (strides {out.stride()} for shape "
+                         f"{tuple(out.shape)}): its elements would overwrite each other")
+
+
+def _nested_axes(x: torch.Tensor) -> list[tuple[int, int]] | None:
+    """(stride, size) of x's axes of size > 1, largest stride first, if each stride is past
+    the span of the smaller ones (as in every view of a dense tensor: no two indices share
+    an element); else None."""
+    axes = sorted((s, n) for s, n in zip(x.stride(), x.shape, strict=True) if n > 1)
+    span = 0
+    for stride, size in axes:
+        if stride <= span:
+            return None
+        span += stride * (size - 1)
+    return axes[::-1]
+
+
+def _check_out_overlap(out: torch.Tensor, q: torch.Tensor, k: torch.Tensor,
+                       v: torch.Tensor) -> None:
+    """out shares no element with k or v, and with q none unless it is q itself (each
+    program reads its own query rows before writing them). Reads addresses, so it runs on
+    every call that passes `out` (a few microseconds; none where storages differ)."""
+    storage = out.untyped_storage().data_ptr()
+    for name, x in (("q", q), ("k", k), ("v", v)):
+        if x.untyped_storage().data_ptr() != storage:
+            continue
+        if name == "q" and x.data_ptr() == out.data_ptr() and x.stride() == out.stride():
+            continue
+        if _share_an_element(out, x):
+            raise ValueError(f"out overlaps {name} in memory: it must not share elements "
+                             "with k or v, and may be q itself but not part of it")
+
+
+def _share_an_element(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """Whether two views of one storage share an element: exact for views of one shape
+    and strides (slices of a fused buffer), else whether their byte ranges meet."""
+    size = a.element_size()
+    spans = [(x.data_ptr(), x.data_ptr() + size * (1 + sum(
+        s * (n - 1) for s, n in zip(x.stride(), x.shape, strict=True)))) for x in (a, b)]
+    if spans[0][1] <= spans[1][0] or spans[1][1] <= spans[0][0]:
+        return False
+    axes = _nested_axes(a)
+    if a.shape != b.shape or a.stride() != b.stride() or axes is None:
+        return True
+    delta, rest = divmod(abs(a.data_ptr() - b.data_ptr()), size)
+    return rest == 0 and _reachable(delta, axes)
+
+
+def _reachable(delta: int, axes: list[tuple[int, int]]) -> bool:
+    """Whether delta = sum(d_i * stride_i) with |d_i| < size_i (axes nested, largest first):
+    the smaller axes span less than one step of the largest, so at most two d's fit."""
+    if not axes:
+        return delta == 0
+    (stride, size), rest = axes[0], axes[1:]
+    span = sum(s * (n - 1) for s, n in rest)
+    low = max(-(size - 1), -((span - delta) // stride))
+    high = min(size - 1, (delta + span) // stride)
+    return any(_reachable(delta - d * stride, rest) for d in range(low, high + 1))
 
 
 def _check_scale(scale: object, head_dim: int) -> float:
@@ -364,9 +440,13 @@ def _check_scale(scale: object, head_dim: int) -> float:
         return head_dim ** -0.5
     if isinstance(scale, bool) or not isinstance(scale, (int, float)):
         raise TypeError(f"scale must be a float or None, got {type(scale).__name__}")
-    if not math.isfinite(scale):
+    try:
+        value = float(scale)
+    except OverflowError:
+        raise ValueError("scale must be finite, got an int too large for a float") from None
+    if not math.isfinite(value):
         raise ValueError(f"scale must be finite, got {scale}")
-    return float(scale)
+    return value
 
 
 def _check_max_seqlen(max_seqlen: object) -> int | None:
@@ -381,6 +461,10 @@ def _check_max_seqlen(max_seqlen: object) -> int | None:
         raise TypeError(f"max_seqlen must be an int or None, got {type(max_seqlen).__name__}")
     if max_seqlen < 0:
         raise ValueError(f"max_seqlen must be >= 0, got {max_seqlen}")
+    if max_seqlen > INT32_MAX:  # (token counts and cu_seqlens are int32)
+        shown = max_seqlen if max_seqlen < 10 ** 12 else f"<{max_seqlen.bit_length()}-bit int>"
+        raise ValueError(f"max_seqlen={shown} is past int32 (2^31 - 1): no segment can be "
+                         "that long")
     return max_seqlen
 
 

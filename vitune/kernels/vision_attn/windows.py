@@ -138,13 +138,14 @@ def _attend_long_segment(q_base, k_base, v_base, o_base, start, end, stride_qt, 
 
 @triton.jit
 def _longest_segment(CU, n_segments):
-    """max(cu[i + 1] - cu[i]) before clamping (never below a clamped segment's length)."""
-    longest = 0
+    """max(cu[i + 1] - cu[i]) before clamping (never below a clamped segment's length), in
+    int64: int32 differences of malformed entries (-2^31) would wrap and hide a segment."""
+    longest = tl.zeros([], dtype=tl.int64)
     for s0 in range(0, n_segments, SCAN):
         idx = s0 + tl.arange(0, SCAN)
         live = idx < n_segments
-        lengths = tl.load(CU + idx + 1, mask=live, other=0) - tl.load(CU + idx, mask=live,
-                                                                       other=0)
+        lengths = tl.load(CU + idx + 1, mask=live, other=0).to(tl.int64) - tl.load(
+            CU + idx, mask=live, other=0).to(tl.int64)
         longest = tl.maximum(longest, tl.max(lengths, 0))
     return longest
 
