@@ -347,7 +347,9 @@ def cmd_tune(args: argparse.Namespace) -> int:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from vitune.runtime.schema import ConfigFileError, load_config_file
+    """The schema, then the kernel rules of the file's GPU architecture: one line per fault,
+    status 1 if any."""
+    from vitune.runtime.schema import ConfigFileError, load_config_file, rule_faults
 
     status = 0
     for path in args.files:
@@ -355,6 +357,12 @@ def cmd_validate(args: argparse.Namespace) -> int:
             doc = load_config_file(path)
         except ConfigFileError as exc:
             print(f"vitune: {exc}", file=sys.stderr)
+            status = 1
+            continue
+        faults = rule_faults(doc, path)
+        for fault in faults:
+            print(f"vitune: {fault}", file=sys.stderr)
+        if faults:
             status = 1
             continue
         print(f"{path}: ok ({doc['gpu']}, {len(doc.get('buckets', []))} buckets)")

@@ -9,6 +9,9 @@ make a kernel read out of bounds; every error names the file and the entry at fa
 from __future__ import annotations
 
 import math
+import os
+import reprlib
+import stat
 from pathlib import Path
 
 import yaml
@@ -17,6 +20,9 @@ from vitune.kernels.vision_attn.space import HEAD_DIMS, SEARCH_SPACE, KernelConf
 from vitune.runtime.atomic import write_atomic
 
 SCHEMA_VERSION = 1
+MAX_CONFIG_BYTES = 1 << 20  # a tuned file of every head dim, dtype and regime is ~100 KB
+_REPR = reprlib.Repr()  # (keyword arguments only from Python 3.12)
+_REPR.maxlevel, _REPR.maxlist, _REPR.maxdict, _REPR.maxstring, _REPR.maxother = 2, 4, 4, 40, 40
 DTYPES = ("float16", "bfloat16", "float32")
 REGIMES = ("window", "full")
 BACKENDS = ("triton", "sdpa", "sdpa_cudnn", "sdpa_flash", "varlen", "flash_attn")
@@ -45,16 +51,50 @@ def bucket_key(head_dim: int, dtype: str, regime: str, seqlen: int,
 def load_config_file(path: str | Path) -> dict:
     """Read and validate one file; raises ConfigFileError naming the fault."""
     path = Path(path)
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise ConfigFileError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    text = read_config_text(path)
     try:
         doc = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise ConfigFileError(f"{path}: not valid YAML: {exc}") from None
+    except RecursionError:
+        raise ConfigFileError(f"{path}: not a configs file: nested too deeply") from None
     validate_document(doc, str(path))
     return doc
+
+
+def read_config_text(path: Path) -> str:
+    """The file's text, reading nothing it cannot bound: a regular file (checked on the
+    open descriptor: no FIFO to block on, no device to read forever) of at most
+    MAX_CONFIG_BYTES, in UTF-8."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except OSError as exc:
+        raise ConfigFileError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode):
+        os.close(fd)
+        raise ConfigFileError(f"{path}: not a regular file")
+    with os.fdopen(fd, "rb") as f:
+        if info.st_size > MAX_CONFIG_BYTES:
+            raise ConfigFileError(f"{path}: {info.st_size} bytes, over the "
+                                  f"{MAX_CONFIG_BYTES}-byte limit of a configs file")
+        try:
+            data = f.read(MAX_CONFIG_BYTES + 1)
+        except OSError as exc:
+            raise ConfigFileError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    if len(data) > MAX_CONFIG_BYTES:
+        raise ConfigFileError(f"{path}: over the {MAX_CONFIG_BYTES}-byte limit of a configs "
+                              "file")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigFileError(f"{path}: not UTF-8 text (byte {exc.start})") from None
+
+
+def _short(value: object) -> str:
+    """A bounded repr for messages: a hostile file's values (YAML aliases nest lists
+    exponentially) must not be expanded in full."""
+    return _REPR.repr(value)
 
 
 def validate_document(doc: object, where: str) -> None:
@@ -66,7 +106,8 @@ def validate_document(doc: object, where: str) -> None:
     assert isinstance(doc, dict)
     _known_keys(doc, TOP_KEYS, "top level", fail)
     if doc.get("schema_version") != SCHEMA_VERSION:
-        fail("schema_version", f"expected {SCHEMA_VERSION}, got {doc.get('schema_version')!r}")
+        fail("schema_version",
+             f"expected {SCHEMA_VERSION}, got {_short(doc.get('schema_version'))}")
     if not isinstance(doc.get("gpu"), str) or not doc["gpu"]:
         fail("gpu", "expected a non-empty GPU key such as 'h100'")
     if not isinstance(doc.get("interpreter", False), bool):
@@ -103,17 +144,17 @@ def _validate_bucket(bucket: object, entry: str, fail) -> str:
             fail(entry, f"missing {name}")
     head_dim, seqlen = bucket["head_dim"], bucket["seqlen"]
     if type(head_dim) is not int or head_dim not in HEAD_DIMS:
-        fail(f"{entry}.head_dim", f"{head_dim!r} is not a multiple of 8 in [32, 256]")
+        fail(f"{entry}.head_dim", f"{_short(head_dim)} is not a multiple of 8 in [32, 256]")
     if bucket["dtype"] not in DTYPES:
-        fail(f"{entry}.dtype", f"{bucket['dtype']!r} is not one of {list(DTYPES)}")
+        fail(f"{entry}.dtype", f"{_short(bucket['dtype'])} is not one of {list(DTYPES)}")
     if bucket["regime"] not in REGIMES:
-        fail(f"{entry}.regime", f"{bucket['regime']!r} is not one of {list(REGIMES)}")
+        fail(f"{entry}.regime", f"{_short(bucket['regime'])} is not one of {list(REGIMES)}")
     if type(seqlen) is not int or not 1 <= seqlen <= 1 << 24:
-        fail(f"{entry}.seqlen", f"{seqlen!r} is not an int in [1, 16777216]")
+        fail(f"{entry}.seqlen", f"{_short(seqlen)} is not an int in [1, 16777216]")
     if not isinstance(bucket.get("rotary", False), bool):
-        fail(f"{entry}.rotary", f"{bucket['rotary']!r} is not true or false")
+        fail(f"{entry}.rotary", f"{_short(bucket['rotary'])} is not true or false")
     if bucket["backend"] not in BACKENDS:
-        fail(f"{entry}.backend", f"{bucket['backend']!r} is not one of {list(BACKENDS)}")
+        fail(f"{entry}.backend", f"{_short(bucket['backend'])} is not one of {list(BACKENDS)}")
     if bucket["backend"] == "triton" or "config" in bucket:
         config = bucket.get("config")
         if not isinstance(config, dict):
@@ -127,10 +168,10 @@ def _validate_bucket(bucket: object, entry: str, fail) -> str:
                 fail(f"{entry}.config", f"missing {name}")
             value = config[name]
             if type(value) is not type(choices[0]) or value not in choices:
-                fail(f"{entry}.config.{name}", f"{value!r} is not one of {list(choices)}")
+                fail(f"{entry}.config.{name}", f"{_short(value)} is not one of {list(choices)}")
     for name in ("tflops", "default_tflops"):
         if name in bucket and not _is_rate(bucket[name]):
-            fail(f"{entry}.{name}", f"{bucket[name]!r} is not a finite number >= 0")
+            fail(f"{entry}.{name}", f"{_short(bucket[name])} is not a finite number >= 0")
     peers = bucket.get("peers", {})
     if not isinstance(peers, dict) or not all(
             isinstance(k, str) and _is_rate(v) for k, v in peers.items()):
@@ -146,6 +187,38 @@ def _validate_bucket(bucket: object, entry: str, fail) -> str:
 def _is_rate(value: object) -> bool:
     return (isinstance(value, (int, float)) and not isinstance(value, bool)
             and math.isfinite(value) and value >= 0)
+
+
+def rule_faults(doc: dict, where: str) -> list[str]:
+    """One line per bucket whose config breaks the kernel rules (shared memory, registers,
+    miscompiles) on the file's GPU architecture: from the interpreter flag, the recorded
+    compute capability, or the GPU key of a known product. [] where none is known."""
+    import torch
+
+    from vitune.kernels.arch import INTERPRETER, arch_for_capability
+    from vitune.kernels.vision_attn.space import check_config
+    from vitune.runtime.gpu import KNOWN_CAPABILITY
+
+    capability = str(doc.get("provenance", {}).get("capability") or "")
+    if doc.get("interpreter", False):
+        arch = INTERPRETER
+    elif capability.replace(".", "", 1).isdigit() and "." in capability:
+        arch = arch_for_capability(tuple(int(x) for x in capability.split(".")))
+    elif doc["gpu"] in KNOWN_CAPABILITY:
+        arch = arch_for_capability(KNOWN_CAPABILITY[doc["gpu"]])
+    else:
+        return []
+    faults = []
+    for i, bucket in enumerate(doc.get("buckets", [])):
+        cfg = bucket_config(bucket)
+        if cfg is None:
+            continue
+        reason = check_config(cfg, bucket["head_dim"], getattr(torch, bucket["dtype"]), arch,
+                              bucket.get("rotary", False))
+        if reason is not None:
+            faults.append(f"{where}: buckets[{i}].config: {cfg.short()} breaks the kernel "
+                          f"rules on {arch.name}: {reason}")
+    return faults
 
 
 def bucket_config(bucket: dict) -> KernelConfig | None:

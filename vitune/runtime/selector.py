@@ -52,9 +52,15 @@ def load_configs(path: str | os.PathLike) -> None:
     """Use the configs file, or the `<gpu>.yaml` files of a directory, before the shipped
     ones. Raises ConfigFileError at once for a file that does not validate."""
     path = Path(path)
-    if path.is_file():
+    if path.is_dir():
+        try:
+            with os.scandir(path) as entries:
+                next(entries, None)
+        except OSError as exc:
+            raise ConfigFileError(f"{path}: cannot list it: {exc.strerror or exc}") from None
+    elif path.exists():
         load_config_file(path)
-    elif not path.is_dir():
+    else:
         raise ConfigFileError(f"{path}: no such file or directory")
     _user_paths.insert(0, path)
     clear_cache()
@@ -82,16 +88,35 @@ def choose(gpu: GpuIdentity, head_dim: int, dtype: torch.dtype, seqlen: float,
 
 
 def candidate_files(gpu: GpuIdentity) -> list[tuple[str, Path]]:
-    """(level, file) in the order they are tried."""
+    """(level, file) in the order they are tried. A folder that cannot be listed is
+    skipped with one warning; every `*.yaml` entry is tried (reading it says what is wrong
+    with one that is not a regular file)."""
     dirs = [Path(p) for p in os.environ.get(CONFIG_DIR_ENV, "").split(os.pathsep) if p]
-    user = [p for p in _user_paths if p.is_file()]
+    user = [p for p in _user_paths if not p.is_dir()]
     search_dirs = [p for p in _user_paths if p.is_dir()] + dirs + [SHIPPED_DIR]
+    listings = {d: _listing(d) for d in search_dirs}
     exact = [p for p in user if p.stem == gpu.key]
-    exact += [d / f"{gpu.key}.yaml" for d in search_dirs if (d / f"{gpu.key}.yaml").is_file()]
+    exact += [p for d in search_dirs for p in listings[d] if p.stem == gpu.key]
     others = [p for p in user if p.stem != gpu.key]
-    others += [p for d in search_dirs if d.is_dir() for p in sorted(d.glob("*.yaml"))
-               if p.stem != gpu.key]
+    others += [p for d in search_dirs for p in listings[d] if p.stem != gpu.key]
     return [("exact GPU", p) for p in exact] + [("same architecture", p) for p in others]
+
+
+def _listing(folder: Path) -> list[Path]:
+    """The folder's `*.yaml` entries, sorted; none (warned about once) where it cannot be
+    listed, and none without a warning where it does not exist."""
+    try:
+        return sorted(p for p in folder.glob("*.yaml"))
+    except OSError as exc:
+        _warn_once(str(folder), f"vitune: ignoring a configs folder: {folder}: cannot list "
+                                f"it: {exc.strerror or exc}")
+        return []
+
+
+def _warn_once(key: str, message: str) -> None:
+    if key not in _warned:
+        _warned.add(key)
+        log.warning("%s", message)
 
 
 @functools.cache
@@ -119,8 +144,9 @@ def _choose(gpu: GpuIdentity, head_dim: int, dtype: torch.dtype, log_len: int,
         cfg = bucket_config(best) or default_config(head_dim, dtype, gpu.arch, seqlen)
         reason = check_config(cfg, head_dim, dtype, gpu.arch)
         if reason is not None:
-            log.info("%s: bucket seqlen %d does not fit this GPU (%s)", path, best["seqlen"],
-                     reason)
+            _warn_once(f"{path}:{best['seqlen']}:{head_dim}:{dtype_name}:{regime}",
+                       f"vitune: ignoring a bucket of {path} ({regime} L{best['seqlen']}): "
+                       f"its config breaks the kernel rules on this GPU: {reason}")
             continue
         tuned_rotary = best.get("rotary", False)
         choice = Choice(cfg, level, best["backend"], str(path),
@@ -141,9 +167,7 @@ def _file(path: Path) -> dict | None:
     try:
         return load_config_file(path)
     except ConfigFileError as exc:
-        if str(path) not in _warned:
-            _warned.add(str(path))
-            log.warning("vitune: ignoring a configs file: %s", exc)
+        _warn_once(str(path), f"vitune: ignoring a configs file: {exc}")
         return None
 
 
