@@ -269,7 +269,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
 
     from vitune.tuner.presets import TUNE_PRESETS, bucket_of, custom_workloads
     from vitune.tuner.search import TuneOptions
-    from vitune.tuner.tune import output_path, tune
+    from vitune.tuner.tune import check_output, output_path, tune
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
@@ -298,8 +298,11 @@ def cmd_tune(args: argparse.Namespace) -> int:
         _fail("the interpreter computes bf16 matrix products wrongly; use --dtype float16")
     workers = _worker_count(args.workers, gpu)
     out = Path(args.out)
+    try:
+        check_output(out, gpu)
+    except ValueError as exc:
+        _fail(str(exc))
     storage = args.storage or f"sqlite:///{(out / 'studies.db').resolve()}"
-    out.mkdir(parents=True, exist_ok=True)
     opts = TuneOptions(trials=args.trials, timeout_s=args.timeout, sampler=args.sampler,
                        storage=storage, study_prefix=args.study_name,
                        trial_timeout_s=args.trial_timeout, compile_jobs=args.compile_jobs,
@@ -342,6 +345,10 @@ def cmd_tune(args: argparse.Namespace) -> int:
                       f"{r.tflops / r.peers[peer]:.2f}x {peer}" if r.tflops and peer else "-",
                       str(r.trials.get("ran", "-")))
     Console(width=max(console.width, 150)).print(table)
+    if not any(r.config is not None for r in results):
+        print(f"vitune: no bucket found a config that ran and passed its check; nothing "
+              f"written (the trials are in {storage})", file=sys.stderr)
+        return 1
     console.print(f"wrote {output_path(out, gpu)}")
     return 0
 

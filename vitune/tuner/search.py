@@ -265,12 +265,13 @@ def bucket_entry(result: BucketResult) -> dict:
              "backend": max(rates, key=rates.get),
              "config": result.config.to_dict() if result.config else None,
              "tflops": _sig(result.tflops), "default_tflops": _sig(result.default_tflops),
-             "peers": {k: _sig(v) for k, v in result.peers.items()},
+             "peers": {k: _sig(v) for k, v in result.peers.items() if _sig(v) is not None},
              "trials": result.trials, "study": result.study_name,
              "date": datetime.date.today().isoformat()}
     return {k: v for k, v in entry.items() if v is not None}
 
 
 def _sig(x: float | None) -> float | None:
-    """Four significant digits: readable YAML, and interpreter rates do not round to 0."""
-    return None if x is None else float(f"{x:.4g}")
+    """Four significant digits: readable YAML, and interpreter rates do not round to 0.
+    A rate that is not finite was not measured (None)."""
+    return None if x is None or not math.isfinite(x) else float(f"{x:.4g}")

@@ -14,6 +14,7 @@ from vitune.kernels.vision_attn.space import KernelConfig
 from vitune.runtime.gpu import GpuIdentity
 from vitune.runtime.schema import (
     SCHEMA_VERSION,
+    ConfigFileError,
     bucket_config,
     load_config_file,
     merge_buckets,
@@ -57,19 +58,76 @@ def known_winners(out_dir: str | Path) -> list:
 
 
 def save_results(path: Path, gpu: GpuIdentity, results: list[BucketResult]) -> None:
-    """Merge these buckets into the file at `path` (others kept), atomically."""
-    old = load_config_file(path) if path.exists() else {}
-    if old and old.get("interpreter", False) != gpu.is_interpreter:
-        raise ValueError(f"{path} holds {'interpreter' if old['interpreter'] else 'GPU'} "
-                         "results; write interpreter and GPU runs to different files")
+    """Merge these buckets into the file at `path` (others kept), atomically and under the
+    file's lock, so runs crowning into one file at once lose no bucket. Nothing is written
+    where no bucket has a winner."""
+    new = [bucket_entry(r) for r in results if r.config is not None]
+    if not new:
+        return
     env = environment(None) if gpu.is_interpreter else environment(_cuda_device())
     provenance = {k: v for k, v in env.items() if v is not None}
     provenance["kernel_hash"] = kernel_hash()
-    new = [bucket_entry(r) for r in results if r.config is not None]
-    doc = {"schema_version": SCHEMA_VERSION, "gpu": gpu.key,
-           "interpreter": gpu.is_interpreter, "provenance": provenance,
-           "buckets": merge_buckets(old.get("buckets", []), new)}
-    write_config_file(path, doc)
+    with output_lock(path):
+        old = _existing(path, gpu)
+        doc = {"schema_version": SCHEMA_VERSION, "gpu": gpu.key,
+               "interpreter": gpu.is_interpreter, "provenance": provenance,
+               "buckets": merge_buckets(old.get("buckets", []), new)}
+        write_config_file(path, doc)
+
+
+@contextlib.contextmanager
+def output_lock(path: Path):
+    """An exclusive lock on `path`'s lock file (beside it) for a read-merge-write; under
+    it, temporary files left by a write that was killed are removed (every writer of the
+    file holds the lock, so none is mid-write)."""
+    import fcntl
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.parent / f".{path.name}.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            for stale in path.parent.glob(f".{path.name}.*.tmp"):
+                stale.unlink(missing_ok=True)
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _existing(path: Path, gpu: GpuIdentity) -> dict:
+    """The output file's document ({} where there is none), if this run may merge into it;
+    else ValueError in one sentence."""
+    if not path.exists():
+        return {}
+    try:
+        old = load_config_file(path)
+    except ConfigFileError as exc:
+        raise ValueError(f"the output file cannot be merged into: {exc} (move it away, or "
+                         "write elsewhere with --out)") from None
+    if old.get("interpreter", False) != gpu.is_interpreter:
+        raise ValueError(f"{path} holds {'interpreter' if old['interpreter'] else 'GPU'} "
+                         "results; write interpreter and GPU runs to different files")
+    return old
+
+
+def check_output(out_dir: str | Path, gpu: GpuIdentity) -> Path:
+    """Before any search: the output folder can be written and its <gpu>.yaml (if any)
+    merged into; else ValueError in one sentence (a run must not search a whole bucket to
+    fail at its first crown)."""
+    import tempfile
+
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} is not a folder")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=out, prefix=".vitune-write-check."):
+            pass
+    except OSError as exc:
+        raise ValueError(f"--out {out} cannot be written: {exc.strerror or exc}") from None
+    path = output_path(out, gpu)
+    with output_lock(path):
+        _existing(path, gpu)
+    return path
 
 
 def _cuda_device():

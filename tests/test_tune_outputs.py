@@ -1,0 +1,96 @@
+"""What `vitune tune` writes: merges under a lock (runs crowning into one file at once lose
+no bucket), a check of the output before any search, nothing written and a non-zero status
+when no bucket found a config, and no rate that is not finite in the file."""
+
+import multiprocessing as mp
+from pathlib import Path
+
+import pytest
+import yaml
+
+from vitune.cli import main
+from vitune.kernels.vision_attn.space import KernelConfig
+from vitune.runtime.gpu import interpreter_identity
+from vitune.runtime.schema import load_config_file
+from vitune.tuner.presets import bucket_of
+from vitune.tuner.search import BucketResult, bucket_entry
+from vitune.tuner.tune import check_output, save_results
+from vitune.tuner.workloads import Workload
+
+
+def result(seqlen: int, tflops: float = 1.0, peers=None) -> BucketResult:
+    w = Workload(f"w{seqlen}", (seqlen,), heads=1, head_dim=32, dtype="float16")
+    return BucketResult(bucket_of(w), w, KernelConfig(), tflops, None, peers or {},
+                        {"total": 1}, f"interpreter:{bucket_of(w).key}:x")
+
+
+def _save_at_once(args) -> None:
+    path, seqlen, barrier = args
+    barrier.wait()
+    save_results(Path(path), interpreter_identity(), [result(seqlen)])
+
+
+def test_runs_crowning_into_one_file_at_once_lose_no_bucket(tmp_path):
+    path = tmp_path / "interpreter.yaml"
+    lengths = [200 + i for i in range(8)]
+    ctx = mp.get_context("spawn")  # (no fork of a process that has torch loaded)
+    with ctx.Manager() as manager:
+        barrier = manager.Barrier(len(lengths))
+        with ctx.Pool(len(lengths)) as pool:
+            pool.map(_save_at_once, [(str(path), n, barrier) for n in lengths])
+    saved = sorted(b["seqlen"] for b in load_config_file(path)["buckets"])
+    assert saved == lengths
+    assert not list(tmp_path.glob(".interpreter.yaml.*.tmp"))
+
+
+def test_a_write_killed_midway_leaves_no_temporary_file_behind(tmp_path):
+    path = tmp_path / "interpreter.yaml"
+    (tmp_path / ".interpreter.yaml.abc123.tmp").write_text("half a fi")  # a killed write
+    save_results(path, interpreter_identity(), [result(300)])
+    assert not list(tmp_path.glob(".interpreter.yaml.*.tmp"))
+
+
+def test_rates_that_are_not_finite_never_reach_the_file():
+    entry = bucket_entry(result(300, tflops=1.5, peers={"varlen_attn": float("inf"),
+                                                        "sdpa-cudnn": 2.0}))
+    assert entry["peers"] == {"sdpa-cudnn": 2.0}
+    assert "tflops" not in bucket_entry(result(300, tflops=float("nan")))
+
+
+@pytest.mark.parametrize("make,message", [
+    (lambda out: (out / "interpreter.yaml").write_text("schema_version: 9\n"),
+     "the output file cannot be merged into"),
+    (lambda out: (out / "interpreter.yaml").write_text(yaml.safe_dump(
+        {"schema_version": 1, "gpu": "h100", "interpreter": False, "buckets": []})),
+     "holds GPU results"),
+])
+def test_an_output_that_cannot_take_the_results_stops_the_run_before_it_searches(
+        tmp_path, make, message, capsys):
+    out = tmp_path / "cfg"
+    out.mkdir()
+    make(out)
+    with pytest.raises(ValueError, match=message):
+        check_output(out, interpreter_identity())
+    with pytest.raises(SystemExit) as info:
+        main(["tune", "--interpret", "--trials", "1", "--out", str(out)])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+    assert not (out / "studies.db").exists()  # nothing was searched
+
+
+def test_an_out_that_is_a_file_is_a_usage_error(tmp_path, capsys):
+    out = tmp_path / "cfg"
+    out.write_text("")
+    with pytest.raises(SystemExit) as info:
+        main(["tune", "--interpret", "--trials", "1", "--out", str(out)])
+    assert info.value.code == 2 and "is not a folder" in capsys.readouterr().err
+
+
+def test_a_run_where_every_trial_fails_exits_1_and_writes_nothing(tmp_path, capsys):
+    out = tmp_path / "cfg"
+    status = main(["tune", "--interpret", "--trials", "2", "--trial-timeout", "0.001",
+                   "--buckets", "d32-float16-full-L150", "--out", str(out)])
+    assert status == 1
+    assert "no bucket found a config" in capsys.readouterr().err
+    assert not (out / "interpreter.yaml").exists()
