@@ -94,3 +94,54 @@ def test_a_run_where_every_trial_fails_exits_1_and_writes_nothing(tmp_path, caps
     assert status == 1
     assert "no bucket found a config" in capsys.readouterr().err
     assert not (out / "interpreter.yaml").exists()
+
+
+def _create_at_once(args) -> str:
+    url, barrier = args
+    import optuna
+
+    from vitune.tuner.loop import open_storage
+
+    barrier.wait()
+    try:
+        optuna.create_study(storage=open_storage(url), study_name="s", load_if_exists=True)
+    except Exception as exc:  # (the race's errors are what this test is about)
+        return f"{type(exc).__name__}: {exc}"
+    return "ok"
+
+
+def test_runs_starting_at_once_on_a_fresh_sqlite_storage_both_open_it(tmp_path):
+    ctx = mp.get_context("spawn")
+    with ctx.Manager() as manager, ctx.Pool(3) as pool:
+        for attempt in range(3):
+            barrier = manager.Barrier(3)
+            url = f"sqlite:///{tmp_path / f'fresh{attempt}.db'}"
+            assert pool.map(_create_at_once, [(url, barrier)] * 3) == ["ok"] * 3
+
+
+@pytest.mark.parametrize("url,message", [
+    ("sqlite:////no/such/folder/studies.db", "No such file or directory"),
+    ("nosuchdriver://x", "Can't load plugin"),
+])
+def test_a_storage_that_cannot_be_opened_is_one_sentence_and_status_2(tmp_path, url, message,
+                                                                     capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["tune", "--interpret", "--trials", "1", "--out", str(tmp_path), "--storage",
+              url])
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and "Traceback" not in err
+    assert f"--storage {url} cannot be opened" in err and message in err
+
+
+def test_postgresql_urls_take_the_installed_driver(monkeypatch):
+    import importlib.util
+
+    from vitune.tuner.loop import storage_url
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "psycopg" else real(name, *a))
+    pytest.importorskip("psycopg2")
+    assert storage_url("postgresql://u@localhost/db") == "postgresql+psycopg2://u@localhost/db"
+    assert storage_url("postgresql+psycopg://u@h/db") == "postgresql+psycopg://u@h/db"
+    assert storage_url("sqlite:///x.db") == "sqlite:///x.db"

@@ -267,6 +267,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
     from rich.table import Table
 
+    from vitune.tuner.loop import check_storage
     from vitune.tuner.presets import TUNE_PRESETS, bucket_of, custom_workloads
     from vitune.tuner.search import TuneOptions
     from vitune.tuner.tune import check_output, output_path, tune
@@ -303,6 +304,10 @@ def cmd_tune(args: argparse.Namespace) -> int:
     except ValueError as exc:
         _fail(str(exc))
     storage = args.storage or f"sqlite:///{(out / 'studies.db').resolve()}"
+    try:
+        check_storage(storage)
+    except ValueError as exc:
+        _fail(str(exc))
     opts = TuneOptions(trials=args.trials, timeout_s=args.timeout, sampler=args.sampler,
                        storage=storage, study_prefix=args.study_name,
                        trial_timeout_s=args.trial_timeout, compile_jobs=args.compile_jobs,

@@ -19,6 +19,7 @@ runs the first configs, then every other valid config in random order, asking no
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import logging
 import random
@@ -99,7 +100,53 @@ def open_storage(url: str, read_only: bool = False) -> str | optuna.storages.Bas
         return optuna.storages.JournalStorage(JournalFileBackend(url.removeprefix("journal:")))
     if url.startswith("sqlite:") and not read_only:
         return _sqlite_storage(url)
+    return storage_url(url)
+
+
+def check_storage(url: str) -> None:
+    """Open the storage once (creating its schema), or raise ValueError in one sentence:
+    a missing driver, a server out of reach or a malformed URL must not surface as a
+    chained traceback from inside a run."""
+    import sqlalchemy.exc
+
+    try:
+        storage = open_storage(url)
+        if isinstance(storage, str):
+            storage = optuna.storages.RDBStorage(storage)
+        storage.get_all_studies()
+    except (ImportError, OSError, ValueError, sqlalchemy.exc.SQLAlchemyError) as exc:
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+        raise ValueError(f"--storage {url} cannot be opened: {reason}") from None
+
+
+def storage_url(url: str) -> str:
+    """`postgresql://` with the PostgreSQL driver that is installed: SQLAlchemy 2.1 takes
+    it to mean psycopg 3, and `vitune[postgres]` installs psycopg2."""
+    import importlib.util
+
+    if (url.startswith("postgresql://") and importlib.util.find_spec("psycopg") is None
+            and importlib.util.find_spec("psycopg2") is not None):
+        return "postgresql+psycopg2://" + url.removeprefix("postgresql://")
     return url
+
+
+@contextlib.contextmanager
+def _creation_lock(url: str):
+    """An exclusive lock beside a SQLite file while its schema may be created: Optuna's
+    schema creation is not safe against another process doing the same at the same moment
+    (UNIQUE constraint failed: alembic_version, table already exists)."""
+    import fcntl
+
+    path = url.removeprefix("sqlite:///")
+    if not path or path == url or path.startswith(":memory:"):
+        yield
+        return
+    with open(f"{path}.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def _sqlite_storage(url: str) -> optuna.storages.RDBStorage:
@@ -116,7 +163,8 @@ def _sqlite_storage(url: str) -> optuna.storages.RDBStorage:
 
     from sqlalchemy import event
 
-    storage = optuna.storages.RDBStorage(url)
+    with _creation_lock(url):
+        storage = optuna.storages.RDBStorage(url)
 
     def write_ahead(connection, _record) -> None:
         try:
