@@ -145,3 +145,13 @@ def test_postgresql_urls_take_the_installed_driver(monkeypatch):
     assert storage_url("postgresql://u@localhost/db") == "postgresql+psycopg2://u@localhost/db"
     assert storage_url("postgresql+psycopg://u@h/db") == "postgresql+psycopg://u@h/db"
     assert storage_url("sqlite:///x.db") == "sqlite:///x.db"
+
+
+def test_dtype_applies_to_a_preset_as_the_interpreter_advice_says(tmp_path, capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["tune", "--interpret", "--preset", "qwen2.5-vl", "--out", str(tmp_path)])
+    assert info.value.code == 2 and "use --dtype float16" in capsys.readouterr().err
+    assert main(["tune", "--interpret", "--preset", "tiny", "--dtype", "float32", "--trials",
+                 "1", "--buckets", "d32-float32-full-L150", "--out", str(tmp_path)]) == 0
+    buckets = load_config_file(tmp_path / "interpreter.yaml")["buckets"]
+    assert [(b["dtype"], b["seqlen"]) for b in buckets] == [("float32", 150)]

@@ -282,10 +282,12 @@ def cmd_tune(args: argparse.Namespace) -> int:
     if args.head_dim or args.seqlens:
         if not (args.head_dim and args.seqlens):
             _fail("--head-dim and --seqlens go together (with --dtype)")
-        workloads = custom_workloads(args.head_dim, args.dtype, args.seqlens)
+        workloads = custom_workloads(args.head_dim, args.dtype or "bfloat16", args.seqlens)
     else:
         preset = args.preset or ("tiny" if args.interpret else "qwen2.5-vl")
         workloads = TUNE_PRESETS[preset]
+        if args.dtype:  # (the preset's shapes in another dtype)
+            workloads = [dataclasses.replace(w, dtype=args.dtype) for w in workloads]
     if args.rotary:  # the calls transformers' Qwen-VL towers make: rotary fused
         workloads = [dataclasses.replace(w, rotary=True) for w in workloads]
     if args.buckets:
@@ -527,7 +529,9 @@ def add_tune_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--preset", choices=sorted(TUNE_PRESETS),
                    help="workload set (default qwen2.5-vl; tiny with --interpret)")
     p.add_argument("--head-dim", type=int, nargs="+", help="explicit workloads: head dims")
-    p.add_argument("--dtype", default="bfloat16", choices=("bfloat16", "float16", "float32"))
+    p.add_argument("--dtype", choices=("bfloat16", "float16", "float32"),
+                   help="the workloads' dtype (default: bfloat16 for --head-dim/--seqlens, "
+                        "the preset's own otherwise)")
     p.add_argument("--seqlens", type=int, nargs="+", help="explicit workloads: segment lengths")
     p.add_argument("--rotary", action="store_true",
                    help="tune with the rotary embedding fused (the calls of transformers' "
