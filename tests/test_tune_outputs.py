@@ -155,3 +155,18 @@ def test_dtype_applies_to_a_preset_as_the_interpreter_advice_says(tmp_path, caps
                  "1", "--buckets", "d32-float32-full-L150", "--out", str(tmp_path)]) == 0
     buckets = load_config_file(tmp_path / "interpreter.yaml")["buckets"]
     assert [(b["dtype"], b["seqlen"]) for b in buckets] == [("float32", 150)]
+
+
+def test_trials_a_killed_run_left_running_count_nowhere():
+    import optuna
+
+    from vitune.tuner.search import trial_counts
+
+    study = optuna.create_study(direction="maximize")
+    for value in (1.0, 2.0):
+        study.tell(study.ask(), value)
+    study.tell(study.ask(), state=optuna.trial.TrialState.FAIL)
+    study.ask()  # left RUNNING, as by a process killed mid-trial
+    counts = trial_counts(study.get_trials(deepcopy=False))
+    assert counts == {"total": 3, "ran": 3, "complete": 2, "failed": 1, "rejected": 0,
+                      "repeats": 0}

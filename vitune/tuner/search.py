@@ -125,6 +125,18 @@ def trial_budget(requested: int | None, n_valid: int) -> int:
     return max(MIN_TRIALS, math.ceil(AUTO_TRIALS_FRACTION * n_valid))
 
 
+def trial_counts(trials: list[optuna.trial.FrozenTrial]) -> dict[str, int]:
+    """A bucket's trial counts for its YAML entry, of finished trials only: one a killed
+    process left RUNNING (or WAITING) never ran to the end and counts nowhere."""
+    finished = [t for t in trials if t.state.is_finished()]
+    ran = [t for t in finished if trial_ran(t)]
+    complete = sum(t.state == optuna.trial.TrialState.COMPLETE for t in ran)
+    return {"total": len(finished), "ran": len(ran), "complete": complete,
+            "failed": len(ran) - complete,
+            "rejected": sum(bool(t.user_attrs.get("rejected_by_rules")) for t in finished),
+            "repeats": sum("repeat_of" in t.user_attrs for t in finished)}
+
+
 def plan_bucket(workload: Workload, gpu: GpuIdentity, opts: TuneOptions
                 ) -> tuple[SearchPlan, KernelConfig]:
     """Create (or reopen) the bucket's study, list the configs worth trying first (the
@@ -200,10 +212,7 @@ def _crown(study: optuna.Study, plan: SearchPlan, worker: IsolatedWorker,
     ran = [t for t in trials if trial_ran(t)]
     complete = sorted((t for t in ran if t.state == optuna.trial.TrialState.COMPLETE),
                       key=lambda t: -(t.value or 0.0))
-    counts = {"total": len(trials), "ran": len(ran), "complete": len(complete),
-              "failed": len(ran) - len(complete),
-              "rejected": sum(bool(t.user_attrs.get("rejected_by_rules")) for t in trials),
-              "repeats": sum("repeat_of" in t.user_attrs for t in trials)}
+    counts = trial_counts(trials)
     # The built-in default is re-timed in the same batch, so "vs default" is like for like.
     top = [KernelConfig(**t.params).canonical(workload.head_dim)
            for t in complete[:RETIME_TOP]]
