@@ -170,3 +170,22 @@ def test_trials_a_killed_run_left_running_count_nowhere():
     counts = trial_counts(study.get_trials(deepcopy=False))
     assert counts == {"total": 3, "ran": 3, "complete": 2, "failed": 1, "rejected": 0,
                       "repeats": 0}
+
+
+def test_trials_of_a_search_process_that_died_are_released_not_counted():
+    """A member killed mid-trial left its trials RUNNING: they held their place in the
+    budget until stale, so its bucket was crowned short (38 of 40)."""
+    import optuna
+
+    from vitune.tuner.loop import release_orphans, trial_ran
+
+    study = optuna.create_study(direction="maximize")
+    for searcher in (1, 1, 2):
+        study.ask().set_user_attr("searcher", searcher)
+    study.tell(study.ask(), 1.0)
+    assert release_orphans(study, 1, "search process 1 exited (-9)") == 2
+    trials = study.get_trials(deepcopy=False)
+    released = [t for t in trials if t.user_attrs.get("reason", "").startswith("search")]
+    assert [t.state for t in released] == [optuna.trial.TrialState.FAIL] * 2
+    assert not any(trial_ran(t) for t in released)
+    assert trials[2].state == optuna.trial.TrialState.RUNNING  # another process's, alive

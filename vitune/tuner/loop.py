@@ -90,6 +90,22 @@ def trial_ran(t: optuna.trial.FrozenTrial) -> bool:
             and "repeat_of" not in t.user_attrs and not t.user_attrs.get("not_run"))
 
 
+def release_orphans(study: optuna.Study, searcher: int, why: str) -> int:
+    """Trials search process `searcher` left RUNNING when it died, told FAIL and marked
+    not run: they never ran to the end, so they count against no budget (the bucket's
+    budget is run in full by those still on it) and in no total. How many there were."""
+    released = 0
+    for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+        if t.user_attrs.get("searcher") != searcher:
+            continue
+        trial = optuna.trial.Trial(study, t._trial_id)  # (to set attributes before telling)
+        trial.set_user_attr("not_run", True)
+        trial.set_user_attr("reason", why)
+        study.tell(t.number, state=optuna.trial.TrialState.FAIL)
+        released += 1
+    return released
+
+
 def open_storage(url: str, read_only: bool = False) -> str | optuna.storages.BaseStorage:
     """An Optuna RDB URL as is (SQLite, for a tuning run, in write-ahead-log mode; a reader
     leaves the file as it is); `journal:PATH` as a journal file (several processes may

@@ -18,6 +18,8 @@ import queue
 import signal
 import time
 
+import optuna
+
 from vitune.logs import LOG_FORMAT
 from vitune.tuner.board import BucketBoard
 from vitune.tuner.compile_pool import start_search_workers
@@ -26,7 +28,7 @@ from vitune.tuner.isolation import (
     process_context,
     start_fork_server,
 )
-from vitune.tuner.loop import SearchPlan, search
+from vitune.tuner.loop import SearchPlan, open_storage, release_orphans, search
 
 log = logging.getLogger(__name__)
 
@@ -95,24 +97,36 @@ class SearchTeam:
                                            logging.getLogger().level))
                          for i, (env, inbox) in enumerate(zip(envs, self._inboxes, strict=True))]
         self._gone: set[int] = set()
+        self._plans: list[SearchPlan] = []
         with children_ignore_ctrl_c():  # on Ctrl-C the main process stops them (close)
             for member in self._members:
                 member.start()
 
     def send(self, plan: SearchPlan) -> None:
         """The next bucket's plan, to every member (in the board's order)."""
+        self._plans.append(plan)
         for inbox in self._inboxes:
             inbox.put(plan)
 
     def check(self) -> None:
         """A member that died (killed, out of memory) leaves its bucket open on the board,
-        for another process to finish."""
+        for another process to finish, and the trials it was running released (they would
+        otherwise hold their place in the budget until they went stale)."""
         for i, member in enumerate(self._members, start=1):
             if i not in self._gone and not member.is_alive() and member.exitcode:
                 log.warning("search process %d exited (%s); going on without it", i,
                             member.exitcode)
+                self._release(i, f"search process {i} exited ({member.exitcode})")
                 self._board.leave(i, finished=False)
                 self._gone.add(i)
+
+    def _release(self, searcher: int, why: str) -> None:
+        for plan in self._plans:
+            study = optuna.load_study(study_name=plan.study_name,
+                                      storage=open_storage(plan.storage))
+            if released := release_orphans(study, searcher, why):
+                log.warning("%s: %d trials of search process %d released", plan.study_name,
+                            released, searcher)
 
     def close(self, wait: bool = True) -> None:
         """Members finish their buckets (`wait`), or stop at once (Ctrl-C, an error:
