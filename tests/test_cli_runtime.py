@@ -93,3 +93,25 @@ def test_only_a_gpu_tune_starts_the_fork_server_first():
     assert _tunes_a_gpu(["tune", "--gpu", "h100"]) and _tunes_a_gpu(["-v", "tune"])
     assert not any(_tunes_a_gpu(argv) for argv in (["tune", "--interpret"], ["tune", "-h"],
                                                    ["bench", "--preset", "lengths"], []))
+
+
+def test_help_and_version_import_no_torch_and_the_preset_names_match():
+    import subprocess
+    import sys
+
+    from vitune import __version__, cli
+    from vitune.tuner.presets import TUNE_PRESETS
+    from vitune.tuner.workloads import PRESETS
+
+    assert set(cli.BENCH_PRESET_NAMES) == set(PRESETS)
+    assert set(cli.TUNE_PRESET_NAMES) == set(TUNE_PRESETS)
+    code = ("import sys, contextlib, io, vitune.cli as c\n"
+            "with contextlib.suppress(SystemExit), contextlib.redirect_stdout(io.StringIO()):\n"
+            "    c.main(['--help'])\n"
+            "print('torch' in sys.modules)")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=60)
+    assert run.stdout.strip() == "False", run.stderr
+    version = subprocess.run([sys.executable, "-m", "vitune.cli", "--version"],
+                             capture_output=True, text=True, timeout=60)
+    assert version.stdout.strip() == f"vitune {__version__}"

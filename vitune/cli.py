@@ -440,15 +440,22 @@ def cmd_plot(args: argparse.Namespace) -> int:
     return 0
 
 
+# The presets' names, so the parser (and --help) imports no torch; a test checks them
+# against vitune.tuner.workloads.PRESETS and vitune.tuner.presets.TUNE_PRESETS.
+BENCH_PRESET_NAMES = ("context", "lengths", "rotary")
+TUNE_PRESET_NAMES = ("heads", "qwen2.5-vl", "tiny")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    from vitune.tuner.workloads import PRESETS
+    from vitune import __version__
 
     parser = argparse.ArgumentParser(prog="vitune", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true")
+    parser.add_argument("--version", action="version", version=f"vitune {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     def add_workload_args(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--preset", choices=sorted(PRESETS), default="context")
+        p.add_argument("--preset", choices=BENCH_PRESET_NAMES, default="context")
         p.add_argument("--workloads", help="comma-separated workload names of the preset")
 
     tune = sub.add_parser("tune", help="Optuna search per bucket; writes <out>/<gpu>.yaml")
@@ -521,12 +528,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def add_tune_args(p: argparse.ArgumentParser) -> None:
-    from vitune.tuner.presets import TUNE_PRESETS
     from vitune.tuner.samplers import SAMPLERS
 
     p.add_argument("--gpu", default="auto",
                    help="target GPU key (h100, h200, gb200, b200, ...) or auto")
-    p.add_argument("--preset", choices=sorted(TUNE_PRESETS),
+    p.add_argument("--preset", choices=TUNE_PRESET_NAMES,
                    help="workload set (default qwen2.5-vl; tiny with --interpret)")
     p.add_argument("--head-dim", type=int, nargs="+", help="explicit workloads: head dims")
     p.add_argument("--dtype", choices=("bfloat16", "float16", "float32"),
