@@ -72,7 +72,8 @@ ROOT=$PWD
 tune_run() { local name=$1 limit=$2; shift 2
   echo "started $(date +%s.%N)" > "$DB/$name.log"
   (cd "${TREE:-.}" && step "$limit" python3 -m vitune.cli -v tune --gpu auto \
-    --preset qwen2.5-vl "$@" --storage "sqlite:///$ROOT/$DB/$name.db") >> "$DB/$name.log" 2>&1
+    --preset qwen2.5-vl --out "/tmp/vt/$name" "$@" --storage "sqlite:///$ROOT/$DB/$name.db") \
+    >> "$DB/$name.log" 2>&1  # (--out: never the per-user folder later runs would read)
   echo "ended $(date +%s.%N)" >> "$DB/$name.log"; tail -10 "$DB/$name.log"; }
 lengths_bench() {  # with the tuned files in $1
   VITUNE_CONFIG_DIR=$1 step 150 python3 -m vitune.cli bench --preset lengths \

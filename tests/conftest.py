@@ -19,6 +19,13 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip)
 
 
+@pytest.fixture(autouse=True)
+def own_user_config_dir(tmp_path_factory, monkeypatch):
+    """Every test gets an empty per-user configs folder (vitune tune's default output, read
+    by the runtime): none reads or writes the real one."""
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path_factory.mktemp("xdg")))
+
+
 def make_packed(lengths, heads, head_dim, dtype, device="cpu", seed=0):
     """q, k, v as strided views of one fused [T, 3, H, D] tensor, and cu_seqlens."""
     gen = torch.Generator().manual_seed(seed)

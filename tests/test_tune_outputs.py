@@ -189,3 +189,30 @@ def test_trials_of_a_search_process_that_died_are_released_not_counted():
     assert [t.state for t in released] == [optuna.trial.TrialState.FAIL] * 2
     assert not any(trial_ran(t) for t in released)
     assert trials[2].state == optuna.trial.TrialState.RUNNING  # another process's, alive
+
+
+def test_a_tune_without_out_serves_every_later_process(tmp_path, monkeypatch):
+    """The tune -> use loop: `vitune tune` writes where the runtime looks, so a process
+    started afterwards uses the tuned file with no variable set."""
+    import os
+    import subprocess
+    import sys
+
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
+    assert main(["tune", "--interpret", "--trials", "1", "--buckets",
+                 "d32-float16-full-L150"]) == 0
+    tuned = tmp_path / "vitune" / "interpreter.yaml"
+    assert tuned.exists() and (tmp_path / "vitune" / "studies.db").exists()
+    code = ("import torch, vitune\n"
+            "from vitune.runtime.gpu import interpreter_identity\n"
+            "from vitune.runtime.selector import choose\n"
+            "q = torch.randn(150, 1, 32, dtype=torch.float16)\n"
+            "cu = torch.tensor([0, 150], dtype=torch.int32)\n"
+            "vitune.vision_attention(q, q, q, cu, 150)\n"
+            "c = choose(interpreter_identity(), 32, torch.float16, 150)\n"
+            "print(c.level, c.path)")
+    env = {k: v for k, v in os.environ.items() if k != "VITUNE_CONFIG_DIR"}
+    env.update(XDG_CONFIG_HOME=str(tmp_path), TRITON_INTERPRET="1")
+    run = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                         text=True, timeout=120)
+    assert run.stdout.strip() == f"exact GPU {tuned}", run.stderr[-2000:]

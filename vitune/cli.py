@@ -267,6 +267,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
     from rich.table import Table
 
+    from vitune.runtime.selector import user_config_dir
     from vitune.tuner.loop import check_storage
     from vitune.tuner.presets import TUNE_PRESETS, bucket_of, custom_workloads
     from vitune.tuner.search import TuneOptions
@@ -300,7 +301,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
     if args.interpret and any(w.dtype == "bfloat16" for w in workloads):
         _fail("the interpreter computes bf16 matrix products wrongly; use --dtype float16")
     workers = _worker_count(args.workers, gpu)
-    out = Path(args.out)
+    out = Path(args.out) if args.out else user_config_dir()
     try:
         check_output(out, gpu)
     except ValueError as exc:
@@ -565,7 +566,9 @@ def add_tune_args(p: argparse.ArgumentParser) -> None:
                         "of its own while any are left, then joins one still searched) or "
                         "'all' (all search each bucket's study together, in turn)")
     p.add_argument("--study-name", help="study name prefix (default: the GPU key)")
-    p.add_argument("--out", default="configs", help="directory of <gpu>.yaml")
+    p.add_argument("--out", help="folder of <gpu>.yaml and the studies (default: the "
+                                 "per-user folder the runtime reads, $XDG_CONFIG_HOME/vitune "
+                                 "or ~/.config/vitune)")
     p.add_argument("--interpret", action="store_true",
                    help="run the pipeline on the CPU through the Triton interpreter")
     p.set_defaults(func=cmd_tune)

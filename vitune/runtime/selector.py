@@ -1,9 +1,10 @@
 """Pick the kernel config for a call from the tuned YAML files, falling back sensibly.
 
 Sources, in order: the file of this exact GPU (`<key>.yaml`), then a file of the same
-architecture (compute capability major), then the built-in heuristic. User files
-(`VITUNE_CONFIG_DIR`, `vitune.load_configs(path)`) come before the shipped ones at each
-level. Within a file the lookup is exact on head_dim, dtype and regime and nearest in log
+architecture (compute capability major), then the built-in heuristic. At each level, user
+files come first (`vitune.load_configs(path)`, the folders in `VITUNE_CONFIG_DIR`, then
+the per-user folder `vitune tune` writes to by default: `user_config_dir()`), then the
+shipped ones. Within a file the lookup is exact on head_dim, dtype and regime and nearest in log
 space on the segment length. A missing or broken file never fails a call: it is skipped
 with one warning naming the file and the fault. Decisions are cached per key.
 """
@@ -31,6 +32,14 @@ from vitune.runtime.schema import ConfigFileError, bucket_config, load_config_fi
 log = logging.getLogger(__name__)
 CONFIG_DIR_ENV = "VITUNE_CONFIG_DIR"
 SHIPPED_DIR = Path(__file__).resolve().parent.parent / "configs"
+
+
+def user_config_dir() -> Path:
+    """Where `vitune tune` writes by default and every later process looks:
+    `$XDG_CONFIG_HOME/vitune`, else `~/.config/vitune`."""
+    base = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"),
+                                                             ".config")
+    return Path(base) / "vitune"
 
 
 @dataclass(frozen=True)
@@ -93,7 +102,8 @@ def candidate_files(gpu: GpuIdentity) -> list[tuple[str, Path]]:
     with one that is not a regular file)."""
     dirs = [Path(p) for p in os.environ.get(CONFIG_DIR_ENV, "").split(os.pathsep) if p]
     user = [p for p in _user_paths if not p.is_dir()]
-    search_dirs = [p for p in _user_paths if p.is_dir()] + dirs + [SHIPPED_DIR]
+    search_dirs = [p for p in _user_paths if p.is_dir()] + dirs + [user_config_dir(),
+                                                                    SHIPPED_DIR]
     listings = {d: _listing(d) for d in search_dirs}
     exact = [p for p in user if p.stem == gpu.key]
     exact += [p for d in search_dirs for p in listings[d] if p.stem == gpu.key]
