@@ -115,3 +115,32 @@ def test_help_and_version_import_no_torch_and_the_preset_names_match():
     version = subprocess.run([sys.executable, "-m", "vitune.cli", "--version"],
                              capture_output=True, text=True, timeout=60)
     assert version.stdout.strip() == f"vitune {__version__}"
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["plot", "--results", "no/such/file.jsonl"], "no/such/file.jsonl: cannot read"),
+    (["plot", "--storage", "sqlite:////no/such/studies.db"], "no such SQLite file"),
+    (["plot", "--results", "{bad}"], "line 2 is not a JSON object"),
+    (["plot", "--configs", "{bad_yaml_dir}"], "schema_version"),
+    (["bench", "--backends", "nosuch"], "unknown backend(s) ['nosuch']"),
+])
+def test_input_mistakes_are_one_sentence_and_status_2(argv, message, tmp_path, capsys):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"status": "ok"}\nnot json\n')
+    (tmp_path / "cfg").mkdir()
+    for key in ("h100", "h200"):
+        (tmp_path / "cfg" / f"{key}.yaml").write_text("schema_version: 7\n")
+    argv = [a.format(bad=bad, bad_yaml_dir=tmp_path / "cfg") for a in argv]
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and message in err and "Traceback" not in err
+    assert err.count("\n") == 1
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="needs a machine without a GPU")
+def test_bench_without_a_gpu_says_what_runs_on_a_cpu(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["bench"])
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and "vitune tune --interpret" in err

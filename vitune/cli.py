@@ -34,8 +34,8 @@ def _pick_workloads(args: argparse.Namespace):
         known = {w.name: w for w in workloads}
         missing = [n for n in wanted if n not in known]
         if missing:
-            sys.exit(f"vitune: unknown workload(s) {missing}; preset {args.preset!r} has "
-                     f"{sorted(known)}")
+            _fail(f"unknown workload(s) {missing}; preset {args.preset!r} has "
+                  f"{sorted(known)}")
         workloads = [known[n] for n in wanted]
     return workloads
 
@@ -44,7 +44,8 @@ def _cuda_device():
     import torch
 
     if not torch.cuda.is_available():
-        sys.exit("vitune: benchmarks need a CUDA GPU and none was found")
+        _fail("benchmarks need a CUDA GPU and none was found (on a CPU, `vitune tune "
+              "--interpret` runs the tuner's whole pipeline through the Triton interpreter)")
     return torch.device("cuda", torch.cuda.current_device())
 
 
@@ -145,7 +146,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     backends = list(BACKENDS) if args.backends == "all" else args.backends.split(",")
     unknown = [b for b in backends if b not in BACKENDS]  # kernel benchmark
     if unknown:
-        sys.exit(f"vitune: unknown backend(s) {unknown}; known: {list(BACKENDS)}")
+        _fail(f"unknown backend(s) {unknown}; known: {list(BACKENDS)}")
     rows = []
     rotary = {"off": (False,), "on": (True,), "both": (False, True)}[args.rotary]
     for row in iter_bench(_pick_workloads(args), backends, _cuda_device(), rotary):
@@ -421,18 +422,21 @@ def cmd_plot(args: argparse.Namespace) -> int:
     )
 
     written = []
-    if args.results:
-        rows = read_rows(args.results)
-        if not rows:
-            _fail(f"no measured rows in {args.results}")
-        written += plot_throughput(rows, args.out)
-        for backend in args.cross_gpu:
-            if (path := plot_cross_gpu(rows, args.out, backend)) is not None:
-                written.append(path)
-    if args.storage:
-        written += plot_convergence(args.storage, args.out)
-    if args.configs and (path := plot_tuned_configs(args.configs, args.out)):
-        written.append(path)
+    try:  # (every input mistake: one sentence, status 2)
+        if args.results:
+            rows = read_rows(args.results)
+            if not rows:
+                _fail(f"no measured rows in {args.results}")
+            written += plot_throughput(rows, args.out)
+            for backend in args.cross_gpu:
+                if (path := plot_cross_gpu(rows, args.out, backend)) is not None:
+                    written.append(path)
+        if args.storage:
+            written += plot_convergence(args.storage, args.out)
+        if args.configs and (path := plot_tuned_configs(args.configs, args.out)):
+            written.append(path)
+    except ValueError as exc:  # (ConfigFileError too)
+        _fail(str(exc))
     if not written:
         _fail("nothing to plot: give --results FILE..., --storage URL... and/or --configs DIR "
               "(with two or more GPU files)")

@@ -19,10 +19,27 @@ _KNOWN = {w.name: w for preset in PRESETS.values() for w in preset}
 
 
 def read_rows(paths: list[str | Path]) -> list[dict]:
+    """The measured rows of bench JSON-lines files; ValueError in one sentence for a file
+    that cannot be read or a line that is not a JSON object."""
     rows = []
     for path in paths:
-        with open(path) as f:
-            rows += [json.loads(line) for line in f if line.strip()]
+        try:
+            with open(path) as f:
+                lines = f.read().splitlines()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ValueError(f"{path}: cannot read: {getattr(exc, 'strerror', None) or exc}"
+                             ) from None
+        for number, line in enumerate(lines, start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:
+                row = None
+            if not isinstance(row, dict):
+                raise ValueError(f"{path}: line {number} is not a JSON object (bench rows "
+                                 "are JSON lines)")
+            rows.append(row)
     return [r for r in rows if r.get("status") == "ok"]
 
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import datetime
 import logging
+import os
 import random
 import time
 import warnings
@@ -116,6 +117,9 @@ def open_storage(url: str, read_only: bool = False) -> str | optuna.storages.Bas
         return optuna.storages.JournalStorage(JournalFileBackend(url.removeprefix("journal:")))
     if url.startswith("sqlite:") and not read_only:
         return _sqlite_storage(url)
+    if url.startswith("sqlite:///") and not os.path.isfile(url.removeprefix("sqlite:///")):
+        # (a reader must not create an empty database where a path was mistyped)
+        raise ValueError(f"{url}: no such SQLite file")
     return storage_url(url)
 
 
