@@ -46,6 +46,7 @@ def test_tune_interpret_writes_a_labelled_valid_yaml_and_resumes(tmp_path):
     in_file = {bucket_key(b["head_dim"], b["dtype"], b["regime"], b["seqlen"]):
                bucket_config(b) for b in doc["buckets"]}
     assert crowned_configs(storage) == in_file
+    (tmp_path / "none.db").touch()  # (a study-less storage: readers never create one)
     assert crowned_configs(f"sqlite:///{tmp_path / 'none.db'}", out / "interpreter.yaml") \
         == in_file
 
