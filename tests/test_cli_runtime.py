@@ -58,15 +58,18 @@ def test_runtime_path_imports_no_optuna_or_matplotlib():
     assert "HEAVY []" in out.stdout, out.stderr
 
 
+def python_prints(*args: str) -> str:
+    """What a fresh Python process prints for these arguments (its stderr on failure)."""
+    run = subprocess.run([sys.executable, *args], capture_output=True, text=True, timeout=120)
+    return run.stdout.strip() or run.stderr[-2000:]
+
+
 def test_cli_commands_other_than_tune_need_no_optuna():
     """`vitune bench`, `show` and `validate` run where Optuna is not installed."""
-    code = ("import sys\n"
-            "from vitune.cli import build_parser\n"
-            "build_parser().parse_args(['validate', 'x.yaml'])\n"
-            "print('OPTUNA', 'optuna' in sys.modules)\n")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         timeout=120)
-    assert "OPTUNA False" in out.stdout, out.stderr
+    assert python_prints("-c", "import sys\n"
+                               "from vitune.cli import build_parser\n"
+                               "build_parser().parse_args(['validate', 'x.yaml'])\n"
+                               "print('OPTUNA', 'optuna' in sys.modules)") == "OPTUNA False"
 
 
 def test_the_cli_starts_without_torch_and_the_package_loads_its_api_on_use():
@@ -96,25 +99,18 @@ def test_only_a_gpu_tune_starts_the_fork_server_first():
 
 
 def test_help_and_version_import_no_torch_and_the_preset_names_match():
-    import subprocess
-    import sys
-
     from vitune import __version__, cli
     from vitune.tuner.presets import TUNE_PRESETS
     from vitune.tuner.workloads import PRESETS
 
     assert set(cli.BENCH_PRESET_NAMES) == set(PRESETS)
     assert set(cli.TUNE_PRESET_NAMES) == set(TUNE_PRESETS)
-    code = ("import sys, contextlib, io, vitune.cli as c\n"
-            "with contextlib.suppress(SystemExit), contextlib.redirect_stdout(io.StringIO()):\n"
-            "    c.main(['--help'])\n"
-            "print('torch' in sys.modules)")
-    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         timeout=60)
-    assert run.stdout.strip() == "False", run.stderr
-    version = subprocess.run([sys.executable, "-m", "vitune.cli", "--version"],
-                             capture_output=True, text=True, timeout=60)
-    assert version.stdout.strip() == f"vitune {__version__}"
+    assert python_prints("-c", "import sys, contextlib, io, vitune.cli as c\n"
+                               "with contextlib.suppress(SystemExit), "
+                               "contextlib.redirect_stdout(io.StringIO()):\n"
+                               "    c.main(['--help'])\n"
+                               "print('torch' in sys.modules)") == "False"
+    assert python_prints("-m", "vitune.cli", "--version") == f"vitune {__version__}"
 
 
 @pytest.mark.parametrize("argv,message", [
