@@ -25,6 +25,7 @@ import torch
 from vitune.runtime.backends import BackendUnavailable
 from vitune.runtime.hf_towers import TowerMode
 from vitune.runtime.integrations import register_hf_attention, register_tower_mode
+from vitune.tuner.workloads import FOUR_IMAGES
 
 
 @dataclass(frozen=True)
@@ -37,9 +38,6 @@ class TowerSpec:
     config_class: str
     config: dict = field(default_factory=dict)
     windows: bool = False  # Qwen2.5-VL: window layers besides the full ones
-
-    def patch(self, config) -> int:
-        return config.patch_size
 
     def pixel_width(self, config) -> int:
         return config.in_channels * config.temporal_patch_size * config.patch_size ** 2
@@ -71,8 +69,8 @@ TOWERS = {
 
 SKIP = "skip-attention"
 PATHS = ("transformers-sdpa", "varlen+hf-rotary", "vitune+hf-rotary", "vitune")
-# The batch the issue measured: 18,288 patches in Qwen2.5-VL (10,764 + 5,476 + 2 x 1,024).
-DEFAULT_IMAGES = [(1092, 1932), (1036, 1036), (448, 448), (448, 448)]
+# 18,288 patches in Qwen2.5-VL (10,764 + 5,476 + 2 x 1,024), as the kernels' rotary preset.
+DEFAULT_IMAGES = list(FOUR_IMAGES)
 _MODES = {"varlen+hf-rotary": TowerMode(backend="varlen", fused_rotary=False),
           "vitune+hf-rotary": TowerMode(fused_rotary=False),
           SKIP: TowerMode(attend=False)}

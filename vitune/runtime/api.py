@@ -383,7 +383,11 @@ def _nested_axes(x: torch.Tensor) -> list[tuple[int, int]] | None:
     """(stride, size) of x's axes of size > 1, largest stride first, if each stride is past
     the span of the smaller ones (as in every view of a dense tensor: no two indices share
     an element); else None."""
-    axes = sorted((s, n) for s, n in zip(x.stride(), x.shape, strict=True) if n > 1)
+    return _nested(tuple(x.shape), x.stride())
+
+
+def _nested(shape: tuple[int, ...], strides: tuple[int, ...]) -> list[tuple[int, int]] | None:
+    axes = sorted((s, n) for s, n in zip(strides, shape, strict=True) if n > 1)
     span = 0
     for stride, size in axes:
         if stride <= span:
@@ -409,17 +413,28 @@ def _check_out_overlap(out: torch.Tensor, q: torch.Tensor, k: torch.Tensor,
 
 
 def _share_an_element(a: torch.Tensor, b: torch.Tensor) -> bool:
-    """Whether two views of one storage share an element: exact for views of one shape
-    and strides (slices of a fused buffer), else whether their byte ranges meet."""
-    size = a.element_size()
-    spans = [(x.data_ptr(), x.data_ptr() + size * (1 + sum(
-        s * (n - 1) for s, n in zip(x.stride(), x.shape, strict=True)))) for x in (a, b)]
-    if spans[0][1] <= spans[1][0] or spans[1][1] <= spans[0][0]:
+    """Whether two views of one storage share an element (cached on their geometry: the
+    answer depends on shapes, strides and the distance between them alone)."""
+    return _views_share(tuple(a.shape), a.stride(), tuple(b.shape), b.stride(),
+                        b.data_ptr() - a.data_ptr(), a.element_size())
+
+
+@functools.lru_cache(maxsize=256)
+def _views_share(shape_a: tuple[int, ...], strides_a: tuple[int, ...],
+                 shape_b: tuple[int, ...], strides_b: tuple[int, ...], offset: int,
+                 size: int) -> bool:
+    """Views a (at 0) and b (`offset` bytes after it) of elements of `size` bytes: exact
+    for views of one shape and strides (slices of a fused buffer), else whether their byte
+    ranges meet."""
+    def end(shape, strides):
+        return size * (1 + sum(s * (n - 1) for s, n in zip(strides, shape, strict=True)))
+
+    if end(shape_a, strides_a) <= offset or offset + end(shape_b, strides_b) <= 0:
         return False
-    axes = _nested_axes(a)
-    if a.shape != b.shape or a.stride() != b.stride() or axes is None:
+    axes = _nested(shape_a, strides_a)
+    if shape_a != shape_b or strides_a != strides_b or axes is None:
         return True
-    delta, rest = divmod(abs(a.data_ptr() - b.data_ptr()), size)
+    delta, rest = divmod(abs(offset), size)
     return rest == 0 and _reachable(delta, axes)
 
 

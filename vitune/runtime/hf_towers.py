@@ -46,7 +46,6 @@ PACKED_VISION_ATTENTIONS = (
 CONTRACT = ("self", "hidden_states", "cu_seqlens", "position_embeddings", "max_seqlen")
 
 
-
 @dataclass(frozen=True)
 class TowerMode:
     """What a layer does under one vitune implementation name. The default is what
@@ -60,11 +59,10 @@ class TowerMode:
 _modes: dict[str, TowerMode] = {}  # attn_implementation values that mean vitune
 
 
-def install(name: str, mode: TowerMode = TowerMode()) -> list[str]:
+def install(name: str, mode: TowerMode = TowerMode()) -> None:
     """Make `name` mean one packed call per layer in every installed tower class with the
-    contract; returns the classes that now do (each wrapped once, whatever the names)."""
+    contract (each class wrapped once, whatever the names)."""
     _modes[name] = mode
-    ready = []
     for module_name, class_name in PACKED_VISION_ATTENTIONS:
         try:
             module = importlib.import_module(f"transformers.models.{module_name}")
@@ -81,8 +79,6 @@ def install(name: str, mode: TowerMode = TowerMode()) -> list[str]:
                             class_name, params)
                 continue
             cls.forward = _packed(cls.forward)
-        ready.append(f"{module.__name__}.{class_name}")
-    return ready
 
 
 def _packed(original):

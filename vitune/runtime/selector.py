@@ -116,7 +116,7 @@ def _listing(folder: Path) -> list[Path]:
     """The folder's `*.yaml` entries, sorted; none (warned about once) where it cannot be
     listed, and none without a warning where it does not exist."""
     try:
-        return sorted(p for p in folder.glob("*.yaml"))
+        return sorted(folder.glob("*.yaml"))
     except OSError as exc:
         _warn_once(str(folder), f"vitune: ignoring a configs folder: {folder}: cannot list "
                                 f"it: {exc.strerror or exc}")

@@ -76,7 +76,6 @@ class Workload:
             qkv = torch.randn(shape, generator=gen, device=device).to(dtype=self.torch_dtype)
         return qkv[:, 0], qkv[:, 1], qkv[:, 2]
 
-
     def make_rotary(self, device: torch.device | str, seed: int = 1
                     ) -> tuple[torch.Tensor, torch.Tensor]:
         """cos and sin [T, head_dim] in fp32 as the Qwen-VL towers build them: angles of
@@ -141,13 +140,13 @@ def _length_sweep() -> tuple[Workload, ...]:
 
 # The four-image batch of the encoder benchmark (1092x1932, 1036x1036, 448x448 x 2: 18,288
 # tokens) and Qwen3-VL's head dim: the fused-rotary cost in both regimes, d80 and d72.
-_FOUR_IMAGES = ((1092, 1932), (1036, 1036), (448, 448), (448, 448))
+FOUR_IMAGES = ((1092, 1932), (1036, 1036), (448, 448), (448, 448))
 ROTARY_WORKLOADS = tuple(
     workload for d in (80, 72) for workload in (
-        Workload(f"4 images full d{d}", tuple(qwen_full_seqlen(h, w) for h, w in _FOUR_IMAGES),
+        Workload(f"4 images full d{d}", tuple(qwen_full_seqlen(h, w) for h, w in FOUR_IMAGES),
                  head_dim=d),
         Workload(f"4 images windows d{d}",
-                 tuple(n for h, w in _FOUR_IMAGES for n in qwen_window_seqlens(h, w)),
+                 tuple(n for h, w in FOUR_IMAGES for n in qwen_window_seqlens(h, w)),
                  head_dim=d)))
 
 PRESETS: dict[str, tuple[Workload, ...]] = {"context": CONTEXT_WORKLOADS,

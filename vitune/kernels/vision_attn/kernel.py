@@ -251,7 +251,7 @@ def _store_rows(base, rows, row_mask, stride_t, acc, inv_l, OFF: tl.constexpr,
 def vision_attn_fwd(
     Q, K, V, Out, CU,
     KD0, KD1, KD2, VD0, VD1, VD2,  # TMA: descriptors of each head-dim chunk of K and V
-    COS, SIN,  # ROTARY: [batch?, tokens, head_dim] rows (None without)
+    COS, SIN,  # ROTARY: [batch?, tokens, head_dim] rows (q when unused: never read)
     seq_len,  # tokens per batch element (batched) or in total (packed)
     n_segments,  # packed: len(cu_seqlens) - 1; batched: 1
     search_steps,  # ceil(log2(n_segments)): binary-search steps over cu_seqlens

@@ -35,8 +35,8 @@ def launch_vision_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
     axis but the last are free; nothing is copied. With `rotary` (cos, sin of equal shapes
     and strides), q and k are rotated first: inside the kernel as they are loaded (the
     window kernel; the tile kernel's queries), the tile kernel's keys by one pass into a
-    contiguous buffer (rotate.py). With `warmup`,
-    the kernel is compiled for these arguments (into Triton's on-disk cache) but not run."""
+    contiguous buffer (rotate.py). With `warmup`, the kernel is compiled for these
+    arguments (into Triton's on-disk cache) but not run."""
     return run_launch(plan_launch(q, k, v, out, cu_seqlens, scale, cfg, rotary), q, k, v,
                       out, cu_seqlens, warmup, rotary)
 

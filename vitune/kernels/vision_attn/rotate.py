@@ -57,8 +57,7 @@ def rotate_rows(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
     grid = (triton.cdiv(tokens, BLOCK_TOKENS), batch)
     kernel = functools.partial(rotate_rows_fwd.warmup, grid=grid) if warmup else \
         rotate_rows_fwd[grid]
-    kernel(x, cos, sin, out, tokens, heads, *x.stride()[:3], stride_cb,
-                          cos.stride(-2), *out.stride()[:3], HEAD_DIM=head_dim,
-                          D_PAD=triton.next_power_of_2(head_dim), BLOCK_T=BLOCK_TOKENS,
-                          num_warps=4)
+    kernel(x, cos, sin, out, tokens, heads, *x.stride()[:3], stride_cb, cos.stride(-2),
+           *out.stride()[:3], HEAD_DIM=head_dim, D_PAD=triton.next_power_of_2(head_dim),
+           BLOCK_T=BLOCK_TOKENS, num_warps=4)
     return out
