@@ -70,3 +70,26 @@ def test_auto_runs_the_measured_winner_where_it_applies(tmp_path, monkeypatch):
         assert calls == ["sdpa", "triton"]
     finally:
         selector.clear_cache()
+
+
+def test_auto_with_out_runs_what_was_measured_fastest_into_out(tmp_path, monkeypatch):
+    """A peer's result has to be copied into a caller's out=; vitune's kernel writes it.
+    The tuner measures both ways: a call with out= takes `backend_with_out`."""
+    doc = {"schema_version": 1, "gpu": "interpreter", "interpreter": True,
+           "buckets": [{"head_dim": 32, "dtype": "float32", "regime": "window", "seqlen": 12,
+                        "backend": "sdpa", "backend_with_out": "triton"}]}
+    (tmp_path / "interpreter.yaml").write_text(yaml.safe_dump(doc))
+    monkeypatch.setattr(selector, "_user_paths", [])
+    selector.load_configs(tmp_path)
+    calls = []
+    monkeypatch.setitem(api.RUNNERS, "sdpa", lambda *a: calls.append("sdpa") or a[0])
+    monkeypatch.setattr(api, "run_launch",
+                        lambda launch, q, k, v, out, cu, **kw: calls.append("triton") or out)
+    try:
+        q, k, v, cu = make_packed([12, 12], heads=1, head_dim=32, dtype=torch.float32)
+        vision_attention(q, k, v, cu, 12)
+        vision_attention(q, k, v, cu, 12, out=torch.empty_like(q))
+        vision_attention(q, k, v, cu, 12)  # (each way keeps its own cached decision)
+        assert calls == ["sdpa", "triton", "sdpa"]
+    finally:
+        selector.clear_cache()

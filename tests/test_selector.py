@@ -163,3 +163,29 @@ def test_rotary_calls_fall_back_to_buckets_tuned_without(tmp_path, monkeypatch):
                                       selector.length_key(5476), True) == "triton"
     assert api._auto_backend_uncached("cuda", 0, 80, torch.bfloat16,
                                       selector.length_key(5476), False) == "sdpa_cudnn"
+
+
+@pytest.mark.parametrize(("seqlen", "kernel", "peer", "expected"), [
+    # H100 figures: at 1024 tokens the copy into out (~10%) costs SDPA its 10% lead...
+    (1024, 329.0, 363.0, "triton"),
+    # ...at 4096 the copy is ~3% of its time and a 10% lead survives it.
+    (4096, 416.0, 460.4, "sdpa_cudnn"),
+])
+def test_files_without_the_out_measurement_estimate_the_copy(seqlen, kernel, peer, expected):
+    """A bucket tuned before calls with out= were measured: the peer keeps them only if it
+    still wins once its result is copied into out at the GPU's bandwidth."""
+    old = {**bucket(seqlen, cfg(128)), "backend": "sdpa_cudnn", "tflops": kernel,
+           "peers": {"sdpa-cudnn": peer, "varlen_attn": peer / 2}}
+    assert selector.estimated_backend_with_out(old, H100) == expected
+    unknown = identify("NVIDIA Quantum X1", (9, 0))  # no bandwidth known: vitune's kernel
+    assert selector.estimated_backend_with_out(old, unknown) == "triton"
+    assert selector.estimated_backend_with_out({**old, "backend": "triton"}, H100) == "triton"
+
+
+def test_a_measured_backend_with_out_wins_over_the_estimate(tmp_path):
+    measured = {**bucket(4096, cfg(128)), "backend": "sdpa_cudnn", "tflops": 416.0,
+                "peers": {"sdpa-cudnn": 460.4}, "backend_with_out": "triton",
+                "peers_with_out": {"sdpa-cudnn": 400.0}}
+    write(tmp_path / "shipped", "h100", [measured])
+    choice = selector.choose(H100, 80, torch.bfloat16, 4096)
+    assert (choice.backend, choice.backend_with_out) == ("sdpa_cudnn", "triton")

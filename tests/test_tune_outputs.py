@@ -216,3 +216,15 @@ def test_a_tune_without_out_serves_every_later_process(tmp_path, monkeypatch):
     run = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
                          text=True, timeout=120)
     assert run.stdout.strip() == f"exact GPU {tuned}", run.stderr[-2000:]
+
+
+def test_the_file_records_the_fastest_backend_with_and_without_out():
+    """Peers timed twice in the crown: as they are, and with their result copied into a
+    given out= (what vision_attention does for them); the kernel writes out directly."""
+    r = result(4096, tflops=330.0, peers={"sdpa-cudnn": 363.0, "sglang-style-fixed": 400.0})
+    r.peers_with_out.update({"sdpa-cudnn": 327.0})
+    entry = bucket_entry(r)
+    assert entry["backend"] == "sdpa_cudnn"  # (sglang-style is no backend the runtime runs)
+    assert entry["backend_with_out"] == "triton"
+    assert entry["peers_with_out"] == {"sdpa-cudnn": 327.0}
+    assert "backend_with_out" not in bucket_entry(result(4096, 330.0))  # (not measured)

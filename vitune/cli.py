@@ -148,12 +148,13 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if unknown:
         _fail(f"unknown backend(s) {unknown}; known: {list(BACKENDS)}")
     rows = []
-    rotary = {"off": (False,), "on": (True,), "both": (False, True)}[args.rotary]
-    for row in iter_bench(_pick_workloads(args), backends, _cuda_device(), rotary):
+    choices = {"off": (False,), "on": (True,), "both": (False, True)}
+    for row in iter_bench(_pick_workloads(args), backends, _cuda_device(),
+                          choices[args.rotary], choices[args.given_out]):
         rows.append(row)
         write_jsonl(rows, Path(args.out))  # what was measured survives a crash or Ctrl-C
-    labelled = [{**r, "backend": r["backend"] + ("+rotary" if r["rotary"] else "")}
-                for r in rows]
+    labelled = [{**r, "backend": r["backend"] + ("+rotary" if r["rotary"] else "")
+                 + (" out=" if r["given_out"] else "")} for r in rows]
     _print_table(labelled, list(dict.fromkeys(r["backend"] for r in labelled)),
                  pivot="backend")
     print(f"wrote {len(rows)} rows to {args.out}")
@@ -501,6 +502,10 @@ def build_parser() -> argparse.ArgumentParser:
                        help="q and k rotated first (Qwen-VL rotary: fused in vitune's kernel, "
                             "torch's fp32 rotary before other backends); both: each workload "
                             "with and without (default: off)")
+    bench.add_argument("--given-out", choices=("off", "on", "both"), default="off",
+                       help="the result lands in a buffer passed as out= (as serving engines "
+                            "call it: vitune's kernel writes it, another backend's result is "
+                            "copied into it); both: each workload both ways (default: off)")
     bench.add_argument("--overhead", action="store_true",
                        help="host time per call of vision_attention(backend='auto') against "
                             "launching the chosen kernel directly")

@@ -9,18 +9,20 @@ import torch
 from vitune.kernels.vision_attn.reference import TOLERANCE, reference_attention
 from vitune.tuner.environment import environment
 from vitune.tuner.measure import time_gpu
-from vitune.tuner.peers import PEERS, check_backend
+from vitune.tuner.peers import check_backend, prepare_peer
 from vitune.tuner.workloads import Workload
 
 log = logging.getLogger(__name__)
 
 
 def iter_bench(workloads: list[Workload], backends: list[str], device: torch.device,
-               rotary: tuple[bool, ...] = (False,)):
-    """One tidy row per (workload, rotary, backend), yielded as measured: times, useful
-    TFLOP/s, error, provenance. With rotary, q and k get the Qwen-VL rotary embedding first
-    (fused in vitune's kernel; torch's fp32 rotary before the other backends, inside their
-    timed call). A backend whose output misses its tolerance is reported, not timed."""
+               rotary: tuple[bool, ...] = (False,), given_out: tuple[bool, ...] = (False,)):
+    """One tidy row per (workload, rotary, given_out, backend), yielded as measured: times,
+    useful TFLOP/s, error, provenance. With rotary, q and k get the Qwen-VL rotary embedding
+    first (fused in vitune's kernel; torch's fp32 rotary before the other backends, inside
+    their timed call). With given_out, the result lands in a buffer the caller passes as
+    out= (vitune's kernel writes it, another backend's result is copied into it). A backend
+    whose output misses its tolerance is reported, not timed."""
     env = environment(device)
     for w in workloads:
         q, k, v = w.make_qkv(device)
@@ -28,17 +30,19 @@ def iter_bench(workloads: list[Workload], backends: list[str], device: torch.dev
         for rotated in rotary:
             trig = w.make_rotary(device) if rotated else None
             ref = reference_attention(q, k, v, cu, compute_dtype=torch.float32, rotary=trig)
-            yield from _bench_backends(w, q, k, v, cu, trig, ref, backends,
-                                       {**env, "rotary": rotated})
+            for into_out in given_out:
+                yield from _bench_backends(w, q, k, v, cu, trig, ref, backends, into_out,
+                                           {**env, "rotary": rotated, "given_out": into_out})
             del ref
         del q, k, v
         torch.cuda.empty_cache()
 
 
-def _bench_backends(w: Workload, q, k, v, cu, trig, ref, backends: list[str], env: dict):
+def _bench_backends(w: Workload, q, k, v, cu, trig, ref, backends: list[str],
+                    given_out: bool, env: dict):
     """The rows of one workload's inputs, with (trig) or without rotary."""
     for name in backends:
-        peer = PEERS[name](w, q, k, v, cu, trig)
+        peer = prepare_peer(name, w, q, k, v, cu, trig, given_out=given_out)
         row = {"workload": w.name, "backend": name, "regime": w.regime,
                "head_dim": w.head_dim, "heads": w.heads, "dtype": w.dtype,
                "segments": len(w.seqlens), "total_tokens": w.total_tokens,

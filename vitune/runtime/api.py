@@ -74,10 +74,12 @@ def vision_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
     `auto` runs them with rotary unless a bucket tuned with rotary measured another backend
     faster; any other backend gets q and k rotated by torch first.
 
-    `backend`: "auto" runs what was measured fastest for this GPU and shape (the tuned
-    configs record vitune's Triton kernel and its peers), falling back to vitune's kernel
-    where that backend cannot take the call (e.g. SDPA needs equal segment lengths, known
-    from `max_seqlen`). "triton", "sdpa" (torch picks its kernel), "sdpa_cudnn",
+    `backend`: "auto" runs what was measured fastest for this GPU and shape, for the call
+    as made (the tuned configs record vitune's Triton kernel and its peers, and the peers
+    again with their result copied into a given `out`, which vitune's kernel writes
+    directly; files without that second measurement estimate the copy from the GPU's
+    bandwidth), falling back to vitune's kernel where that backend cannot take the call
+    (e.g. SDPA needs equal segment lengths, known from `max_seqlen`). "triton", "sdpa" (torch picks its kernel), "sdpa_cudnn",
     "sdpa_flash", "varlen" (torch varlen_attn) or "flash_attn" run that backend or raise
     BackendUnavailable; explicit "sdpa" on unequal packed segments uses a [T, T] mask.
 
@@ -195,7 +197,8 @@ def _plan_call(q, k, v, cu_seqlens, max_seqlen, scale, out, config, backend,
     chosen = backend
     if backend == "auto":
         chosen = "triton" if config is not None else _auto_backend(
-            q.device.type, device_index, head_dim, q.dtype, length_key, rotary is not None)
+            q.device.type, device_index, head_dim, q.dtype, length_key, rotary is not None,
+            out is not None)
         if not _can_run(chosen, q, cu_seqlens, max_seqlen):
             chosen = "triton"
     if chosen != "triton":
@@ -505,14 +508,18 @@ def _validate_segments(q: torch.Tensor, cu_seqlens: torch.Tensor | None,
 
 
 def _auto_backend_uncached(device_type: str, device_index: int, head_dim: int,
-                           dtype: torch.dtype, length_key: int, rotary: bool = False) -> str:
-    """The backend measured fastest for this GPU and bucket ("triton" when untuned). With
-    rotary, only a bucket tuned with rotary (its peers timed with torch's rotary first) can
-    name another backend than vitune's kernel, which fuses it."""
+                           dtype: torch.dtype, length_key: int, rotary: bool = False,
+                           with_out: bool = False) -> str:
+    """The backend measured fastest for this GPU and bucket ("triton" when untuned), for a
+    call that passes out= (`with_out`: the result copied into it) or not. With rotary, only
+    a bucket tuned with rotary (its peers timed with torch's rotary first) can name another
+    backend than vitune's kernel, which fuses it."""
     device = torch.device(device_type, device_index) if device_index >= 0 else \
         torch.device(device_type)
     choice = choose(device_gpu(device), head_dim, dtype, 2 ** (length_key / 4), rotary)
-    return choice.backend if choice.rotary == rotary else "triton"
+    if choice.rotary != rotary:
+        return "triton"
+    return choice.backend_with_out if with_out else choice.backend
 
 
 def _decide_config_uncached(device_type: str, device_index: int, head_dim: int,

@@ -85,6 +85,15 @@ KNOWN_CAPABILITY = {
 }
 
 
+# Peak memory bandwidth in GB/s (the vendors' data sheets), for estimates where nothing was
+# measured: what copying a result into a caller's out= buffer costs (vitune.runtime.selector).
+MEMORY_GBPS = {
+    "h100": 3350, "h100_pcie": 2000, "h100_nvl": 3900, "h200": 4800, "h200_nvl": 4800,
+    "h800": 3350, "h20": 4000, "gh200": 4000, "b200": 8000, "gb200": 8000, "b300": 8000,
+    "gb300": 8000, "a100": 2039, "a100_pcie": 1935, "l40s": 864, "l4": 300,
+}
+
+
 def identity_for_key(key: str) -> GpuIdentity:
     if key == INTERPRETER_KEY:
         return interpreter_identity()

@@ -1,8 +1,9 @@
 """configs/<gpu>.yaml: the versioned schema, its validation, and atomic merge-writes.
 
-A file records which backend and kernel config won per tuning bucket on one GPU, the
-throughput measured for it and for its peers in the same run, and the provenance of that
-run. Validation accepts known keys only and values inside the search space, so no file can
+A file records which backend and kernel config won per tuning bucket on one GPU (for a
+call that lets the backend allocate its result, and `backend_with_out` for one that passes
+out=, where another backend's result must be copied), the throughput measured for it and
+for its peers in the same run, and the provenance of that run. Validation accepts known keys only and values inside the search space, so no file can
 make a kernel read out of bounds; every error names the file and the entry at fault.
 """
 
@@ -31,7 +32,8 @@ TOP_KEYS = {"schema_version", "gpu", "interpreter", "provenance", "buckets"}
 PROVENANCE_KEYS = {"device_name", "capability", "torch", "triton", "cuda", "python",
                    "kernel_hash", "date", "sms"}
 BUCKET_KEYS = {"head_dim", "dtype", "regime", "seqlen", "rotary", "backend", "config",
-               "tflops", "default_tflops", "peers", "trials", "study", "date"}
+               "tflops", "default_tflops", "peers", "trials", "study", "date",
+               "backend_with_out", "peers_with_out"}
 TRIAL_KEYS = {"total", "ran", "complete", "failed", "rejected", "repeats"}
 # Kernel choices added to the search space after files were written: a file without one
 # predates it and ran with KernelConfig's default (the choice off).
@@ -155,6 +157,9 @@ def _validate_bucket(bucket: object, entry: str, fail) -> str:
         fail(f"{entry}.rotary", f"{_short(bucket['rotary'])} is not true or false")
     if bucket["backend"] not in BACKENDS:
         fail(f"{entry}.backend", f"{_short(bucket['backend'])} is not one of {list(BACKENDS)}")
+    if "backend_with_out" in bucket and bucket["backend_with_out"] not in BACKENDS:
+        fail(f"{entry}.backend_with_out",
+             f"{_short(bucket['backend_with_out'])} is not one of {list(BACKENDS)}")
     if bucket["backend"] == "triton" or "config" in bucket:
         config = bucket.get("config")
         if not isinstance(config, dict):
@@ -172,10 +177,11 @@ def _validate_bucket(bucket: object, entry: str, fail) -> str:
     for name in ("tflops", "default_tflops"):
         if name in bucket and not _is_rate(bucket[name]):
             fail(f"{entry}.{name}", f"{_short(bucket[name])} is not a finite number >= 0")
-    peers = bucket.get("peers", {})
-    if not isinstance(peers, dict) or not all(
-            isinstance(k, str) and _is_rate(v) for k, v in peers.items()):
-        fail(f"{entry}.peers", "expected a mapping of backend name to TFLOP/s")
+    for name in ("peers", "peers_with_out"):
+        peers = bucket.get(name, {})
+        if not isinstance(peers, dict) or not all(
+                isinstance(k, str) and _is_rate(v) for k, v in peers.items()):
+            fail(f"{entry}.{name}", "expected a mapping of backend name to TFLOP/s")
     trials = bucket.get("trials", {})
     if not isinstance(trials, dict):
         fail(f"{entry}.trials", "expected a mapping")

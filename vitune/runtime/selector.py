@@ -26,7 +26,8 @@ from vitune.kernels.vision_attn.space import (
     check_config,
     default_config,
 )
-from vitune.runtime.gpu import GpuIdentity
+from vitune.runtime.backends import PEER_BACKENDS
+from vitune.runtime.gpu import MEMORY_GBPS, GpuIdentity
 from vitune.runtime.schema import ConfigFileError, bucket_config, load_config_file
 
 log = logging.getLogger(__name__)
@@ -51,6 +52,9 @@ class Choice:
     bucket: str | None = None  # the bucket matched in that file
     tflops: float | None = None  # measured for that bucket when it was tuned
     rotary: bool = False  # the bucket was tuned with the rotary embedding fused
+    # The fastest for a call that passes out=: another backend's result must then be copied
+    # into it, while vitune's kernel writes it directly.
+    backend_with_out: str = "triton"
 
 
 _user_paths: list[Path] = []
@@ -161,7 +165,8 @@ def _choose(gpu: GpuIdentity, head_dim: int, dtype: torch.dtype, log_len: int,
         tuned_rotary = best.get("rotary", False)
         choice = Choice(cfg, level, best["backend"], str(path),
                         f"{regime} L{best['seqlen']}" + (" rotary" if tuned_rotary else ""),
-                        best.get("tflops"), tuned_rotary)
+                        best.get("tflops"), tuned_rotary,
+                        best.get("backend_with_out") or estimated_backend_with_out(best, gpu))
         log.info("vitune: d%d %s %s L~%d on %s: %s from %s", head_dim, dtype_name, regime,
                  seqlen, gpu.key, level, path)
         return choice
@@ -169,6 +174,27 @@ def _choose(gpu: GpuIdentity, head_dim: int, dtype: torch.dtype, log_len: int,
     log.info("vitune: d%d %s %s L~%d on %s: built-in heuristic (no tuned bucket found)",
              head_dim, dtype_name, regime, seqlen, gpu.key)
     return choice
+
+
+def estimated_backend_with_out(bucket: dict, gpu: GpuIdentity) -> str:
+    """For a bucket tuned before calls with out= were measured: the backend that won
+    without out= keeps such calls only if it still beats vitune's kernel once its result is
+    copied into out (read and written at 80% of the GPU's peak bandwidth; no estimate and
+    vitune's kernel for a GPU whose bandwidth is unknown)."""
+    backend = bucket["backend"]
+    gbps = MEMORY_GBPS.get(gpu.key)
+    kernel_rate = bucket.get("tflops")
+    peer_rate = max((rate for name, rate in bucket.get("peers", {}).items()
+                     if PEER_BACKENDS.get(name) == backend), default=None)
+    if backend == "triton" or gbps is None or not kernel_rate or not peer_rate:
+        return "triton"
+    # Per token and head: attention does 4 * seqlen * head_dim useful flops, the copy
+    # moves 2 * head_dim elements; head_dim cancels out.
+    element_bytes = 4 if bucket["dtype"] == "float32" else 2
+    attention_s = 4 * bucket["seqlen"] / (peer_rate * 1e12)
+    copy_s = 2 * element_bytes / (0.8 * gbps * 1e9)
+    rate_with_copy = 4 * bucket["seqlen"] / (attention_s + copy_s) / 1e12
+    return backend if rate_with_copy > kernel_rate else "triton"
 
 
 @functools.cache

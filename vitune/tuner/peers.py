@@ -24,6 +24,9 @@ from vitune.tuner.workloads import Workload
 class Prepared:
     run: Callable[[], torch.Tensor]
     packed: Callable[[torch.Tensor], torch.Tensor] = lambda out: out
+    # Before the check, for a call that allocates its own output: a NaN-filled block of the
+    # output's size, freed at once, which the caching allocator then hands to that output.
+    poison: Callable[[], object] = lambda: None
 
 
 def sglang_style_config(head_dim: int) -> KernelConfig:
@@ -83,12 +86,18 @@ def _varlen_style(module: str, name: str) -> Callable[..., Prepared | None]:
 
 def _vitune(config_for: Callable[[Workload, torch.device], KernelConfig | None],
             backend: str = "auto") -> Callable[..., Prepared | None]:
-    """vitune's call; with `rotary`, fused into the kernel."""
-    def prepare(w: Workload, q, k, v, cu, rotary=None) -> Prepared:
-        out = torch.full_like(q, float("nan"), memory_format=torch.contiguous_format)
+    """vitune's call; with `rotary`, fused into the kernel. With `given_out` the result
+    lands in a buffer passed as out= (poisoned with NaN, so unwritten elements fail the
+    check); without, vision_attention allocates it."""
+    def prepare(w: Workload, q, k, v, cu, rotary=None, given_out: bool = True) -> Prepared:
+        def nan_buffer() -> torch.Tensor:
+            return torch.full_like(q, float("nan"), memory_format=torch.contiguous_format)
+
+        out = nan_buffer() if given_out else None
         cfg = config_for(w, q.device)
         return Prepared(lambda: vision_attention(q, k, v, cu, w.max_seqlen, out=out,
-                                                 config=cfg, backend=backend, rotary=rotary))
+                                                 config=cfg, backend=backend, rotary=rotary),
+                        poison=nan_buffer if out is None else lambda: None)
     return prepare
 
 
@@ -121,9 +130,29 @@ def _builtin_default(w: Workload, device: torch.device) -> KernelConfig:
     return default_config(w.head_dim, w.torch_dtype, device_arch(device), w.max_seqlen)
 
 
+def prepare_peer(name: str, w: Workload, q, k, v, cu, rotary=None,
+                 given_out: bool = False) -> Prepared | None:
+    """The backend `name` ready to run on these inputs. With `given_out`, as a caller who
+    passes out= gets it: vitune's kernel writes the buffer directly, another backend's
+    result is copied into it (what vision_attention(out=...) does for them)."""
+    if name in VITUNE_PEERS:
+        return PEERS[name](w, q, k, v, cu, rotary, given_out=given_out)
+    peer = PEERS[name](w, q, k, v, cu, rotary)
+    if peer is None or not given_out:
+        return peer
+    out = torch.full_like(q, float("nan"), memory_format=torch.contiguous_format)
+
+    def run() -> torch.Tensor:
+        result = peer.run()
+        return out.copy_(peer.packed(result[0] if isinstance(result, tuple) else result))
+    return Prepared(run)
+
+
 def check_backend(peer: Prepared, ref: torch.Tensor) -> float:
-    """Relative error of one backend's output against the reference on this input (vitune's
-    output buffer starts poisoned with NaN, so unwritten elements fail)."""
+    """Relative error of one backend's output against the reference on this input (a
+    buffer given as out= starts poisoned with NaN, so unwritten elements fail; see
+    Prepared.poison for an output the call allocates itself)."""
+    peer.poison()
     result = peer.run()
     return relative_error(peer.packed(result[0] if isinstance(result, tuple) else result), ref)
 
@@ -136,6 +165,7 @@ PEERS: dict[str, Callable[..., Prepared | None]] = {
     # vitune's Triton kernel with the built-in per-architecture default, ignoring tuned files.
     "vitune-default": _vitune(_builtin_default),
     "sglang-style-fixed": _vitune(lambda w, device: sglang_style_config(w.head_dim)),
+    # (the peers above are vitune's own call: they take given_out themselves)
     "sdpa-flash": _torch_rotary_first(_sdpa("FLASH_ATTENTION")),
     "sdpa-cudnn": _torch_rotary_first(_sdpa("CUDNN_ATTENTION")),
     "sdpa-memeff": _torch_rotary_first(_sdpa("EFFICIENT_ATTENTION")),
@@ -146,6 +176,7 @@ PEERS: dict[str, Callable[..., Prepared | None]] = {
 }
 
 
+VITUNE_PEERS = ("vitune-auto", "vitune-tuned", "vitune-default", "sglang-style-fixed")
 # Libraries whose first call in a process loads and sets them up (seconds for cuDNN)
 LIBRARY_PEERS = ("sdpa-cudnn", "sdpa-flash", "varlen_attn", "flash_attn")
 

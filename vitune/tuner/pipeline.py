@@ -37,16 +37,17 @@ DEPTH_SLACK = 2  # more than the recent compile latency / GPU time per config as
 RECENT = 0.25  # weight of the newest sample in the running averages behind the depth
 
 
-def request(plan: SearchPlan, cfg: KernelConfig | None, backend: str = "triton"
-            ) -> TrialRequest:
+def request(plan: SearchPlan, cfg: KernelConfig | None, backend: str = "triton",
+            given_out: bool = False) -> TrialRequest:
     return TrialRequest(plan.workload, backend, cfg.to_dict() if cfg else None,
-                        plan.gpu.is_interpreter, plan.rep_ms)
+                        plan.gpu.is_interpreter, plan.rep_ms, given_out)
 
 
 def measure(worker: IsolatedWorker, plan: SearchPlan, cfg: KernelConfig | None,
-            backend: str = "triton") -> Outcome:
-    """Check and time one backend (vitune's kernel with `cfg`, or a peer) in the worker."""
-    return worker.call(request(plan, cfg, backend), plan.trial_timeout_s)
+            backend: str = "triton", given_out: bool = False) -> Outcome:
+    """Check and time one backend (vitune's kernel with `cfg`, or a peer: with `given_out`,
+    its result copied into a buffer given as out=) in the worker."""
+    return worker.call(request(plan, cfg, backend, given_out), plan.trial_timeout_s)
 
 
 def tell(study: optuna.Study, trial: optuna.Trial, *args, **kwargs) -> None:

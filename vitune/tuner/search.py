@@ -87,6 +87,9 @@ class BucketResult:
     peers: dict[str, float]
     trials: dict[str, int]
     study_name: str
+    # The peers the runtime can run, timed as a caller who passes out= gets them (their
+    # result copied into it); vitune's kernel writes out directly: `tflops` holds for both.
+    peers_with_out: dict[str, float] = field(default_factory=dict)
 
 
 def bucket_studies(url: str) -> Iterator[tuple[str, optuna.Study]]:
@@ -238,12 +241,16 @@ def _crown(study: optuna.Study, plan: SearchPlan, worker: IsolatedWorker,
     default_rates = whole.get(default)
     default_tflops = default_rates[-1] if default_rates else None
     retimed = time.time()
-    peers = {}
+    peers, peers_with_out = {}, {}
     if not gpu.is_interpreter:  # the interpreter's wall times say nothing about peers
         for name in GPU_PEERS:
             outcome = measure(peer_worker or worker, plan, None, backend=name)
             if outcome.ok:
                 peers[name] = outcome.value["tflops"]
+        for name in (n for n in peers if n in PEER_BACKENDS):
+            outcome = measure(peer_worker or worker, plan, None, backend=name, given_out=True)
+            if outcome.ok:
+                peers_with_out[name] = outcome.value["tflops"]
     # When and for how long (the crown's share of a run's wall time, per bucket), and
     # what it crowned (scripts/compare_search.py weighs it against a sweep)
     crown = {"started": started, "retime_s": round(retimed - started, 2),
@@ -253,7 +260,7 @@ def _crown(study: optuna.Study, plan: SearchPlan, worker: IsolatedWorker,
     log.info("%s crowned: re-timed in %.1f s, peers in %.1f s", plan.study_name,
              crown["retime_s"], crown["peers_s"])
     return BucketResult(bucket_of(workload), workload, best_cfg, best_tflops, default_tflops,
-                        peers, counts, plan.study_name)
+                        peers, counts, plan.study_name, peers_with_out)
 
 
 def _precompile(compiler, work: list[tuple[SearchPlan, KernelConfig]]) -> None:
@@ -264,20 +271,31 @@ def _precompile(compiler, work: list[tuple[SearchPlan, KernelConfig]]) -> None:
 
 def bucket_entry(result: BucketResult) -> dict:
     """The YAML entry of a tuned bucket (see vitune.runtime.schema)."""
-    # The fastest measured, among backends the runtime can reproduce for this bucket.
-    rates = {"triton": result.tflops or 0.0}
-    rates.update({PEER_BACKENDS[name]: rate for name, rate in result.peers.items()
-                  if name in PEER_BACKENDS})
     entry = {"head_dim": result.bucket.head_dim, "dtype": result.bucket.dtype,
              "regime": result.bucket.regime, "seqlen": result.bucket.seqlen,
              "rotary": result.bucket.rotary or None,
-             "backend": max(rates, key=rates.get),
+             "backend": _fastest(result.tflops, result.peers),
+             "backend_with_out": _fastest(result.tflops, result.peers_with_out)
+             if result.peers_with_out else None,
              "config": result.config.to_dict() if result.config else None,
              "tflops": _sig(result.tflops), "default_tflops": _sig(result.default_tflops),
-             "peers": {k: _sig(v) for k, v in result.peers.items() if _sig(v) is not None},
+             "peers": _rates(result.peers), "peers_with_out": _rates(result.peers_with_out)
+             or None,
              "trials": result.trials, "study": result.study_name,
              "date": datetime.date.today().isoformat()}
     return {k: v for k, v in entry.items() if v is not None}
+
+
+def _fastest(kernel_tflops: float | None, peers: dict[str, float]) -> str:
+    """The fastest measured among vitune's kernel and the peers the runtime can run."""
+    rates = {"triton": kernel_tflops or 0.0}
+    rates.update({PEER_BACKENDS[name]: rate for name, rate in peers.items()
+                  if name in PEER_BACKENDS})
+    return max(rates, key=rates.get)
+
+
+def _rates(peers: dict[str, float]) -> dict[str, float]:
+    return {k: _sig(v) for k, v in peers.items() if _sig(v) is not None}
 
 
 def _sig(x: float | None) -> float | None:

@@ -21,6 +21,7 @@ class TrialRequest:
     config: dict | None  # KernelConfig fields, for backend "triton"
     interpret: bool
     rep_ms: float = 100
+    given_out: bool = False  # a peer's result copied into a given buffer (vitune's: always)
 
 
 def _inputs_for(workload, device: str, reference: bool = True) -> list:
@@ -149,17 +150,17 @@ def precompile(req: TrialRequest) -> dict:
 def run_trial(req: TrialRequest) -> dict:
     from vitune.kernels.vision_attn.reference import TOLERANCE
     from vitune.kernels.vision_attn.space import KernelConfig
-    from vitune.tuner.peers import PEERS, check_backend, vitune_with
+    from vitune.tuner.peers import check_backend, prepare_peer, vitune_with
 
     w = req.workload
     q, k, v, cu, ref, rotary = _inputs_for(w, "cpu" if req.interpret else "cuda")
     if req.backend == PREPARE:
         return {}
     if req.backend == "triton":
-        prepare = vitune_with(KernelConfig.from_dict(req.config) if req.config else None)
+        peer = vitune_with(KernelConfig.from_dict(req.config) if req.config else None)(
+            w, q, k, v, cu, rotary)
     else:
-        prepare = PEERS[req.backend]
-    peer = prepare(w, q, k, v, cu, rotary)
+        peer = prepare_peer(req.backend, w, q, k, v, cu, rotary, given_out=req.given_out)
     if peer is None:
         raise ValueError(f"{req.backend} cannot run {w.name}")
     err = check_backend(peer, ref)

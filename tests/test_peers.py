@@ -1,0 +1,39 @@
+"""The backends measured beside vitune, run as a caller makes the call: with the result
+landing in a buffer given as out= (copied there by other backends) or allocated by the
+call, each checked on output that starts as NaN."""
+
+import pytest
+import torch
+
+from vitune.kernels.vision_attn.reference import TOLERANCE, reference_attention
+from vitune.tuner.peers import check_backend, prepare_peer
+from vitune.tuner.workloads import Workload
+
+W = Workload("two segments", (12, 12), heads=1, head_dim=32, dtype="float32")
+
+
+@pytest.mark.parametrize("given_out", [False, True])
+@pytest.mark.parametrize("name", ["vitune-auto", "sdpa-masked"])
+def test_each_way_of_calling_is_checked_and_lands_where_the_caller_looks(name, given_out):
+    q, k, v = W.make_qkv("cpu")
+    cu = W.cu_seqlens("cpu")
+    ref = reference_attention(q, k, v, cu, compute_dtype=torch.float64)
+    peer = prepare_peer(name, W, q, k, v, cu, given_out=given_out)
+    assert check_backend(peer, ref) <= TOLERANCE[torch.float32]
+    first, second = peer.run(), peer.run()
+    if given_out:  # one buffer, written on every run
+        assert peer.packed(first).data_ptr() == peer.packed(second).data_ptr()
+
+
+@pytest.mark.gpu
+def test_an_output_the_call_allocates_is_checked_on_nan_not_on_old_results():
+    """A call that allocates its own output gets the NaN block the check frees before it,
+    not the memory of an earlier correct result: one that writes nothing fails."""
+    w = Workload("two segments", (256, 256), heads=2, head_dim=64, dtype="float16")
+    q, k, v = w.make_qkv("cuda")
+    cu = w.cu_seqlens("cuda")
+    ref = reference_attention(q, k, v, cu, compute_dtype=torch.float32)
+    peer = prepare_peer("vitune-auto", w, q, k, v, cu, given_out=False)
+    assert check_backend(peer, ref) <= TOLERANCE[torch.float16]  # (its result freed)
+    writes_nothing = type(peer)(lambda: torch.empty_like(q), poison=peer.poison)
+    assert not check_backend(writes_nothing, ref) <= TOLERANCE[torch.float16]
