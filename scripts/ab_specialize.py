@@ -4,7 +4,7 @@ on its count arguments) against one rebuilt without it, which Triton specialises
 Triton specialises an integer argument that is 1 or divisible by 16, so a call whose
 segment count or token count falls in a class not seen before compiles the kernel again
 (seconds, on first use in a process). Does one binary for every count cost speed? (It did
-not: docs/perf-notes.md, seventh session; the kernel has had it since.)
+not: docs/decisions.md, "One binary for every segment count"; the kernel has had it since.)
 
     python scripts/ab_specialize.py [--head-dim 80] [--configs m64n64w4s2-split-heads-tma,...]
 

@@ -1,8 +1,8 @@
 """Where a tuning run's first seconds go, process by process: one trial worker, the peers'
 worker and `--processes` compile processes, forked from a fork server and started all at
 once as `vitune tune` starts them, each compile process then handed one config of the
-qwen2.5-vl 8 x 1024 bucket, and the first config compiled timed (docs/perf-notes.md,
-twelfth session).
+qwen2.5-vl 8 x 1024 bucket, and the first config compiled timed (docs/decisions.md,
+"Start-up").
 
     python scripts/startup_probe.py [--processes 14] [--compile-on cuda]
 

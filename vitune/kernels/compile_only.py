@@ -9,7 +9,7 @@ tensor's address is 0: 16-byte aligned, as the tuner's CUDA inputs are), a warm-
 the real launch's specialisation, so the timing worker finds the binary in the cache.
 Each compile process had made a CUDA context (and run a first kernel) for this before:
 start-up each, their GPU memory for the whole run, and their teardown at its end
-(docs/perf-notes.md, thirteenth session: the first config timed 0.75-0.92 s sooner
+(docs/decisions.md, "Start-up": the first config timed 0.75-0.92 s sooner
 without them, closing 0.2 s instead of 1.0 s).
 """
 

@@ -5,7 +5,7 @@ left, it joins a bucket still being searched, so processes share only the run's 
 Before, every process searched every bucket together with the others: each paid every
 bucket's ramp (first compiles, the inputs), and each bucket's samplers picked blind to
 twice as many configs in flight, trying more slow ones (2 x H200: 90-93 s of GPU work
-against 84-90 s for one process; docs/perf-notes.md, tenth and eleventh sessions).
+against 84-90 s for one process; docs/decisions.md, "Two GPUs on one run").
 
 With `together` (`vitune tune --share all`) every process takes the first open bucket
 instead, so all search each bucket's study at once, one bucket after another: as before

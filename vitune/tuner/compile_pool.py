@@ -29,7 +29,7 @@ def default_compile_jobs(searchers: int = 1) -> int:
     """Compile processes per search process: the CPU cores less two per search process (its
     timing worker and its loop), shared among them, at most 16 each. More oversubscribe
     the cores: with 16 each, two search processes on 32 cores compiled a round 0.5 s and
-    timed it 0.2 s slower than one alone (2 x H200, docs/perf-notes.md)."""
+    timed it 0.2 s slower than one alone (2 x H200, docs/decisions.md)."""
     return max(1, min(16, ((os.cpu_count() or 2) - 2 * searchers) // searchers))
 
 

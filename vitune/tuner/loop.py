@@ -51,7 +51,7 @@ RANDOM_AFTER = 10  # proposals in a row that bring nothing new before random new
 # sampler opens, a best-first local search finishes. Replayed against the window sweeps (H100,
 # H200; rounds of 14-16, 40 seeds), where a single config is within 3% of the best: TPE
 # alone found it in 45-65% of seeds; with a share of 0.5, 68-92%; 0.7, 88-98%; 0.9, 100%,
-# and 100% on the full-attention buckets (docs/perf-notes.md).
+# and 100% on the full-attention buckets (docs/decisions.md, "Refining around the best").
 REFINE_SHARE = 0.9
 REFINE_TOP = 15
 PICK_WHILE_WAITING = 4  # configs picked at a time while the GPU waits for a compile or times

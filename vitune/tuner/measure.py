@@ -5,8 +5,8 @@ Why not triton's do_bench as it is: it records the start event and then calls `f
 `fn`'s host work (argument packing, tensor descriptors: about 70 us per call for TMA configs
 on an H100) outlasts the flush the GPU is running meanwhile, the GPU waits between the
 start event and the kernel and the wait is timed too: one window config then measured
-47-60 TFLOP/s in fresh processes and 66 under a CUDA graph (docs/perf-notes.md, sixth
-session): stretches where the host ran slower than usual left the GPU waiting. Here the
+47-60 TFLOP/s in fresh processes and 66 under a CUDA graph (docs/decisions.md, "The GPU
+timer"): stretches where the host ran slower than usual left the GPU waiting. Here the
 GPU first sleeps long enough for the host to queue a good part of the timed calls, and
 where a call's host work outlasts its GPU work a short sleep before each start event makes
 up the difference: the host stays ahead, the kernel starts on time.

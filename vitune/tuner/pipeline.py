@@ -4,8 +4,8 @@ compiles finish; each result is written to the study while the GPU times the nex
 
 No rounds: a compile process that finishes takes the next config at once. Rounds of 14-16
 waited for their slowest compile (2-8 s where most took 1-2 s), so the compile processes
-sat idle most of a round and the GPU waited on them (2 x H200, docs/perf-notes.md, tenth
-session). The pipeline keeps only as many configs on their way as cover a compile while
+sat idle most of a round and the GPU waited on them (2 x H200, docs/decisions.md, "No
+rounds"). The pipeline keeps only as many configs on their way as cover a compile while
 the GPU times the ones ahead: each pick is made without the results of those, and the
 fewer, the better the search (replayed against the window sweeps: 100% / 85% of seeds
 within 3% of the best with 4 on their way, 100% / 72% with 8, 90% / 65% with 14)."""

@@ -208,7 +208,7 @@ def _crown(study: optuna.Study, plan: SearchPlan, worker: IsolatedWorker,
     With a compile pool, the candidates are first compiled for the band's other shapes at
     once: before the kernel had one binary for every segment count, a new shape could need
     a new binary, and one by one in the timing worker those took most of a crown (12-19 s
-    of 2 x H200 crowns; docs/perf-notes.md). Now these are expected to be cache hits: kept
+    of 2 x H200 crowns; docs/decisions.md). Now these are expected to be cache hits: kept
     until a GPU run shows the crown as fast without them."""
     workload, gpu = plan.workload, plan.gpu
     trials = study.get_trials(deepcopy=False)

@@ -41,7 +41,7 @@ def _member_main(env: dict[str, str], index: int, compile_jobs: int,
     with contextlib.ExitStack() as stack:
         # Forked from this process (torch imported, no CUDA, one thread yet): the fork
         # server of its own that it would first have to start (torch imported again)
-        # delayed this process's first trials by 4.7 s on 2 x H100 (docs/perf-notes.md).
+        # delayed this process's first trials by 4.7 s on 2 x H100 (docs/decisions.md).
         worker, compiler, _ = start_search_workers(stack, env, compile_jobs, timeout_s,
                                                    capability, fork_first=True)
         start_fork_server()  # for the workers that replace crashed ones

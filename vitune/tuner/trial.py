@@ -137,7 +137,7 @@ def precompile(req: TrialRequest) -> dict:
     q, k, v = w.make_qkv("meta")
     # (contiguous, as the timing worker's; torch.empty_like on a meta tensor goes through
     # torch's Python decompositions, which import sympy: 2-3 s of each process's first
-    # compile on the H100 machine, docs/perf-notes.md)
+    # compile on the H100 machine, docs/decisions.md, "Start-up")
     out = torch.empty(q.shape, dtype=q.dtype, device=q.device)
     trig = torch.empty(w.total_tokens, w.head_dim, device="meta")
     start = time.perf_counter()

@@ -246,7 +246,7 @@ def _store_rows(base, rows, row_mask, stride_t, acc, inv_l, OFF: tl.constexpr,
 
 # One binary for every token and segment count: Triton would otherwise compile the kernel
 # again (1-3 s) the first time a process sees a count that is 1 or a multiple of 16 and
-# had not before. Measured on an H100 (docs/perf-notes.md, seventh session): same rates.
+# had not before. Measured on an H100 (docs/decisions.md, "One binary"): same rates.
 @triton.jit(do_not_specialize=["seq_len", "n_segments", "search_steps", "n_m_blocks"])
 def vision_attn_fwd(
     Q, K, V, Out, CU,

@@ -219,7 +219,7 @@ def check_config(cfg: KernelConfig, head_dim: int, dtype: torch.dtype,
     if (arch.name in WGMMA_ARCHS and cfg.num_stages == 1 and cfg.block_m >= 64
             and cfg.block_n >= 64 and head_chunks(head_dim, cfg.head_split)[1] > 0):
         # Measured: wrong results from chained Q K^T dots on the wgmma path without
-        # pipelining (Triton 3.6, H200, 2026-11-27). See docs/perf-notes.md.
+        # pipelining (Triton 3.6, H200, 2026-11-27). See docs/decisions.md, "wgmma miscompiles".
         return "several head-dim chunks with num_stages=1 and 64+ tiles miscompile on wgmma"
     if (needs_aligned_strides(cfg, head_dim, arch) and head_dim % 16 and cfg.num_stages == 1
             and dtype != torch.float32):
@@ -305,12 +305,12 @@ def _default_config(head_dim: int, dtype: torch.dtype, arch: ArchSpec,
     candidates = []
     if window:
         # The window kernel's best at head_dim 80 and 64, within 2% of it at 72 and 128
-        # (H100, scripts/ab_windows.py, 2026-11-27, docs/perf-notes.md): 1.20x, 1.32x, 1.12x
+        # (H100, scripts/ab_windows.py, 2026-11-27, docs/decisions.md): 1.20x, 1.32x, 1.12x
         # and 1.16x the tile kernel's best window configs there.
         windows = KernelConfig(block_m=64, block_n=64, num_warps=4, num_stages=3,
                                heads_fastest=True, windows=True)
         candidates += [replace(windows, head_split=split) for split in (True, False)]
-        # Before it: best of the window sweep's first 102 configs, H200 (perf-notes)
+        # Before it: best of the window sweep's first 102 configs, H200 (docs/decisions.md)
         cfg = KernelConfig(block_m=64, block_n=32, num_warps=2, num_stages=2,
                            heads_fastest=True)
     else:

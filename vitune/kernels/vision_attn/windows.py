@@ -10,7 +10,7 @@ programs per multiprocessor takes every grid-th item in a loop that Triton softw
 pipelines (num_stages): the next items' Q, K and V copies into shared memory run while the
 current item computes. A segment of at most BLOCK_M tokens is attended in one step: one
 Q K^T, one softmax, one P V, no running rescale. Measured on an H100 against the tile
-kernel's best window configs (scripts/ab_windows.py, docs/perf-notes.md, eighth session):
+kernel's best window configs (docs/decisions.md, "Three window kernels, measured"):
 1.20x at head_dim 80, 1.32x at 64, 1.14x at 72, 1.18x at 128.
 
 A pipelined loop holds no inner loop, so a longer segment is skipped there and attended
