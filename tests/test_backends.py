@@ -51,23 +51,30 @@ def test_unavailable_backends_raise_never_fall_back():
         vision_attention(q, k, v, cu, backend="sdpa", config={"block_m": 32})
 
 
-def test_auto_runs_the_measured_winner_where_it_applies(tmp_path, monkeypatch):
+def _auto_with_tuned_bucket(tmp_path, monkeypatch, runner: str, **bucket) -> list:
+    """The interpreter's tuned file holds one bucket (d32 fp32 windows of 12); every
+    launch is recorded in the returned list: the runner's name, or "triton"."""
     doc = {"schema_version": 1, "gpu": "interpreter", "interpreter": True,
            "buckets": [{"head_dim": 32, "dtype": "float32", "regime": "window", "seqlen": 12,
-                        "backend": "sdpa_flash"}]}
+                        **bucket}]}
     (tmp_path / "interpreter.yaml").write_text(yaml.safe_dump(doc))
     monkeypatch.setattr(selector, "_user_paths", [])
     selector.load_configs(tmp_path)
     calls = []
-    monkeypatch.setitem(api.RUNNERS, "sdpa_flash", lambda *a: calls.append("sdpa") or a[0])
+    monkeypatch.setitem(api.RUNNERS, runner, lambda *a: calls.append(runner) or a[0])
     monkeypatch.setattr(api, "run_launch",
                         lambda launch, q, k, v, out, cu, **kw: calls.append("triton") or out)
+    return calls
+
+
+def test_auto_runs_the_measured_winner_where_it_applies(tmp_path, monkeypatch):
+    calls = _auto_with_tuned_bucket(tmp_path, monkeypatch, "sdpa_flash", backend="sdpa_flash")
     try:
         q, k, v, cu = make_packed([12, 12], heads=1, head_dim=32, dtype=torch.float32)
         vision_attention(q, k, v, cu, 12)  # equal lengths: the measured winner
         q, k, v, cu = make_packed([12, 7], heads=1, head_dim=32, dtype=torch.float32)
         vision_attention(q, k, v, cu, 12)  # unequal: SDPA cannot take it, vitune's kernel
-        assert calls == ["sdpa", "triton"]
+        assert calls == ["sdpa_flash", "triton"]
     finally:
         selector.clear_cache()
 
@@ -75,16 +82,8 @@ def test_auto_runs_the_measured_winner_where_it_applies(tmp_path, monkeypatch):
 def test_auto_with_out_runs_what_was_measured_fastest_into_out(tmp_path, monkeypatch):
     """A peer's result has to be copied into a caller's out=; vitune's kernel writes it.
     The tuner measures both ways: a call with out= takes `backend_with_out`."""
-    doc = {"schema_version": 1, "gpu": "interpreter", "interpreter": True,
-           "buckets": [{"head_dim": 32, "dtype": "float32", "regime": "window", "seqlen": 12,
-                        "backend": "sdpa", "backend_with_out": "triton"}]}
-    (tmp_path / "interpreter.yaml").write_text(yaml.safe_dump(doc))
-    monkeypatch.setattr(selector, "_user_paths", [])
-    selector.load_configs(tmp_path)
-    calls = []
-    monkeypatch.setitem(api.RUNNERS, "sdpa", lambda *a: calls.append("sdpa") or a[0])
-    monkeypatch.setattr(api, "run_launch",
-                        lambda launch, q, k, v, out, cu, **kw: calls.append("triton") or out)
+    calls = _auto_with_tuned_bucket(tmp_path, monkeypatch, "sdpa", backend="sdpa",
+                                    backend_with_out="triton")
     try:
         q, k, v, cu = make_packed([12, 12], heads=1, head_dim=32, dtype=torch.float32)
         vision_attention(q, k, v, cu, 12)
