@@ -1,54 +1,50 @@
-"""Compare a sampled search with the exhaustive sweep of the same space (issue target:
+"""Compare a sampled search with the exhaustive sweep of the same space (the tuner's target:
 within 3% of the sweep's best with at most 25% of its valid trials).
 
-Usage: python scripts/compare_search.py SWEEP_STORAGE SEARCH_STORAGE [--winners YAML]
-where each storage holds the studies of one `vitune tune` run (--sampler grid for the sweep).
+    python scripts/compare_search.py SWEEP SEARCH_STORAGE [--winners YAML]
+
+SWEEP: a sweep table (data/sweeps/; sweep_table.py) or the Optuna storage of a `vitune tune
+--sampler grid` run; SEARCH_STORAGE: the storage of the `vitune tune` run to judge.
 Buckets are matched by their key alone (study names also hold the GPU and the kernel hash).
 
 Two gaps per bucket: the two studies' maxima (each the best of many single timings, so
 noise lifts both, the search's less for having fewer), and the config the search crowned
 (what it delivers; recorded by the crown, or read from the YAML it wrote, --winners) at
 the rate the sweep measured for it, against the sweep's best: both timed in one run. The
-target is judged on the second where the sweep ran the crowned config."""
+target is judged on the second where the sweep ran the crowned config. Exit status 0 when
+the target is met in every bucket, 1 when not, 2 for unreadable input."""
 
 import argparse
 import sys
 
-import optuna
+from sweep_table import SweepBucket, load_sweep
 
-from vitune.kernels.vision_attn.space import KernelConfig
-from vitune.tuner.search import bucket_studies, crowned_configs, trial_ran
-
-
-def summarize(url: str) -> dict[str, tuple[float, int, dict[KernelConfig, float]]]:
-    """bucket -> (best TFLOP/s, trials that ran: compiled, checked and timed, the rate of
-    each config that completed)."""
-    out = {}
-    for bucket, study in bucket_studies(url):
-        ran = [t for t in study.trials if trial_ran(t)]
-        rates = {KernelConfig(**t.params): t.value for t in ran
-                 if t.state == optuna.trial.TrialState.COMPLETE}
-        out[bucket] = (max(rates.values(), default=0.0), len(ran), rates)
-    return out
+from vitune.tuner.search import crowned_configs
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("sweep")
-    parser.add_argument("search")
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("sweep", help="a sweep table (.jsonl) or a sweep's Optuna storage")
+    parser.add_argument("search", help="the Optuna storage of the search's run")
     parser.add_argument("--winners", help="the configs YAML the search's run wrote")
-    args = parser.parse_args()
-    sweep, search = summarize(args.sweep), summarize(args.search)
-    crowned = crowned_configs(args.search, args.winners)
+    args = parser.parse_args(argv)
+    try:
+        sweep, search = load_sweep(args.sweep), load_sweep(args.search)
+        crowned = crowned_configs(args.search, args.winners)
+    except ValueError as exc:
+        print(f"compare_search: {exc}", file=sys.stderr)
+        return 2
     ok = True
     print(f"{'bucket':28s} {'sweep best':>10s} {'trials':>6s} {'search best':>11s} "
           f"{'trials':>6s} {'gap':>6s}  {'crowned by the search':30s} {'in sweep':>8s} "
           f"{'gap':>6s} {'share':>6s}")
-    for bucket, (best, n, rates) in sorted(sweep.items()):
-        found, m, _ = search.get(bucket, (0.0, 0, {}))
+    for bucket, swept_bucket in sorted(sweep.items()):
+        best, n = swept_bucket.best, swept_bucket.ran
+        found_bucket = search.get(bucket, SweepBucket())
+        found, m = found_bucket.best, found_bucket.ran
         gap, share = 1 - found / best if best else 1.0, m / n if n else 0.0
         winner = crowned.get(bucket)
-        swept = rates.get(winner) if winner else None
+        swept = swept_bucket.rates.get(winner) if winner else None
         winner_gap = 1 - swept / best if swept and best else None
         ok &= share <= 0.25 and (gap if winner_gap is None else winner_gap) <= 0.03
         print(f"{bucket:28s} {best:10.1f} {n:6d} {found:11.1f} {m:6d} {gap:6.1%}  "

@@ -1,68 +1,132 @@
-"""The helper scripts' pure parts (their GPU parts run on the lent machine)."""
+"""The maintained scripts (scripts/README.md): the sweep table kept as the replay oracle, its
+export from a sweep's study, the replay of the search loop against it, the search-against-
+sweep comparison, and the GPU lane's stage check (its GPU parts run on a GPU machine)."""
 
+import json
+import subprocess
 import sys
 from pathlib import Path
 
+import optuna
 import pytest
-import torch
 
-from vitune.kernels.vision_attn.space import valid_configs
+from vitune.kernels.vision_attn.space import KernelConfig
 from vitune.runtime.gpu import identity_for_key
+from vitune.tuner import loop
+from vitune.tuner.presets import TUNE_PRESETS, bucket_of
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
-
-
-def test_timing_spread_reads_back_every_config_name():
-    from timing_spread import parse_short
-
-    for head_dim in (80, 128):
-        configs = list(valid_configs(head_dim, torch.bfloat16, identity_for_key("h100").arch))
-        assert configs and all(parse_short(c.short()) == c for c in configs)
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "scripts"))
+SWEEP = ROOT / "data" / "sweeps" / "h100-qwen2.5-vl.jsonl"
+WINDOW = "d80-bfloat16-window-L64"
 
 
-def test_ab_specialize_variant_is_wired_in_and_computes_the_same(monkeypatch):
-    """The A/B's rebuilt kernel (specialised on counts, as Triton does by default) replaces
-    the launcher's and gives the reference's result (here through the interpreter)."""
-    from ab_specialize import SEGMENT_COUNTS, TOKENS, segment_workloads, use_variant
-    from conftest import make_packed
+def test_kept_sweep_covers_the_current_h100_space_of_every_preset_bucket():
+    """A config the sweep lacks counts as a failed trial in a replay: an oracle that no
+    longer covers the space misleads."""
+    from sweep_table import load_sweep
 
-    from vitune.kernels.vision_attn import kernel, launch
-    from vitune.kernels.vision_attn.launch import launch_vision_attention
-    from vitune.kernels.vision_attn.reference import TOLERANCE, reference_attention, relative_error
-    from vitune.kernels.vision_attn.space import KernelConfig
-
-    assert [sum(w.seqlens) for w in segment_workloads(80)] == [TOKENS] * len(SEGMENT_COUNTS)
-    assert [len(w.seqlens) for w in segment_workloads(80)] == list(SEGMENT_COUNTS)
-    monkeypatch.setattr(launch, "vision_attn_fwd", launch.vision_attn_fwd)  # (restored)
-    use_variant("specialised")
-    assert launch.vision_attn_fwd is not kernel.vision_attn_fwd
-    q, k, v, cu = make_packed([9, 16, 1], heads=2, head_dim=32, dtype=torch.float32)
-    out = torch.full_like(q, float("nan"))
-    cfg = KernelConfig(block_m=16, block_n=16, num_warps=4, num_stages=1)
-    launch_vision_attention(q, k, v, out, cu, 32 ** -0.5, cfg)
-    assert relative_error(out, reference_attention(q, k, v, cu)) < TOLERANCE[torch.float32]
-
-
-def test_ab_windows_candidates_compute_the_reference_result():
-    """The window A/B's candidate configs are distinct window-kernel configs the rules
-    admit on an H100, and a few of them (through the interpreter) give the reference's
-    result."""
-    import ab_windows
-    from conftest import make_packed
-
-    from vitune.kernels.vision_attn.launch import kernel_is_interpreted, launch_vision_attention
-    from vitune.kernels.vision_attn.reference import TOLERANCE, reference_attention, relative_error
-    from vitune.kernels.vision_attn.space import check_config
-
-    if torch.cuda.is_available() or not kernel_is_interpreted():
-        pytest.skip("CPU lane")
-    configs = ab_windows.window_configs()
-    assert len(set(configs)) == len(configs) == 12 and all(c.windows for c in configs)
+    sweep = load_sweep(str(SWEEP))
     hopper = identity_for_key("h100").arch
-    assert all(check_config(c, 80, torch.bfloat16, hopper) is None for c in configs)
-    q, k, v, cu = make_packed([64, 20, 64], heads=3, head_dim=32, dtype=torch.float16)
-    ref = reference_attention(q, k, v, cu)
-    for cfg in (configs[0], configs[-1]):
-        out = torch.full_like(q, float("nan"))
-        launch_vision_attention(q, k, v, out, cu, 32 ** -0.5, cfg)
-        assert relative_error(out, ref) < TOLERANCE[torch.float16], cfg.short()
+    for w in TUNE_PRESETS["qwen2.5-vl"]:
+        bucket = sweep[bucket_of(w).key]
+        valid = set(loop.bucket_configs(w, hopper))
+        assert len(valid & set(bucket.rates)) >= 0.9 * len(valid), bucket_of(w).key
+        assert bucket.ran == len(bucket.rates) and bucket.best > 0
+
+
+def add_trial(study, cfg: KernelConfig, value=None, state="COMPLETE", **attrs):
+    study.add_trial(optuna.trial.create_trial(
+        params=cfg.to_dict(), distributions=loop.DISTRIBUTIONS, value=value,
+        state=getattr(optuna.trial.TrialState, state), user_attrs=attrs))
+
+
+def window_cfg(warps: int, stages: int, **changes) -> KernelConfig:
+    fields = dict(block_m=64, block_n=64, num_warps=warps, num_stages=stages,
+                  heads_fastest=True, windows=True) | changes
+    return KernelConfig(**fields)
+
+
+def test_export_keeps_each_config_that_ran_once_in_its_canonical_form(tmp_path):
+    from sweep_table import load_sweep, main
+
+    url = f"sqlite:///{tmp_path / 'sweep.db'}"
+    study = optuna.create_study(storage=url, study_name=f"h100:{WINDOW}:abc",
+                                direction="maximize")
+    add_trial(study, window_cfg(4, 2, block_n=32, tma=True), 70.0)  # (canonical: n64, no tma)
+    add_trial(study, window_cfg(4, 2), 69.0, repeat_of=0)
+    add_trial(study, window_cfg(4, 3), 0.0, rejected_by_rules=True)
+    add_trial(study, window_cfg(8, 2), state="FAIL", reason="out of resources")
+    out = tmp_path / "table.jsonl"
+    assert main([url, "--out", str(out)]) == 0
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [(r["status"], r["gpu"], r["bucket"], r["kernel"]) for r in rows] == [
+        ("ok", "h100", WINDOW, "abc"), ("failed", "h100", WINDOW, "abc")]
+    assert rows[0]["config"] == window_cfg(4, 2).to_dict() and rows[0]["tflops"] == 70.0
+    assert rows[1]["reason"] == "out of resources"
+    bucket = load_sweep(str(out))[WINDOW]
+    assert bucket.ran == 2 and bucket.rates == {window_cfg(4, 2): 70.0}
+
+
+def test_a_table_line_that_is_not_a_row_is_named(tmp_path):
+    from sweep_table import load_sweep
+
+    table = tmp_path / "t.jsonl"
+    table.write_text(SWEEP.read_text().splitlines()[0] + '\n{"bucket": "x"}\n')
+    with pytest.raises(ValueError, match="t.jsonl: line 2 is not a sweep table row"):
+        load_sweep(str(table))
+
+
+def test_replay_finds_one_of_the_sweeps_rates_and_puts_the_tuner_back():
+    from replay_search import replay, replaying
+    from sweep_table import load_sweep
+
+    rates = load_sweep(str(SWEEP))[WINDOW].rates
+    workload = next(w for w in TUNE_PRESETS["qwen2.5-vl"] if bucket_of(w).key == WINDOW)
+    saved = (loop.open_storage, loop.REFINE_SHARE)
+    with replaying(refine_share=0.0):
+        assert loop.REFINE_SHARE == 0.0
+        found = replay(workload, identity_for_key("h100"), rates, "tpe", seed=0, budget=40,
+                       jobs=4)
+    assert found in rates.values() and found >= sorted(rates.values())[len(rates) // 2]
+    assert (loop.open_storage, loop.REFINE_SHARE) == saved
+
+
+@pytest.mark.parametrize("crowned,met", [(0, True), (-1, False)])
+def test_compare_judges_the_crowned_config_at_the_sweeps_rate(crowned, met, tmp_path, capsys):
+    """The sweep's best is 80; the search ran two of eight configs (25%) and crowned
+    the best (target met) or the worst (20% behind: missed)."""
+    from compare_search import main
+
+    configs = [window_cfg(w, s, head_split=split) for w in (4, 8) for s in (2, 3)
+               for split in (True, False)]
+    rates = [80.0, 75.0, 70.0, 70.0, 70.0, 70.0, 70.0, 64.0]
+    table = tmp_path / "sweep.jsonl"
+    table.write_text("".join(json.dumps({"bucket": WINDOW, "config": c.to_dict(),
+                                         "status": "ok", "tflops": r}) + "\n"
+                             for c, r in zip(configs, rates, strict=True)))
+    url = f"sqlite:///{tmp_path / 'search.db'}"
+    study = optuna.create_study(storage=url, study_name=f"h100:{WINDOW}:abc",
+                                direction="maximize")
+    add_trial(study, configs[crowned], rates[crowned])
+    add_trial(study, configs[1], 75.0)
+    study.set_user_attr("crown", {"winner": configs[crowned].to_dict()})
+    assert main([str(table), url]) == (0 if met else 1)
+    out = capsys.readouterr().out
+    assert ("target met" if met else "target missed") in out
+    assert configs[crowned].short() in out and " 25%" in out
+
+
+def test_gpu_lane_refuses_an_unknown_stage_before_it_starts(tmp_path):
+    run = subprocess.run(["bash", str(ROOT / "scripts" / "gpu_lane.sh")], cwd=ROOT,
+                         env={"PATH": "/usr/bin:/bin", "STAGES": "tests,bench",
+                              "OUT": str(tmp_path / "out")},
+                         capture_output=True, text=True, timeout=60)
+    assert run.returncode == 2 and "unknown stage 'bench'" in run.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_maintained_scripts_are_the_ones_the_readme_lists():
+    listed = (ROOT / "scripts" / "README.md").read_text()
+    scripts = sorted(p.name for p in (ROOT / "scripts").iterdir() if p.suffix in (".py", ".sh"))
+    assert scripts and all(f"`{name}`" in listed for name in scripts)

@@ -97,7 +97,7 @@ def test_batched_through_descriptors_or_pointers(aligned, monkeypatch):
 
 def test_descriptor_configs_on_hopper_leave_p_out_of_shared_memory():
     """wgmma keeps P in registers when descriptors feed K and V (the compiler's figure:
-    scripts/check_smem_estimate.py), so this 128 x 128 three-stage tile fits at head_dim
+    `vitune compile-check --arch hopper`), so this 128 x 128 three-stage tile fits at head_dim
     128 on Hopper; with pointer loads, or on Blackwell (not measured), it does not."""
     from vitune.kernels.arch import BLACKWELL
     from vitune.kernels.vision_attn.space import estimate_smem_bytes

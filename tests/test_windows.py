@@ -1,7 +1,9 @@
 """The window kernel (KernelConfig.windows; vitune/kernels/vision_attn/windows.py) against
 the float64 reference: through the interpreter on the CPU (a grid of 4 programs, so each
 takes several items), and (GPU lane) in bf16 on Qwen2.5-VL's windows with the configs its
-A/B times. Outputs are poisoned first."""
+A/B timed. Outputs are poisoned first."""
+
+import itertools
 
 import pytest
 import torch
@@ -23,6 +25,13 @@ LENGTHS = [16, 5, 0, 1, 40, 16, 0, 3]
 def window(block: int, warps: int, stages: int, split: bool) -> KernelConfig:
     return KernelConfig(block_m=block, block_n=block, num_warps=warps, num_stages=stages,
                         head_split=split, heads_fastest=True, windows=True)
+
+
+def window_configs() -> list[KernelConfig]:
+    """The configs the window kernel's A/B timed on Qwen2.5-VL's windows: windows of <= 64
+    tokens in one 64-row step; pipelining depth, warps, head split."""
+    return [window(64, w, s, split)
+            for w, s, split in itertools.product((4, 8), (2, 3, 4), (True, False))]
 
 
 def run(lengths, heads, head_dim, dtype, cfg, device="cpu"):
@@ -85,16 +94,30 @@ def test_rows_outside_every_segment_are_zeros():
     assert relative_error(out[3:17], ref) < TOLERANCE[torch.float32]
 
 
+@interpreter_only
+def test_window_configs_compute_the_reference_result():
+    """The A/B's window configs are distinct window-kernel configs the rules admit on an
+    H100, and a few of them (through the interpreter) give the reference's result."""
+    from vitune.kernels.vision_attn.space import check_config
+    from vitune.runtime.gpu import identity_for_key
+
+    configs = window_configs()
+    assert len(set(configs)) == len(configs) == 12 and all(c.windows for c in configs)
+    hopper = identity_for_key("h100").arch
+    assert all(check_config(c, 80, torch.bfloat16, hopper) is None for c in configs)
+    q, k, v, cu = make_packed([64, 20, 64], heads=3, head_dim=32, dtype=torch.float16)
+    ref = reference_attention(q, k, v, cu)
+    for cfg in (configs[0], configs[-1]):
+        out = torch.full_like(q, float("nan"))
+        launch_vision_attention(q, k, v, out, cu, 32 ** -0.5, cfg)
+        assert relative_error(out, ref) < TOLERANCE[torch.float16], cfg.short()
+
+
 @pytest.mark.gpu
 @pytest.mark.parametrize("head_dim", [64, 72, 80, 88, 128])
 def test_window_kernel_on_qwen_windows(head_dim):
     """Every config the A/B times, on one image's windows and on segments up to 200 tokens
     (the long-segment walk after the pipelined loop)."""
-    import sys
-    from pathlib import Path
-
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
-    from ab_windows import window_configs
     from conftest import random_lengths
 
     from vitune.tuner.workloads import qwen_window_seqlens

@@ -1,4 +1,4 @@
-"""Command line: `vitune tune|show|validate|bench|sweep|plot ...`."""
+"""Command line: `vitune tune|show|validate|bench|sweep|plot|report ...`."""
 
 from __future__ import annotations
 
@@ -446,6 +446,21 @@ def cmd_plot(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from vitune.bench.report import render
+
+    try:
+        page = render(args.files)
+    except ValueError as exc:
+        _fail(str(exc))
+    if not args.out:
+        print(page, end="")
+        return 0
+    write_atomic(Path(args.out), page)
+    print(f"wrote {args.out}")
+    return 0
+
+
 # The presets' names, so the parser (and --help) imports no torch; a test checks them
 # against vitune.tuner.workloads.PRESETS and vitune.tuner.presets.TUNE_PRESETS.
 BENCH_PRESET_NAMES = ("context", "lengths", "rotary")
@@ -514,6 +529,14 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--reps", type=int, default=10)
     bench.add_argument("--out", default="results/bench.jsonl")
     bench.set_defaults(func=cmd_bench)
+
+    report = sub.add_parser("report", help="the benchmarks page (markdown, one table per "
+                                           "run) from bench JSONL files")
+    report.add_argument("files", nargs="+", help="bench JSONL files, one run of one command "
+                                                 "each (data/bench/*/*.jsonl)")
+    report.add_argument("--out", help="the page to write, e.g. docs/benchmarks.md (default: "
+                                      "print it)")
+    report.set_defaults(func=cmd_report)
 
     check = sub.add_parser("compile-check",
                            help="compile every valid config for an architecture ahead of time "
