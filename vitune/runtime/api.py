@@ -79,9 +79,10 @@ def vision_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
     again with their result copied into a given `out`, which vitune's kernel writes
     directly; files without that second measurement estimate the copy from the GPU's
     bandwidth), falling back to vitune's kernel where that backend cannot take the call
-    (e.g. SDPA needs equal segment lengths, known from `max_seqlen`). "triton", "sdpa" (torch picks its kernel), "sdpa_cudnn",
-    "sdpa_flash", "varlen" (torch varlen_attn) or "flash_attn" run that backend or raise
-    BackendUnavailable; explicit "sdpa" on unequal packed segments uses a [T, T] mask.
+    (e.g. SDPA needs equal segment lengths, known from `max_seqlen`). "triton", "sdpa"
+    (torch picks its kernel), "sdpa_cudnn", "sdpa_flash", "varlen" (torch varlen_attn) or
+    "flash_attn" run that backend or raise BackendUnavailable; explicit "sdpa" on unequal
+    packed segments uses a [T, T] mask.
 
     Checks that would read device memory (and so synchronise) run only with `validate=True`
     or the environment variable VITUNE_VALIDATE=1: cu_seqlens starts at 0, never decreases,

@@ -3,8 +3,9 @@
 A file records which backend and kernel config won per tuning bucket on one GPU (for a
 call that lets the backend allocate its result, and `backend_with_out` for one that passes
 out=, where another backend's result must be copied), the throughput measured for it and
-for its peers in the same run, and the provenance of that run. Validation accepts known keys only and values inside the search space, so no file can
-make a kernel read out of bounds; every error names the file and the entry at fault.
+for its peers in the same run, and the provenance of that run. Validation accepts known
+keys only and values inside the search space, so no file can make a kernel read out of
+bounds; every error names the file and the entry at fault.
 """
 
 from __future__ import annotations

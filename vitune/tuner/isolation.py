@@ -5,7 +5,7 @@ the CUDA context stay warm) and replaced after any crash or timeout.
 GPU workers are forked from a fork server that imported torch, Triton and the kernel once
 (nothing there touches CUDA, so forking is safe): a tuning run starts 17 of them per GPU at
 once, and 34 spawned ones each importing for themselves were all ready only after 14.5 s
-on a 32-core host (scripts/startup_probe.py; docs/decisions.md, "Start-up", has what
+on a 32-core host (docs/decisions.md, "Start-up", has what
 the fork server did and did not save). Workers for the Triton interpreter are spawned,
 since TRITON_INTERPRET only takes effect when the kernel module is imported."""
 

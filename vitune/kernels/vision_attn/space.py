@@ -149,7 +149,7 @@ def estimate_smem_bytes(cfg: KernelConfig, head_dim: int, dtype: torch.dtype,
     descriptors P stays in registers (wgmma takes its A operand from there) and the
     compiler's figure is the tiles plus the copies' barriers: checked ahead of time for
     every such config that the P tile alone would push over the budget and a sample of
-    the rest (scripts/check_smem_estimate.py, triton 3.9, sm_90)."""
+    the rest (`vitune compile-check`, triton 3.9, sm_90)."""
     elt = dtype.itemsize
     width = padded_head_dim(head_dim, cfg.head_split)
     stages = max(cfg.num_stages, 1)
@@ -271,7 +271,7 @@ def needs_aligned_strides(cfg: KernelConfig, head_dim: int, arch: ArchSpec) -> b
     passes in units of 8 so the compiler sees the alignment (STRIDE_UNIT). Measured on an
     H100 (Triton 3.6, 2026-11-27): with strides of 72 or 88 elements passed as they are,
     wrong results or illegal addresses; passed in units of 8, all split configs at 72 and
-    88 with 4 and 8 warps right but 88 with one stage (scripts/probe_rules.py). With 2
+    88 with 4 and 8 warps right but 88 with one stage (probed config by config). With 2
     warps Triton uses mma v2 instead, right in every case."""
     return (arch.name in WGMMA_ARCHS and cfg.block_m >= 64 and cfg.num_warps >= 4
             and head_chunks(head_dim, cfg.head_split)[1] > 0)
@@ -305,7 +305,7 @@ def _default_config(head_dim: int, dtype: torch.dtype, arch: ArchSpec,
     candidates = []
     if window:
         # The window kernel's best at head_dim 80 and 64, within 2% of it at 72 and 128
-        # (H100, scripts/ab_windows.py, 2026-11-27, docs/decisions.md): 1.20x, 1.32x, 1.12x
+        # (H100, A/B of window configs, 2026-11-27, docs/decisions.md): 1.20x, 1.32x, 1.12x
         # and 1.16x the tile kernel's best window configs there.
         windows = KernelConfig(block_m=64, block_n=64, num_warps=4, num_stages=3,
                                heads_fastest=True, windows=True)
@@ -315,7 +315,7 @@ def _default_config(head_dim: int, dtype: torch.dtype, arch: ArchSpec,
                            heads_fastest=True)
     else:
         # Best of five full-attention candidates at head_dim 72 and 80 (4 x 4096 tokens, H100,
-        # scripts/ab_configs.py, 2026-11-27): 1.7x the former m128n64w8s2 there; at 128 1.05x
+        # A/B of configs, 2026-11-27): 1.7x the former m128n64w8s2 there; at 128 1.05x
         # it (m256n64w8s3 is 16% faster there: tuning finds it). Descriptors added 3-24%.
         cfg = KernelConfig(block_m=128, block_n=64, num_warps=4, num_stages=3,
                            heads_fastest=False,
