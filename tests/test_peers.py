@@ -37,3 +37,14 @@ def test_an_output_the_call_allocates_is_checked_on_nan_not_on_old_results():
     assert check_backend(peer, ref) <= TOLERANCE[torch.float16]  # (its result freed)
     writes_nothing = type(peer)(lambda: torch.empty_like(q), poison=peer.poison)
     assert not check_backend(writes_nothing, ref) <= TOLERANCE[torch.float16]
+
+
+def test_a_trial_times_a_peer_as_a_caller_with_out_gets_it():
+    """What the crown asks a worker for each peer the runtime can run: checked and timed
+    with its result copied into a given out=."""
+    from vitune.tuner.trial import TrialRequest, run_trial
+
+    for given_out in (False, True):
+        result = run_trial(TrialRequest(W, "sdpa-masked", None, interpret=True,
+                                        given_out=given_out))
+        assert result["rel_error"] <= TOLERANCE[torch.float32] and result["tflops"] > 0
