@@ -1,4 +1,4 @@
-"""Replay the tuner's search loop (vitune.tuner.loop.search, unchanged) against a finished
+"""Replay the tuner's search loop (vitune.tuner.search_loop.search, unchanged) against a finished
 sweep instead of a GPU: each trial gets the TFLOP/s the sweep measured for its config, so a
 sampler's behaviour can be studied on the CPU over many seeds. A config the sweep did not
 reach counts as a failed trial (pessimistic for a partial sweep).
@@ -30,13 +30,14 @@ from concurrent.futures import Future
 import optuna
 from sweep_table import load_sweep
 
+from vitune.bench.presets import TUNE_PRESETS, bucket_of
 from vitune.kernels.vision_attn.space import KernelConfig
 from vitune.runtime.gpu import identity_for_key
-from vitune.tuner import loop, pipeline
-from vitune.tuner import search as search_module
+from vitune.tuner import crown as search_module
+from vitune.tuner import pipeline
+from vitune.tuner import search_loop as loop
+from vitune.tuner.crown import TuneOptions, plan_bucket, trial_budget
 from vitune.tuner.isolation import Outcome
-from vitune.tuner.presets import TUNE_PRESETS, bucket_of
-from vitune.tuner.search import TuneOptions, plan_bucket, trial_budget
 from vitune.tuner.trial import PREPARE
 
 

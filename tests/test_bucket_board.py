@@ -1,10 +1,10 @@
-"""The board that hands out buckets to a run's search processes (vitune.tuner.board)."""
+"""The board that hands out buckets to a run's search processes (vitune.tuner.bucket_board)."""
 
 import multiprocessing as mp
 
 import pytest
 
-from vitune.tuner.board import JOIN_MIN_LEFT, BucketBoard
+from vitune.tuner.bucket_board import JOIN_MIN_LEFT, BucketBoard
 from vitune.tuner.isolation import process_context
 
 

@@ -100,8 +100,8 @@ def test_only_a_gpu_tune_starts_the_fork_server_first():
 
 def test_help_and_version_import_no_torch_and_the_preset_names_match():
     from vitune import __version__, cli
-    from vitune.tuner.presets import TUNE_PRESETS
-    from vitune.tuner.workloads import PRESETS
+    from vitune.bench.presets import TUNE_PRESETS
+    from vitune.bench.workloads import PRESETS
 
     assert set(cli.BENCH_PRESET_NAMES) == set(PRESETS)
     assert set(cli.TUNE_PRESET_NAMES) == set(TUNE_PRESETS)

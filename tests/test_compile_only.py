@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from vitune.bench.workloads import Workload
 from vitune.tuner.compile_pool import CompilePool, compiler_env
 from vitune.tuner.trial import COMPILE_FOR, TrialRequest, compile_target
-from vitune.tuner.workloads import Workload
 
 TINY = Workload("tiny full", (200, 136), heads=2, head_dim=72, dtype="float16")
 TINY_WINDOWS = Workload("tiny windows", (64, 64, 40), heads=2, head_dim=72, dtype="float16")
@@ -58,7 +58,7 @@ def test_a_compile_process_compiles_without_importing_sympy(tmp_path):
     import sys
 
     code = ("import sys; from vitune.tuner.trial import precompile, TrialRequest; "
-            "from vitune.tuner.workloads import Workload; "
+            "from vitune.bench.workloads import Workload; "
             "from vitune.kernels.vision_attn.space import KernelConfig; "
             "w = Workload('t', (200, 136), heads=2, head_dim=64, dtype='float16'); "
             "precompile(TrialRequest(w, 'triton', KernelConfig(block_m=64, block_n=32, "
@@ -100,8 +100,8 @@ def test_the_timing_worker_loads_every_binary_a_compile_process_built(tmp_path):
     window kernel: compiled blind, then run and checked in the timing worker, which
     compiles nothing of its own (same specialisation as its real launch)."""
     from vitune.runtime.gpu import detect_gpu
+    from vitune.tuner.crown import bucket_configs
     from vitune.tuner.isolation import IsolatedWorker
-    from vitune.tuner.search import bucket_configs
     from vitune.tuner.trial import WARM_UP
 
     gpu = detect_gpu()

@@ -66,7 +66,7 @@ def test_start_runs_the_warm_up_before_the_first_call(tmp_path):
 
 @pytest.mark.gpu
 def test_the_peer_libraries_warm_up_on_a_gpu():
-    from vitune.tuner.peers import warm_up_peers
+    from vitune.bench.backends import warm_up_peers
 
     warm_up_peers()  # (a peer that cannot run is skipped: this must not raise)
 
@@ -87,8 +87,9 @@ def test_only_the_peer_worker_warms_the_peer_libraries_up(monkeypatch):
     """Only the process that times peers pays for loading their libraries (a crown's first
     peers took seconds more than later ones), as it starts: not the trial workers (it held
     a run's first trial up) nor the compile processes."""
+    from vitune.bench import backends as peers
     from vitune.kernels import compile_only, touch
-    from vitune.tuner import peers, trial
+    from vitune.tuner import trial
 
     called = []
     monkeypatch.setattr(trial, "_start", lambda: True)

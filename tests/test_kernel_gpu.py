@@ -6,10 +6,10 @@ import torch
 from conftest import make_packed
 
 from vitune import KernelConfig, reference_attention, vision_attention
+from vitune.bench.workloads import qwen_window_seqlens
 from vitune.kernels.vision_attn.reference import TOLERANCE, relative_error
 from vitune.kernels.vision_attn.space import valid_configs
 from vitune.runtime.api import device_arch
-from vitune.tuner.workloads import qwen_window_seqlens
 
 pytestmark = pytest.mark.gpu
 

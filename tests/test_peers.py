@@ -5,9 +5,9 @@ call, each checked on output that starts as NaN."""
 import pytest
 import torch
 
+from vitune.bench.backends import check_backend, prepare_peer
+from vitune.bench.workloads import Workload
 from vitune.kernels.vision_attn.reference import TOLERANCE, reference_attention
-from vitune.tuner.peers import check_backend, prepare_peer
-from vitune.tuner.workloads import Workload
 
 W = Workload("two segments", (12, 12), heads=1, head_dim=32, dtype="float32")
 

@@ -5,8 +5,8 @@ from pathlib import Path
 
 import optuna
 
-from vitune.bench.plots import plot_convergence, plot_cross_gpu, plot_throughput, read_rows
 from vitune.cli import main
+from vitune.plots import plot_convergence, plot_cross_gpu, plot_throughput, read_rows
 
 
 def rows_for(device, scale):
@@ -56,7 +56,7 @@ def test_cross_gpu_chart_from_tuned_files(tmp_path):
 
     import yaml
 
-    from vitune.bench.plots import plot_tuned_configs
+    from vitune.plots import plot_tuned_configs
 
     shipped = Path(__file__).resolve().parent.parent / "vitune" / "configs" / "h100.yaml"
     shutil.copy(shipped, tmp_path / "h100.yaml")

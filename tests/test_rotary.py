@@ -9,10 +9,10 @@ import torch
 from conftest import make_packed
 
 from vitune import KernelConfig, reference_attention, vision_attention
+from vitune.bench.workloads import qwen_window_seqlens
 from vitune.kernels.vision_attn.launch import kernel_is_interpreted
 from vitune.kernels.vision_attn.reference import TOLERANCE, relative_error
 from vitune.kernels.vision_attn.space import HEAD_DIMS
-from vitune.tuner.workloads import qwen_window_seqlens
 
 cpu_lane = pytest.mark.skipif(torch.cuda.is_available() or not kernel_is_interpreted(),
                               reason="CPU lane")
@@ -169,7 +169,7 @@ compile_only_for(({major}, 0))
 from vitune.kernels.arch import ARCHS
 from vitune.kernels.vision_attn.launch import launch_vision_attention
 from vitune.kernels.vision_attn.space import default_config, fit_to_rotary
-from vitune.tuner.workloads import Workload
+from vitune.bench.workloads import Workload
 arch = ARCHS["{arch}"]
 for d in (72, 80):
     for w in (Workload("full", (700, 333), heads=2, head_dim=d),

@@ -10,10 +10,10 @@ from pathlib import Path
 import optuna
 import pytest
 
+from vitune.bench.presets import TUNE_PRESETS, bucket_of
 from vitune.kernels.vision_attn.space import KernelConfig
 from vitune.runtime.gpu import identity_for_key
-from vitune.tuner import loop
-from vitune.tuner.presets import TUNE_PRESETS, bucket_of
+from vitune.tuner import search_loop as loop
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))

@@ -11,13 +11,13 @@ import optuna
 import pytest
 import torch
 
+from vitune.bench.workloads import Workload
 from vitune.kernels.vision_attn.space import KernelConfig, valid_configs
 from vitune.runtime.gpu import interpreter_identity
-from vitune.tuner import loop
+from vitune.tuner import search_loop as loop
 from vitune.tuner.compile_pool import CompilePool, default_compile_jobs
 from vitune.tuner.isolation import Outcome
 from vitune.tuner.trial import PREPARE
-from vitune.tuner.workloads import Workload
 
 GPU = interpreter_identity()
 BIG_FP32 = Workload("d256 fp32", (40, 9), heads=1, head_dim=256, dtype="float32")  # 12 valid
@@ -242,7 +242,7 @@ def test_the_crown_weighs_the_bucket_band_and_reports_the_bucket_shape(tmp_path)
     """The fastest config at the bucket's own length loses the crown to one that is nearly
     as fast there but far faster at the other lengths the runtime will give it; a config
     that fails on any shape of the band never wins."""
-    from vitune.tuner import search as search_module
+    from vitune.tuner import crown as search_module
 
     full = Workload("full", (150, 150), heads=1, head_dim=256, dtype="float32")
     band = search_module.band_workloads(full)

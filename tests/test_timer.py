@@ -4,7 +4,7 @@ import time
 
 import pytest
 
-from vitune.tuner.measure import HOST_MARGIN, sleep_to_stay_ahead_ms
+from vitune.bench.timer import HOST_MARGIN, sleep_to_stay_ahead_ms
 
 
 def test_no_sleep_where_the_gpu_already_outlasts_the_host():
@@ -24,7 +24,7 @@ def test_host_work_before_a_short_kernel_is_not_timed():
     events would time the host's wait; ours report the kernel."""
     import torch
 
-    from vitune.tuner.measure import time_gpu
+    from vitune.bench.timer import time_gpu
 
     x = torch.randn(1 << 16, device="cuda")
 

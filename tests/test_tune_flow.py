@@ -8,10 +8,10 @@ progress."""
 from dataclasses import dataclass
 from types import SimpleNamespace
 
+from vitune.bench.workloads import Workload
 from vitune.runtime.gpu import interpreter_identity
 from vitune.tuner import tune as tune_module
-from vitune.tuner.search import TuneOptions
-from vitune.tuner.workloads import Workload
+from vitune.tuner.crown import TuneOptions
 
 WORKLOADS = [Workload(f"w{i}", (16, 8), heads=1, head_dim=32, dtype="float16")
              for i in range(3)]
@@ -116,8 +116,8 @@ def test_a_bucket_a_member_failed_on_is_finished_by_the_main_process(monkeypatch
     import multiprocessing as mp
     import queue
 
-    from vitune.tuner import team as team_module
-    from vitune.tuner.board import BucketBoard
+    from vitune.tuner import search_processes as team_module
+    from vitune.tuner.bucket_board import BucketBoard
 
     board = BucketBoard(2, 2, mp.get_context("spawn"))
     inbox = queue.Queue()  # (the member runs in this process here)

@@ -120,7 +120,7 @@ def test_window_kernel_on_qwen_windows(head_dim):
     (the long-segment walk after the pipelined loop)."""
     from conftest import random_lengths
 
-    from vitune.tuner.workloads import qwen_window_seqlens
+    from vitune.bench.workloads import qwen_window_seqlens
 
     for lengths in (list(qwen_window_seqlens(1024, 1024)), random_lengths(40, 200, seed=1)):
         for cfg in window_configs():

@@ -26,7 +26,7 @@ def write_jsonl(rows: list[dict], path: Path) -> None:
 
 
 def _pick_workloads(args: argparse.Namespace):
-    from vitune.tuner.workloads import PRESETS
+    from vitune.bench.workloads import PRESETS
 
     workloads = list(PRESETS[args.preset])
     if args.workloads:
@@ -74,7 +74,7 @@ def cmd_encoder_bench(args: argparse.Namespace) -> int:
     import torch
 
     from vitune.bench.encoder import DEFAULT_IMAGES, PATHS, bench_tower
-    from vitune.tuner.environment import environment
+    from vitune.bench.environment import environment
 
     device = _cuda_device()
     sizes = DEFAULT_IMAGES
@@ -121,8 +121,8 @@ def cmd_encoder_bench(args: argparse.Namespace) -> int:
 
 
 def cmd_overhead_bench(args: argparse.Namespace) -> int:
+    from vitune.bench.environment import environment
     from vitune.bench.overhead import host_overhead
-    from vitune.tuner.environment import environment
 
     device = _cuda_device()
     env = environment(device)
@@ -269,10 +269,10 @@ def cmd_tune(args: argparse.Namespace) -> int:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
     from rich.table import Table
 
+    from vitune.bench.presets import TUNE_PRESETS, bucket_of, custom_workloads
     from vitune.runtime.selector import user_config_dir
-    from vitune.tuner.loop import check_storage
-    from vitune.tuner.presets import TUNE_PRESETS, bucket_of, custom_workloads
-    from vitune.tuner.search import TuneOptions
+    from vitune.tuner.crown import TuneOptions
+    from vitune.tuner.search_loop import check_storage
     from vitune.tuner.tune import check_output, output_path, tune
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -391,9 +391,9 @@ def cmd_show(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
+    from vitune.bench.presets import TUNE_PRESETS, bucket_of
     from vitune.runtime.gpu import detect_gpu, identity_for_key
     from vitune.runtime.selector import choose
-    from vitune.tuner.presets import TUNE_PRESETS, bucket_of
 
     try:
         gpu = identity_for_key(args.gpu) if args.gpu else detect_gpu()
@@ -414,7 +414,7 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def cmd_plot(args: argparse.Namespace) -> int:
-    from vitune.bench.plots import (
+    from vitune.plots import (
         plot_convergence,
         plot_cross_gpu,
         plot_throughput,
@@ -462,7 +462,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 # The presets' names, so the parser (and --help) imports no torch; a test checks them
-# against vitune.tuner.workloads.PRESETS and vitune.tuner.presets.TUNE_PRESETS.
+# against vitune.bench.workloads.PRESETS and vitune.bench.presets.TUNE_PRESETS.
 BENCH_PRESET_NAMES = ("context", "lengths", "rotary")
 TUNE_PRESET_NAMES = ("heads", "qwen2.5-vl", "tiny")
 

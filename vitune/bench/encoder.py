@@ -22,10 +22,10 @@ from dataclasses import dataclass, field
 
 import torch
 
+from vitune.bench.workloads import FOUR_IMAGES
 from vitune.runtime.backends import BackendUnavailable
 from vitune.runtime.hf_towers import TowerMode
 from vitune.runtime.integrations import register_hf_attention, register_tower_mode
-from vitune.tuner.workloads import FOUR_IMAGES
 
 
 @dataclass(frozen=True)

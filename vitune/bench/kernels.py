@@ -6,11 +6,11 @@ import logging
 
 import torch
 
+from vitune.bench.backends import check_backend, prepare_peer
+from vitune.bench.environment import environment
+from vitune.bench.timer import time_gpu
+from vitune.bench.workloads import Workload
 from vitune.kernels.vision_attn.reference import TOLERANCE, reference_attention
-from vitune.tuner.environment import environment
-from vitune.tuner.measure import time_gpu
-from vitune.tuner.peers import check_backend, prepare_peer
-from vitune.tuner.workloads import Workload
 
 log = logging.getLogger(__name__)
 

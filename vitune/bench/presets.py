@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from vitune.bench.workloads import Workload, qwen_full_seqlen, qwen_window_seqlens
 from vitune.runtime.schema import bucket_key
-from vitune.tuner.workloads import Workload, qwen_full_seqlen, qwen_window_seqlens
 
 
 @dataclass(frozen=True)

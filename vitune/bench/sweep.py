@@ -8,13 +8,13 @@ import torch
 from triton.compiler.errors import CompilationError
 from triton.runtime.errors import OutOfResources
 
+from vitune.bench.backends import check_backend, vitune_with
+from vitune.bench.environment import environment
+from vitune.bench.timer import time_gpu
+from vitune.bench.workloads import Workload
 from vitune.kernels.vision_attn.reference import TOLERANCE, reference_attention
 from vitune.kernels.vision_attn.space import valid_configs
 from vitune.runtime.api import device_arch
-from vitune.tuner.environment import environment
-from vitune.tuner.measure import time_gpu
-from vitune.tuner.peers import check_backend, vitune_with
-from vitune.tuner.workloads import Workload
 
 log = logging.getLogger(__name__)
 

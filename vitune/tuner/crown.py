@@ -1,6 +1,6 @@
 """The Optuna search of `vitune tune`: one study per (GPU, bucket, kernel version), planned
 here and searched (vitune.tuner.tune) by this process and one more per extra GPU with the
-loop of vitune.tuner.loop; every trial is kept in the study storage, so a killed run
+loop of vitune.tuner.search_loop; every trial is kept in the study storage, so a killed run
 resumes where it stopped. Then the best few are re-timed and crowned, and the peers
 measured."""
 
@@ -17,6 +17,9 @@ from pathlib import Path
 
 import optuna
 
+from vitune.bench.backends import LIBRARY_PEERS, sglang_style_config
+from vitune.bench.presets import Bucket, bucket_of
+from vitune.bench.workloads import Workload
 from vitune.kernels.vision_attn import kernel as kernel_module
 from vitune.kernels.vision_attn import space as space_module
 from vitune.kernels.vision_attn import windows as windows_module
@@ -29,7 +32,9 @@ from vitune.runtime.backends import PEER_BACKENDS
 from vitune.runtime.gpu import GpuIdentity
 from vitune.runtime.schema import bucket_config, bucket_key, load_config_file
 from vitune.tuner.isolation import IsolatedWorker
-from vitune.tuner.loop import (
+from vitune.tuner.pipeline import measure, request
+from vitune.tuner.samplers import SAMPLERS
+from vitune.tuner.search_loop import (
     SearchPlan,
     bucket_configs,
     bucket_reason,
@@ -37,11 +42,6 @@ from vitune.tuner.loop import (
     open_storage,
     trial_ran,
 )
-from vitune.tuner.peers import LIBRARY_PEERS, sglang_style_config
-from vitune.tuner.pipeline import measure, request
-from vitune.tuner.presets import Bucket, bucket_of
-from vitune.tuner.samplers import SAMPLERS
-from vitune.tuner.workloads import Workload
 
 __all__ = ["SAMPLERS", "BucketResult", "TuneOptions", "bucket_entry", "bucket_studies",
            "crown_bucket", "crowned_configs", "kernel_hash", "make_sampler", "open_storage",
@@ -74,7 +74,7 @@ class TuneOptions:
     rep_ms: float = 100
     known_winners: list[KernelConfig] = field(default_factory=list)
     compile_jobs: int | None = None  # parallel compiles per search process (None: auto)
-    share: str = "tail"  # buckets among search processes (vitune.tuner.board): tail or all
+    share: str = "tail"  # buckets among search processes (vitune.tuner.bucket_board): tail or all
 
 
 @dataclass

@@ -27,7 +27,7 @@ from vitune.tuner.isolation import IsolatedWorker, Outcome
 from vitune.tuner.trial import PREPARE, TrialRequest
 
 if TYPE_CHECKING:
-    from vitune.tuner.loop import SearchPlan
+    from vitune.tuner.search_loop import SearchPlan
 
 log = logging.getLogger(__name__)
 Pick = tuple[optuna.Trial, KernelConfig]

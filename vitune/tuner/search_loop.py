@@ -31,6 +31,7 @@ from dataclasses import dataclass, replace
 
 import optuna
 
+from vitune.bench.workloads import Workload
 from vitune.kernels.arch import ArchSpec
 from vitune.kernels.vision_attn.space import (
     SEARCH_SPACE,
@@ -39,10 +40,9 @@ from vitune.kernels.vision_attn.space import (
     valid_configs,
 )
 from vitune.runtime.gpu import GpuIdentity
-from vitune.tuner.board import Seat
+from vitune.tuner.bucket_board import Seat
 from vitune.tuner.isolation import IsolatedWorker
 from vitune.tuner.pipeline import Pipeline, tell
-from vitune.tuner.workloads import Workload
 
 log = logging.getLogger(__name__)
 RANDOM_AFTER = 10  # proposals in a row that bring nothing new before random new configs
@@ -287,7 +287,7 @@ def search(plan: SearchPlan, worker: IsolatedWorker, seed_offset: int, compiler=
     one study. Configs are picked as compile processes become free (vitune.tuner.pipeline)
     and timed one by one on this process's GPU as their compiles finish; the next ones are
     picked while the GPU times one. `between_trials` runs whenever the GPU is free (other
-    work for it, e.g. crowning a bucket searched before). With a `seat` (vitune.tuner.board),
+    work for it, e.g. crowning a bucket searched before). With a `seat` (vitune.tuner.bucket_board),
     the processes on the bucket are counted live, progress is reported there, and once
     another process has finished the bucket no more configs are picked."""
     deadline = None if plan.timeout_s is None else time.time() + plan.timeout_s

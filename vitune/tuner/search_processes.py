@@ -3,7 +3,7 @@
 Each member forks its trial worker (CUDA context, compiled kernels) and its compile pool
 at once and keeps them warm from bucket to bucket, so a second GPU adds throughput from
 the first bucket on. Members run the same loop as the main process and take their buckets
-from the run's board (vitune.tuner.board): one nobody has started as soon as its plan
+from the run's board (vitune.tuner.bucket_board): one nobody has started as soon as its plan
 arrives, then, once none is left, one still being searched, on the same study (the
 storage coordinates them). Every plan is sent as soon as it is planned, so a member
 starts on the first bucket while the main process plans the others.
@@ -21,14 +21,14 @@ import time
 import optuna
 
 from vitune.logs import LOG_FORMAT
-from vitune.tuner.board import BucketBoard
+from vitune.tuner.bucket_board import BucketBoard
 from vitune.tuner.compile_pool import start_search_workers
 from vitune.tuner.isolation import (
     children_ignore_ctrl_c,
     process_context,
     start_fork_server,
 )
-from vitune.tuner.loop import SearchPlan, open_storage, release_orphans, search
+from vitune.tuner.search_loop import SearchPlan, open_storage, release_orphans, search
 
 log = logging.getLogger(__name__)
 

@@ -16,8 +16,8 @@ KEEP_INPUTS = 4
 
 @dataclass(frozen=True)
 class TrialRequest:
-    workload: object  # vitune.tuner.workloads.Workload
-    backend: str  # "triton", a peer name from vitune.tuner.peers.PEERS, or PREPARE
+    workload: object  # vitune.bench.workloads.Workload
+    backend: str  # "triton", a peer name from vitune.bench.backends.PEERS, or PREPARE
     config: dict | None  # KernelConfig fields, for backend "triton"
     interpret: bool
     rep_ms: float = 100
@@ -73,11 +73,11 @@ WARM_UP = f"{__name__}:warm_up"
 
 def warm_up_peers() -> None:
     """warm_up for the worker that times the peers: also each peer library's first call
-    (vitune.tuner.peers.warm_up_peers). Done in the trial worker it held the run's first
+    (vitune.bench.backends.warm_up_peers). Done in the trial worker it held the run's first
     trial up by ~5 s on the H100; in a worker of its own it overlaps the run's start (and
     the first crown's peers take 0.7 s instead of 6.0-7.6 s)."""
     if _start():
-        from vitune.tuner.peers import warm_up_peers as call_each_library
+        from vitune.bench.backends import warm_up_peers as call_each_library
 
         call_each_library()
 
@@ -148,9 +148,9 @@ def precompile(req: TrialRequest) -> dict:
 
 
 def run_trial(req: TrialRequest) -> dict:
+    from vitune.bench.backends import check_backend, prepare_peer, vitune_with
     from vitune.kernels.vision_attn.reference import TOLERANCE
     from vitune.kernels.vision_attn.space import KernelConfig
-    from vitune.tuner.peers import check_backend, prepare_peer, vitune_with
 
     w = req.workload
     q, k, v, cu, ref, rotary = _inputs_for(w, "cpu" if req.interpret else "cuda")
@@ -175,7 +175,7 @@ def run_trial(req: TrialRequest) -> dict:
             times.append((time.perf_counter() - start) * 1e3)
         median = p20 = p80 = statistics.median(times)
     else:
-        from vitune.tuner.measure import time_gpu
+        from vitune.bench.timer import time_gpu
 
         t = time_gpu(run, rep_ms=req.rep_ms)
         median, p20, p80 = t.median_ms, t.p20_ms, t.p80_ms

@@ -10,6 +10,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from vitune.bench.environment import environment
+from vitune.bench.workloads import Workload
 from vitune.kernels.vision_attn.space import KernelConfig
 from vitune.runtime.gpu import GpuIdentity
 from vitune.runtime.schema import (
@@ -20,12 +22,9 @@ from vitune.runtime.schema import (
     merge_buckets,
     write_config_file,
 )
-from vitune.tuner.board import BucketBoard
+from vitune.tuner.bucket_board import BucketBoard
 from vitune.tuner.compile_pool import default_compile_jobs, start_search_workers
-from vitune.tuner.environment import environment
-from vitune.tuner.isolation import process_context
-from vitune.tuner.loop import SearchPlan, search
-from vitune.tuner.search import (
+from vitune.tuner.crown import (
     BucketResult,
     TuneOptions,
     bucket_entry,
@@ -33,8 +32,9 @@ from vitune.tuner.search import (
     kernel_hash,
     plan_bucket,
 )
-from vitune.tuner.team import SearchTeam
-from vitune.tuner.workloads import Workload
+from vitune.tuner.isolation import process_context
+from vitune.tuner.search_loop import SearchPlan, search
+from vitune.tuner.search_processes import SearchTeam
 
 log = logging.getLogger(__name__)
 
@@ -164,7 +164,7 @@ def tune(workloads: list[Workload], gpu: GpuIdentity, out_dir: str | Path, opts:
          workers: int = 1) -> list[BucketResult]:
     """Tune each workload's bucket with `workers` search processes, each on a bucket of its
     own while there are buckets nobody has started, then sharing the ones still searched
-    (vitune.tuner.board); this process crowns every bucket and rewrites the YAML after each.
+    (vitune.tuner.bucket_board); this process crowns every bucket and rewrites the YAML after each.
     On Ctrl-C the buckets crowned so far are saved and KeyboardInterrupt propagates (the
     studies keep every trial: a rerun resumes)."""
     path = output_path(out_dir, gpu)
