@@ -42,12 +42,12 @@ def test_custom_op_checks_base_addresses_when_it_runs(monkeypatch):
     turns a split wgmma config padded when a base is not 16-byte aligned."""
     from vitune.kernels.arch import HOPPER
     from vitune.kernels.vision_attn.space import KernelConfig
-    from vitune.runtime import api, ops
+    from vitune.runtime import ops
 
     launched = []
     monkeypatch.setattr(ops, "launch_vision_attention",
                         lambda q, k, v, out, cu, scale, cfg, **kw: launched.append(cfg) or out)
-    monkeypatch.setattr(api, "device_arch", lambda device: HOPPER)
+    monkeypatch.setattr(ops, "device_arch", lambda device: HOPPER)
     flat = torch.randn(2 * 80 + 4).to(torch.float16)
     split = KernelConfig(128, 64, 4, 3, True, False, True)
     for offset in (0, 4):

@@ -9,7 +9,7 @@ from vitune import KernelConfig, reference_attention, vision_attention
 from vitune.bench.workloads import qwen_window_seqlens
 from vitune.kernels.vision_attn.reference import TOLERANCE, relative_error
 from vitune.kernels.vision_attn.space import valid_configs
-from vitune.runtime.api import device_arch
+from vitune.runtime.gpu import device_arch
 
 pytestmark = pytest.mark.gpu
 

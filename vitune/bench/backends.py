@@ -17,7 +17,8 @@ from vitune.bench.workloads import Workload
 from vitune.kernels.vision_attn.reference import relative_error
 from vitune.kernels.vision_attn.rotary import apply_rotary
 from vitune.kernels.vision_attn.space import KernelConfig, default_config
-from vitune.runtime.api import device_arch, vision_attention
+from vitune.runtime.api import vision_attention
+from vitune.runtime.gpu import device_arch
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from vitune.bench.timer import time_gpu
 from vitune.bench.workloads import Workload
 from vitune.kernels.vision_attn.reference import TOLERANCE, reference_attention
 from vitune.kernels.vision_attn.space import valid_configs
-from vitune.runtime.api import device_arch
+from vitune.runtime.gpu import device_arch
 
 log = logging.getLogger(__name__)
 

@@ -9,7 +9,6 @@ from dataclasses import dataclass
 
 import torch
 
-from vitune.kernels.arch import ArchSpec
 from vitune.kernels.vision_attn.launch import (
     Launch,
     kernel_is_interpreted,
@@ -28,9 +27,9 @@ from vitune.kernels.vision_attn.space import (
     fit_to_rotary,
 )
 from vitune.runtime.backends import BACKENDS, RUNNERS, equal_segments
-from vitune.runtime.gpu import GpuIdentity, identify, interpreter_identity
+from vitune.runtime.gpu import device_gpu
 from vitune.runtime.ops import call_op
-from vitune.runtime.selector import choose, length_key
+from vitune.runtime.selector import choose, length_key, on_clear
 
 VALIDATE_ENV = "VITUNE_VALIDATE"
 INT32_MAX = 2 ** 31 - 1
@@ -244,21 +243,7 @@ def clear_decision_cache() -> None:
     _plans.clear()
 
 
-def device_gpu(device: torch.device) -> GpuIdentity:
-    """Identity of the GPU holding the tensors; the interpreter's for CPU tensors."""
-    if device.type != "cuda":
-        return interpreter_identity()
-    return _cuda_gpu(device.index if device.index is not None else torch.cuda.current_device())
-
-
-def device_arch(device: torch.device) -> ArchSpec:
-    """Budgets of the GPU holding the tensors; the interpreter's for CPU tensors."""
-    return device_gpu(device).arch
-
-
-@functools.cache
-def _cuda_gpu(index: int) -> GpuIdentity:
-    return identify(torch.cuda.get_device_name(index), torch.cuda.get_device_capability(index))
+on_clear(clear_decision_cache)  # (plans hold the selector's answers: cleared with them)
 
 
 def _check_tensors(q: object, k: object, v: object, cu_seqlens: object) -> None:

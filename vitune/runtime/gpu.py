@@ -8,10 +8,15 @@ fall back by architecture wherever configs are looked up.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from vitune.kernels.arch import INTERPRETER, ArchSpec, arch_for_capability
+
+if TYPE_CHECKING:
+    import torch
 
 # (pattern on the lower-cased name, key), first match wins: longer product names first.
 _PRODUCTS = (
@@ -72,6 +77,27 @@ def detect_gpu(index: int | None = None) -> GpuIdentity | None:
     if not torch.cuda.is_available():
         return None
     index = torch.cuda.current_device() if index is None else index
+    return identify(torch.cuda.get_device_name(index), torch.cuda.get_device_capability(index))
+
+
+def device_gpu(device: torch.device) -> GpuIdentity:
+    """Identity of the GPU holding the tensors; the interpreter's for CPU tensors."""
+    if device.type != "cuda":
+        return interpreter_identity()
+    import torch
+
+    return _cuda_gpu(device.index if device.index is not None else torch.cuda.current_device())
+
+
+def device_arch(device: torch.device) -> ArchSpec:
+    """Budgets of the GPU holding the tensors; the interpreter's for CPU tensors."""
+    return device_gpu(device).arch
+
+
+@functools.cache
+def _cuda_gpu(index: int) -> GpuIdentity:
+    import torch
+
     return identify(torch.cuda.get_device_name(index), torch.cuda.get_device_capability(index))
 
 

@@ -8,6 +8,7 @@ import torch
 
 from vitune.kernels.vision_attn.launch import launch_vision_attention, tensor_bases_aligned
 from vitune.kernels.vision_attn.space import KernelConfig, fit_to_layout
+from vitune.runtime.gpu import device_arch
 
 
 @torch.library.custom_op("vitune::vision_attention", mutates_args=())
@@ -21,8 +22,6 @@ def vision_attention_op(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
                        windows)
     out = torch.empty_like(q, memory_format=torch.contiguous_format)
     if not tensor_bases_aligned(q, k, v):  # (unknown when the config was chosen, at trace time)
-        from vitune.runtime.api import device_arch
-
         cfg = fit_to_layout(cfg, q.shape[-1], q.dtype, device_arch(q.device),
                             layout_aligned=False)
     rotary = None if cos is None or sin is None else (cos, sin)

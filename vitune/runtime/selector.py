@@ -15,6 +15,7 @@ import functools
 import logging
 import math
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -79,12 +80,21 @@ def load_configs(path: str | os.PathLike) -> None:
     clear_cache()
 
 
+# Caches built on this one's answers (the public call's plans), cleared with it: they
+# register here, since the selector sits below them and imports none of them.
+_caches_above: list[Callable[[], None]] = []
+
+
+def on_clear(clear: Callable[[], None]) -> None:
+    """Run `clear` whenever the selector's cache is cleared (a new configs file in use)."""
+    _caches_above.append(clear)
+
+
 def clear_cache() -> None:
     _choose.cache_clear()
     _file.cache_clear()
-    from vitune.runtime import api  # the call's own per-key cache sits on top of this one
-
-    api.clear_decision_cache()
+    for clear in _caches_above:
+        clear()
 
 
 def length_key(seqlen: float) -> int:
