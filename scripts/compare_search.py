@@ -19,7 +19,7 @@ import sys
 
 from sweep_table import SweepBucket, load_sweep
 
-from vitune.tuner.crown import crowned_configs
+from vitune.tuner.studies import crowned_configs
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -33,11 +33,11 @@ from sweep_table import load_sweep
 from vitune.bench.presets import TUNE_PRESETS, bucket_of
 from vitune.kernels.vision_attn.space import KernelConfig
 from vitune.runtime.gpu import identity_for_key
-from vitune.tuner import crown as search_module
 from vitune.tuner import pipeline
+from vitune.tuner import plan as plan_module
 from vitune.tuner import search_loop as loop
-from vitune.tuner.crown import TuneOptions, plan_bucket, trial_budget
 from vitune.tuner.isolation import Outcome
+from vitune.tuner.plan import TuneOptions, plan_bucket, trial_budget
 from vitune.tuner.trial import PREPARE
 
 
@@ -96,15 +96,15 @@ def replaying(refine_share: float = loop.REFINE_SHARE,
             return _MEMORY.setdefault(url, optuna.storages.InMemoryStorage())
         return real_open(url, read_only)
 
-    saved = (loop.open_storage, search_module.open_storage, pipeline.Pipeline.depth,
+    saved = (loop.open_storage, plan_module.open_storage, pipeline.Pipeline.depth,
              loop.REFINE_SHARE, loop.REFINE_TOP)
-    loop.open_storage = search_module.open_storage = open_in_memory
+    loop.open_storage = plan_module.open_storage = open_in_memory
     pipeline.Pipeline.depth = lambda self: self.size
     loop.REFINE_SHARE, loop.REFINE_TOP = refine_share, refine_top
     try:
         yield
     finally:
-        (loop.open_storage, search_module.open_storage, pipeline.Pipeline.depth,
+        (loop.open_storage, plan_module.open_storage, pipeline.Pipeline.depth,
          loop.REFINE_SHARE, loop.REFINE_TOP) = saved
         _MEMORY.clear()
 

@@ -21,7 +21,7 @@ from pathlib import Path
 import optuna
 
 from vitune.kernels.vision_attn.space import KernelConfig
-from vitune.tuner.search_loop import open_storage, trial_ran
+from vitune.tuner.studies import open_storage, trial_ran
 
 REASON_CHARS = 200  # (a failure's reason is kept short: the table is data, not a log)
 

@@ -100,8 +100,8 @@ def test_the_timing_worker_loads_every_binary_a_compile_process_built(tmp_path):
     window kernel: compiled blind, then run and checked in the timing worker, which
     compiles nothing of its own (same specialisation as its real launch)."""
     from vitune.runtime.gpu import detect_gpu
-    from vitune.tuner.crown import bucket_configs
     from vitune.tuner.isolation import IsolatedWorker
+    from vitune.tuner.plan import bucket_configs
     from vitune.tuner.trial import WARM_UP
 
     gpu = detect_gpu()

@@ -242,12 +242,12 @@ def test_the_crown_weighs_the_bucket_band_and_reports_the_bucket_shape(tmp_path)
     """The fastest config at the bucket's own length loses the crown to one that is nearly
     as fast there but far faster at the other lengths the runtime will give it; a config
     that fails on any shape of the band never wins."""
-    from vitune.tuner import crown as search_module
+    from vitune.tuner import crown
 
     full = Workload("full", (150, 150), heads=1, head_dim=256, dtype="float32")
-    band = search_module.band_workloads(full)
+    band = crown.band_workloads(full)
     assert [w.seqlens for w in band] == [(75,) * 4, (300,), (150, 150)]
-    assert search_module.band_workloads(BIG_FP32) == [BIG_FP32]  # windows: no band
+    assert crown.band_workloads(BIG_FP32) == [BIG_FP32]  # windows: no band
     valid = list(valid_configs(256, torch.float32, GPU.arch, windows=False))
     spiky, steady, broken = valid[:3]
 
@@ -276,7 +276,7 @@ def test_the_crown_weighs_the_bucket_band_and_reports_the_bucket_shape(tmp_path)
             return [Outcome(True, {"compile_s": 0.1}) for _ in requests]
 
     compiler, ran_before = BandCompiler(), len(worker.ran)
-    result = search_module._crown(study, plan, worker, default=valid[3], compiler=compiler)
+    result = crown._crown(study, plan, worker, default=valid[3], compiler=compiler)
     assert result.config == steady and result.tflops == 9.0 and result.default_tflops == 0.5
     # every candidate compiled for the band's other shapes (the pool takes them all at
     # once: they wait for a free process there), before timing

@@ -20,7 +20,7 @@ pytestmark = pytest.mark.skipif(torch.cuda.is_available(), reason="CPU lane")
 
 def finished_trials(storage: str) -> dict[str, int]:
     """Trials that ran (the budget counts neither rule rejections nor repeats)."""
-    from vitune.tuner.crown import trial_ran
+    from vitune.tuner.studies import trial_ran
 
     return {s.study_name: sum(trial_ran(t) for t in
                               optuna.load_study(study_name=s.study_name, storage=storage).trials)
@@ -41,7 +41,7 @@ def test_tune_interpret_writes_a_labelled_valid_yaml_and_resumes(tmp_path):
     # what each bucket crowned is in its study too (scripts/compare_search.py reads it),
     # and in the file (read there for runs that predate that)
     from vitune.runtime.schema import bucket_config, bucket_key
-    from vitune.tuner.crown import crowned_configs
+    from vitune.tuner.studies import crowned_configs
 
     in_file = {bucket_key(b["head_dim"], b["dtype"], b["regime"], b["seqlen"]):
                bucket_config(b) for b in doc["buckets"]}
@@ -227,7 +227,7 @@ def test_two_workers_share_one_study_in_a_journal_file(tmp_path):
     assert main(["tune", "--interpret", "--head-dim", "32", "--dtype", "float16",
                  "--seqlens", "16", "8", "--trials", "1000", "--timeout", "30",
                  "--out", str(out), "--workers", "2", "--storage", f"journal:{journal}"]) == 0
-    from vitune.tuner.crown import open_storage
+    from vitune.tuner.studies import open_storage
 
     storage = open_storage(f"journal:{journal}")
     (summary,) = optuna.get_all_study_summaries(storage)
@@ -242,7 +242,7 @@ def test_two_workers_share_one_study_in_a_journal_file(tmp_path):
 def test_two_workers_each_start_a_bucket_of_their_own(tmp_path):
     """Two buckets, two search processes: each takes one (the first trial that ran in a
     bucket is its searcher's), and both buckets are crowned into the file."""
-    from vitune.tuner.crown import trial_ran
+    from vitune.tuner.studies import trial_ran
 
     out = tmp_path / "cfg"
     assert main(["tune", "--interpret", "--trials", "6", "--out", str(out),

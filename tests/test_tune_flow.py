@@ -11,7 +11,7 @@ from types import SimpleNamespace
 from vitune.bench.workloads import Workload
 from vitune.runtime.gpu import interpreter_identity
 from vitune.tuner import tune as tune_module
-from vitune.tuner.crown import TuneOptions
+from vitune.tuner.plan import TuneOptions
 
 WORKLOADS = [Workload(f"w{i}", (16, 8), heads=1, head_dim=32, dtype="float16")
              for i in range(3)]

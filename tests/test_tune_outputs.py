@@ -100,7 +100,7 @@ def _create_at_once(args) -> str:
     url, barrier = args
     import optuna
 
-    from vitune.tuner.search_loop import open_storage
+    from vitune.tuner.studies import open_storage
 
     barrier.wait()
     try:
@@ -136,7 +136,7 @@ def test_a_storage_that_cannot_be_opened_is_one_sentence_and_status_2(tmp_path, 
 def test_postgresql_urls_take_the_installed_driver(monkeypatch):
     import importlib.util
 
-    from vitune.tuner.search_loop import storage_url
+    from vitune.tuner.studies import storage_url
 
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec",
@@ -160,7 +160,7 @@ def test_dtype_applies_to_a_preset_as_the_interpreter_advice_says(tmp_path, caps
 def test_trials_a_killed_run_left_running_count_nowhere():
     import optuna
 
-    from vitune.tuner.crown import trial_counts
+    from vitune.tuner.studies import trial_counts
 
     study = optuna.create_study(direction="maximize")
     for value in (1.0, 2.0):
@@ -177,7 +177,7 @@ def test_trials_of_a_search_process_that_died_are_released_not_counted():
     budget until stale, so its bucket was crowned short (38 of 40)."""
     import optuna
 
-    from vitune.tuner.search_loop import release_orphans, trial_ran
+    from vitune.tuner.studies import release_orphans, trial_ran
 
     study = optuna.create_study(direction="maximize")
     for searcher in (1, 1, 2):

@@ -271,8 +271,8 @@ def cmd_tune(args: argparse.Namespace) -> int:
 
     from vitune.bench.presets import TUNE_PRESETS, bucket_of, custom_workloads
     from vitune.runtime.selector import user_config_dir
-    from vitune.tuner.crown import TuneOptions
-    from vitune.tuner.search_loop import check_storage
+    from vitune.tuner.plan import TuneOptions
+    from vitune.tuner.studies import check_storage
     from vitune.tuner.tune import check_output, output_path, tune
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)

@@ -158,7 +158,7 @@ def plot_convergence(storages: str | list[str], out_dir: str | Path) -> list[Pat
     a sampled search's storage and an exhaustive sweep's to see how fast each gets there."""
     import optuna
 
-    from vitune.tuner.crown import open_storage, trial_ran
+    from vitune.tuner.studies import open_storage, trial_ran
 
     curves: dict[str, list[tuple[str, list[int], list[float], str]]] = {}
     for url in [storages] if isinstance(storages, str) else storages:

@@ -1,80 +1,30 @@
-"""The Optuna search of `vitune tune`: one study per (GPU, bucket, kernel version), planned
-here and searched (vitune.tuner.tune) by this process and one more per extra GPU with the
-loop of vitune.tuner.search_loop; every trial is kept in the study storage, so a killed run
-resumes where it stopped. Then the best few are re-timed and crowned, and the peers
-measured."""
+"""The crown of a searched bucket: its best few configs re-timed beside the built-in default
+on the shapes the bucket will serve, the fastest crowned, the peer backends measured in
+the same run, and the bucket's entry for the configs YAML."""
 
 from __future__ import annotations
 
 import datetime
-import hashlib
 import logging
 import math
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 
 import optuna
 
-from vitune.bench.backends import LIBRARY_PEERS, sglang_style_config
+from vitune.bench.backends import LIBRARY_PEERS
 from vitune.bench.presets import Bucket, bucket_of
 from vitune.bench.workloads import Workload
-from vitune.kernels.vision_attn import kernel as kernel_module
-from vitune.kernels.vision_attn import space as space_module
-from vitune.kernels.vision_attn import windows as windows_module
-from vitune.kernels.vision_attn.space import (
-    KernelConfig,
-    check_config,
-    default_config,
-)
+from vitune.kernels.vision_attn.space import KernelConfig, check_config
 from vitune.runtime.backends import PEER_BACKENDS
-from vitune.runtime.gpu import GpuIdentity
-from vitune.runtime.schema import bucket_config, bucket_key, load_config_file
 from vitune.tuner.isolation import IsolatedWorker
 from vitune.tuner.pipeline import measure, request
-from vitune.tuner.samplers import SAMPLERS
-from vitune.tuner.search_loop import (
-    SearchPlan,
-    bucket_configs,
-    bucket_reason,
-    make_sampler,
-    open_storage,
-    trial_ran,
-)
+from vitune.tuner.plan import SearchPlan
+from vitune.tuner.studies import open_storage, trial_counts, trial_ran
 
-__all__ = ["SAMPLERS", "BucketResult", "TuneOptions", "bucket_entry", "bucket_studies",
-           "crown_bucket", "crowned_configs", "kernel_hash", "make_sampler", "open_storage",
-           "plan_bucket", "trial_ran"]
 log = logging.getLogger(__name__)
 GPU_PEERS = (*LIBRARY_PEERS, "sglang-style-fixed")
 RETIME_TOP = 5
-
-
-def kernel_hash() -> str:
-    """Changes whenever the kernel or its search space does: trials of an older kernel
-    live in another study and never mix with the new one's."""
-    digest = hashlib.sha256()
-    for module in (kernel_module, windows_module, space_module):
-        digest.update(Path(module.__file__).read_bytes())
-    return digest.hexdigest()[:12]
-
-
-@dataclass
-class TuneOptions:
-    # Trials that ran (compiled, checked, timed) per bucket; None: 24% of the bucket's
-    # valid configs (at least MIN_TRIALS), within the tuner's goal of a quarter of a sweep.
-    trials: int | None = None
-    timeout_s: float | None = None  # per bucket
-    sampler: str = "tpe"
-    storage: str = "sqlite:///vitune-studies.db"
-    study_prefix: str | None = None
-    trial_timeout_s: float = 300
-    seed: int = 0
-    rep_ms: float = 100
-    known_winners: list[KernelConfig] = field(default_factory=list)
-    compile_jobs: int | None = None  # parallel compiles per search process (None: auto)
-    share: str = "tail"  # buckets among search processes (vitune.tuner.bucket_board): tail or all
 
 
 @dataclass
@@ -90,87 +40,6 @@ class BucketResult:
     # The peers the runtime can run, timed as a caller who passes out= gets them (their
     # result copied into it); vitune's kernel writes out directly: `tflops` holds for both.
     peers_with_out: dict[str, float] = field(default_factory=dict)
-
-
-def bucket_studies(url: str) -> Iterator[tuple[str, optuna.Study]]:
-    """Every study of one `vitune tune` run's storage with its bucket key (study names are
-    GPU:bucket:kernel hash, as plan_bucket makes them)."""
-    storage = open_storage(url, read_only=True)
-    for summary in optuna.get_all_study_summaries(storage):
-        study = optuna.load_study(study_name=summary.study_name, storage=storage)
-        yield summary.study_name.split(":")[1], study
-
-
-def crowned_configs(url: str, winners_yaml: str | None = None) -> dict[str, KernelConfig]:
-    """bucket key -> the config a `vitune tune` run crowned there: from its studies (the
-    crown records it) or, for runs older than that, from the configs YAML it wrote."""
-    out = {}
-    if winners_yaml:
-        for entry in load_config_file(winners_yaml).get("buckets", []):
-            if cfg := bucket_config(entry):
-                key = bucket_key(entry["head_dim"], entry["dtype"], entry["regime"],
-                                 entry["seqlen"], entry.get("rotary", False))
-                out[key] = cfg
-    for bucket, study in bucket_studies(url):
-        if winner := study.user_attrs.get("crown", {}).get("winner"):
-            out[bucket] = KernelConfig.from_dict(winner)
-    return out
-
-
-MIN_TRIALS = 40
-AUTO_TRIALS_FRACTION = 0.24
-
-
-def trial_budget(requested: int | None, n_valid: int) -> int:
-    """Trials to run on a bucket with n_valid valid configs."""
-    if requested is not None:
-        return requested
-    return max(MIN_TRIALS, math.ceil(AUTO_TRIALS_FRACTION * n_valid))
-
-
-def trial_counts(trials: list[optuna.trial.FrozenTrial]) -> dict[str, int]:
-    """A bucket's trial counts for its YAML entry, of finished trials only: one a killed
-    process left RUNNING (or WAITING) never ran to the end and counts nowhere."""
-    finished = [t for t in trials if t.state.is_finished()]
-    ran = [t for t in finished if trial_ran(t)]
-    complete = sum(t.state == optuna.trial.TrialState.COMPLETE for t in ran)
-    return {"total": len(finished), "ran": len(ran), "complete": complete,
-            "failed": len(ran) - complete,
-            "rejected": sum(bool(t.user_attrs.get("rejected_by_rules")) for t in finished),
-            "repeats": sum("repeat_of" in t.user_attrs for t in finished)}
-
-
-def plan_bucket(workload: Workload, gpu: GpuIdentity, opts: TuneOptions
-                ) -> tuple[SearchPlan, KernelConfig]:
-    """Create (or reopen) the bucket's study, list the configs worth trying first (the
-    built-in default, the SGLang-style constants, winners of other buckets and GPUs), and
-    say how to search it: exhaustively when the valid space is no larger than the budget.
-    Also returns the built-in default, which is re-timed beside the winner."""
-    if opts.sampler not in SAMPLERS:
-        raise ValueError(f"unknown sampler {opts.sampler!r}; choose one of {list(SAMPLERS)}")
-    bucket = bucket_of(workload)
-    dtype = workload.torch_dtype
-    # GPU:bucket:kernel hash (bucket_studies reads the bucket back out of it)
-    study_name = f"{opts.study_prefix or gpu.key}:{bucket.key}:{kernel_hash()}"
-    n_valid = len(bucket_configs(workload, gpu.arch))
-    sampler = opts.sampler
-    trials = trial_budget(opts.trials, n_valid)
-    if sampler != "grid" and n_valid <= trials:
-        log.info("%s: %d valid configs <= %d trials: exhaustive", bucket.key, n_valid, trials)
-        sampler = "grid"
-    study = optuna.create_study(storage=open_storage(opts.storage), study_name=study_name,
-                                direction="maximize", load_if_exists=True)
-    study.set_user_attr("workload", workload.name)
-    default = default_config(workload.head_dim, dtype, gpu.arch, workload.max_seqlen)
-    first = []
-    for cfg in [default, sglang_style_config(workload.head_dim), *opts.known_winners]:
-        cfg = cfg.canonical(workload.head_dim)
-        if bucket_reason(cfg, workload, gpu.arch) is None and cfg not in first:
-            first.append(cfg)
-    plan = SearchPlan(workload, gpu, study_name, sampler, opts.storage, trials, opts.timeout_s,
-                      opts.seed, opts.rep_ms, opts.trial_timeout_s, since=time.time(),
-                      first=tuple(first))
-    return plan, default
 
 
 def crown_bucket(plan: SearchPlan, default: KernelConfig, worker: IsolatedWorker,

@@ -18,16 +18,13 @@ import queue
 import time
 from collections.abc import Callable
 from concurrent.futures import Future
-from typing import TYPE_CHECKING
 
 import optuna
 
 from vitune.kernels.vision_attn.space import KernelConfig
 from vitune.tuner.isolation import IsolatedWorker, Outcome
+from vitune.tuner.plan import SearchPlan
 from vitune.tuner.trial import PREPARE, TrialRequest
-
-if TYPE_CHECKING:
-    from vitune.tuner.search_loop import SearchPlan
 
 log = logging.getLogger(__name__)
 Pick = tuple[optuna.Trial, KernelConfig]

@@ -19,10 +19,8 @@ runs the first configs, then every other valid config in random order, asking no
 
 from __future__ import annotations
 
-import contextlib
 import datetime
 import logging
-import os
 import random
 import time
 import warnings
@@ -31,18 +29,12 @@ from dataclasses import dataclass, replace
 
 import optuna
 
-from vitune.bench.workloads import Workload
-from vitune.kernels.arch import ArchSpec
-from vitune.kernels.vision_attn.space import (
-    SEARCH_SPACE,
-    KernelConfig,
-    check_config,
-    valid_configs,
-)
-from vitune.runtime.gpu import GpuIdentity
+from vitune.kernels.vision_attn.space import SEARCH_SPACE, KernelConfig
 from vitune.tuner.bucket_board import Seat
 from vitune.tuner.isolation import IsolatedWorker
 from vitune.tuner.pipeline import Pipeline, tell
+from vitune.tuner.plan import SearchPlan, bucket_configs, bucket_reason
+from vitune.tuner.studies import open_storage, trial_ran
 
 log = logging.getLogger(__name__)
 RANDOM_AFTER = 10  # proposals in a row that bring nothing new before random new configs
@@ -58,144 +50,6 @@ PICK_WHILE_WAITING = 4  # configs picked at a time while the GPU waits for a com
 # The search space as Optuna sees it: every field categorical
 DISTRIBUTIONS = {name: optuna.distributions.CategoricalDistribution(list(choices))
                  for name, choices in SEARCH_SPACE.items()}
-
-
-@dataclass(frozen=True)
-class SearchPlan:
-    """What every search process of one bucket needs (picklable: helpers get a copy)."""
-
-    workload: Workload
-    gpu: GpuIdentity
-    study_name: str
-    sampler: str
-    storage: str
-    budget: int  # trials that ran, counting those a previous run left
-    # seconds a search process gives the bucket from when it starts on it (None: no limit);
-    # no new trial starts after that
-    timeout_s: float | None
-    seed: int
-    rep_ms: float
-    trial_timeout_s: float
-    # time.time() when this run planned the bucket: trials running since then belong to
-    # this run's search processes (older ones to a run that was killed); None: not known
-    since: float | None = None
-    # configs to run before the sampler proposes any (the built-in default, known winners)
-    first: tuple[KernelConfig, ...] = ()
-    searchers: int = 1  # search processes of this run on the bucket (a Seat says it live)
-
-
-def trial_ran(t: optuna.trial.FrozenTrial) -> bool:
-    """A finished trial whose config was compiled, checked and timed here (not a rule
-    rejection, not a repeat of an earlier trial)."""
-    return (t.state.is_finished() and not t.user_attrs.get("rejected_by_rules")
-            and "repeat_of" not in t.user_attrs and not t.user_attrs.get("not_run"))
-
-
-def release_orphans(study: optuna.Study, searcher: int, why: str) -> int:
-    """Trials search process `searcher` left RUNNING when it died, told FAIL and marked
-    not run: they never ran to the end, so they count against no budget (the bucket's
-    budget is run in full by those still on it) and in no total. How many there were."""
-    released = 0
-    for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
-        if t.user_attrs.get("searcher") != searcher:
-            continue
-        trial = optuna.trial.Trial(study, t._trial_id)  # (to set attributes before telling)
-        trial.set_user_attr("not_run", True)
-        trial.set_user_attr("reason", why)
-        study.tell(t.number, state=optuna.trial.TrialState.FAIL)
-        released += 1
-    return released
-
-
-def open_storage(url: str, read_only: bool = False) -> str | optuna.storages.BaseStorage:
-    """An Optuna RDB URL as is (SQLite, for a tuning run, in write-ahead-log mode; a reader
-    leaves the file as it is); `journal:PATH` as a journal file (several processes may
-    append to it, no database server needed)."""
-    if url.startswith("journal:"):
-        from optuna.storages.journal import JournalFileBackend
-
-        return optuna.storages.JournalStorage(JournalFileBackend(url.removeprefix("journal:")))
-    if url.startswith("sqlite:") and not read_only:
-        return _sqlite_storage(url)
-    if url.startswith("sqlite:///") and not os.path.isfile(url.removeprefix("sqlite:///")):
-        # (a reader must not create an empty database where a path was mistyped)
-        raise ValueError(f"{url}: no such SQLite file")
-    return storage_url(url)
-
-
-def check_storage(url: str) -> None:
-    """Open the storage once (creating its schema), or raise ValueError in one sentence:
-    a missing driver, a server out of reach or a malformed URL must not surface as a
-    chained traceback from inside a run."""
-    import sqlalchemy.exc
-
-    try:
-        storage = open_storage(url)
-        if isinstance(storage, str):
-            storage = optuna.storages.RDBStorage(storage)
-        storage.get_all_studies()
-    except (ImportError, OSError, ValueError, sqlalchemy.exc.SQLAlchemyError) as exc:
-        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
-        raise ValueError(f"--storage {url} cannot be opened: {reason}") from None
-
-
-def storage_url(url: str) -> str:
-    """`postgresql://` with the PostgreSQL driver that is installed: SQLAlchemy 2.1 takes
-    it to mean psycopg 3, and `vitune[postgres]` installs psycopg2."""
-    import importlib.util
-
-    if (url.startswith("postgresql://") and importlib.util.find_spec("psycopg") is None
-            and importlib.util.find_spec("psycopg2") is not None):
-        return "postgresql+psycopg2://" + url.removeprefix("postgresql://")
-    return url
-
-
-@contextlib.contextmanager
-def _creation_lock(url: str):
-    """An exclusive lock beside a SQLite file while its schema may be created: Optuna's
-    schema creation is not safe against another process doing the same at the same moment
-    (UNIQUE constraint failed: alembic_version, table already exists)."""
-    import fcntl
-
-    path = url.removeprefix("sqlite:///")
-    if not path or path == url or path.startswith(":memory:"):
-        yield
-        return
-    with open(f"{path}.lock", "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
-
-
-def _sqlite_storage(url: str) -> optuna.storages.RDBStorage:
-    """SQLite with a write-ahead log: readers (every process's sampler reads all trials)
-    no longer wait for another process's writes, and a trial's writes take about half as
-    long (20 vs 40 ms for ask, two attributes and tell, measured on a CPU box). A killed
-    process loses nothing it committed: the log is replayed when the file is next opened.
-    Commits append to the log without waiting for the disk (synchronous=NORMAL): what a
-    process committed is in the operating system's hands, so a SIGKILL loses none of it;
-    only a power cut or kernel crash could take back the last commits (the file stays
-    consistent). Waiting for the disk held the write lock that every search process
-    shares through each of a trial's dozen commits (an ask writes each parameter)."""
-    import sqlite3
-
-    from sqlalchemy import event
-
-    with _creation_lock(url):
-        storage = optuna.storages.RDBStorage(url)
-
-    def write_ahead(connection, _record) -> None:
-        try:
-            connection.execute("PRAGMA journal_mode=WAL")
-            connection.execute("PRAGMA synchronous=NORMAL")
-        except sqlite3.OperationalError:  # a read-only file: read it as it is
-            pass
-
-    event.listen(storage.engine, "connect", write_ahead)
-    storage.engine.dispose()  # (the connections opened while creating the schema)
-    return storage
 
 
 def tpe_startup_trials(budget: int | None) -> int:
@@ -223,22 +77,6 @@ def make_sampler(name: str, seed: int, budget: int | None = None) -> optuna.samp
     if name == "cmaes":
         return optuna.samplers.CmaEsSampler(seed=seed, warn_independent_sampling=False)
     raise ValueError(f"unknown sampler {name!r}")
-
-
-def bucket_configs(w: Workload, arch: ArchSpec) -> list[KernelConfig]:
-    """The valid configs a bucket searches: the window kernel's only where segments are
-    short (it walks a long segment in one program per head: never a winner there)."""
-    return [cfg for cfg in valid_configs(w.head_dim, w.torch_dtype, arch,
-                                         windows=w.regime == "window")
-            if not w.rotary or check_config(cfg, w.head_dim, w.torch_dtype, arch, True) is None]
-
-
-def bucket_reason(cfg: KernelConfig, w: Workload, arch: ArchSpec) -> str | None:
-    """Why a bucket's search leaves `cfg` out (check_config's rules, bucket_configs'
-    regime), or None."""
-    if cfg.windows and w.regime != "window":
-        return "windows: the window kernel is searched in the window regime only"
-    return check_config(cfg, w.head_dim, w.torch_dtype, arch, w.rotary)
 
 
 @dataclass

@@ -28,7 +28,9 @@ from vitune.tuner.isolation import (
     process_context,
     start_fork_server,
 )
-from vitune.tuner.search_loop import SearchPlan, open_storage, release_orphans, search
+from vitune.tuner.plan import SearchPlan
+from vitune.tuner.search_loop import search
+from vitune.tuner.studies import open_storage, release_orphans
 
 log = logging.getLogger(__name__)
 

@@ -24,17 +24,12 @@ from vitune.runtime.schema import (
 )
 from vitune.tuner.bucket_board import BucketBoard
 from vitune.tuner.compile_pool import default_compile_jobs, start_search_workers
-from vitune.tuner.crown import (
-    BucketResult,
-    TuneOptions,
-    bucket_entry,
-    crown_bucket,
-    kernel_hash,
-    plan_bucket,
-)
+from vitune.tuner.crown import BucketResult, bucket_entry, crown_bucket
 from vitune.tuner.isolation import process_context
-from vitune.tuner.search_loop import SearchPlan, search
+from vitune.tuner.plan import SearchPlan, TuneOptions, plan_bucket
+from vitune.tuner.search_loop import search
 from vitune.tuner.search_processes import SearchTeam
+from vitune.tuner.studies import kernel_hash
 
 log = logging.getLogger(__name__)
 
