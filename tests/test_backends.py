@@ -92,3 +92,58 @@ def test_auto_with_out_runs_what_was_measured_fastest_into_out(tmp_path, monkeyp
         assert calls == ["sdpa", "triton", "sdpa"]
     finally:
         selector.clear_cache()
+
+
+def test_one_vocabulary_of_backend_names():
+    """Every list of backend names is vitune.runtime.backend_names': the call's, the
+    configs files', the measured backends' (bench rows, a bucket's peers, the CLI's)."""
+    from vitune import cli
+    from vitune.bench.backends import LIBRARY_PEERS, PEERS
+    from vitune.runtime import backend_names as names
+    from vitune.runtime import schema
+    from vitune.runtime.backends import BACKENDS, RUNNERS
+
+    assert BACKENDS == names.CALL_BACKENDS
+    assert set(RUNNERS) == set(names.CALL_BACKENDS) - {"auto", "triton"}
+    assert schema.BACKENDS == names.TUNED_BACKENDS
+    assert tuple(PEERS) == names.MEASURED_BACKENDS == cli.BACKENDS
+    assert set(names.PEER_BACKENDS) <= set(PEERS)
+    assert set(names.PEER_BACKENDS.values()) <= set(RUNNERS)
+    assert LIBRARY_PEERS == tuple(names.PEER_BACKENDS)
+    assert names.MEASURED_BACKENDS[:len(names.VITUNE_PEERS)] == names.VITUNE_PEERS
+
+
+def test_a_measured_peer_names_the_backend_its_bucket_runs():
+    """A bucket whose fastest measurement was a library peer records the call backend that
+    runs it; a peer no call can run (SGLang's constants) is recorded, never chosen."""
+    from vitune.bench.presets import bucket_of
+    from vitune.bench.workloads import Workload
+    from vitune.kernels.vision_attn.space import KernelConfig
+    from vitune.tuner.crown import BucketResult, bucket_entry
+
+    w = Workload("w", (12, 12), heads=1, head_dim=32, dtype="float32")
+
+    def entry(peers):
+        return bucket_entry(BucketResult(bucket_of(w), w, KernelConfig(), 300.0, 250.0, peers,
+                                         {}, "s"))
+    assert entry({"sdpa-cudnn": 400.0, "varlen_attn": 350.0})["backend"] == "sdpa_cudnn"
+    assert entry({"varlen_attn": 350.0, "flash_attn": 310.0})["backend"] == "varlen"
+    fixed = entry({"sglang-style-fixed": 900.0, "sdpa-flash": 100.0})
+    assert fixed["backend"] == "triton" and fixed["peers"]["sglang-style-fixed"] == 900.0
+
+
+@pytest.mark.parametrize("lengths", [[12, 12, 12], [12, 0, 5, 19]], ids=["equal", "unequal"])
+def test_the_measured_masked_sdpa_and_the_calls_sdpa_agree(lengths):
+    """Both go through the runtime's adapters (vitune.runtime.backends): the benchmark's
+    masked SDPA (mask built ahead, as engines did) and the call's SDPA give the same output."""
+    from vitune.bench.backends import PEERS, check_backend
+    from vitune.bench.workloads import Workload
+
+    w = Workload("w", tuple(lengths), heads=2, head_dim=32, dtype="float32")
+    q, k, v = w.make_qkv("cpu")
+    cu = w.cu_seqlens("cpu")
+    ref = reference_attention(q, k, v, cu)
+    measured = PEERS["sdpa-masked"](w, q, k, v, cu)
+    assert check_backend(measured, ref) < TOL
+    called = vision_attention(q, k, v, cu, max(lengths), backend="sdpa")
+    assert relative_error(called, measured.packed(measured.run())) < 1e-6

@@ -14,10 +14,10 @@ from pathlib import Path
 
 from vitune.logs import LOG_FORMAT
 from vitune.runtime.atomic import write_atomic
+from vitune.runtime.backend_names import MEASURED_BACKENDS
 
 STARTED = time.perf_counter()  # (-v logs say how long a tuning run took to start)
-BACKENDS = ("vitune-auto", "vitune-tuned", "vitune-default", "sglang-style-fixed",
-            "sdpa-flash", "sdpa-cudnn", "sdpa-memeff", "sdpa-masked", "varlen_attn", "flash_attn")
+BACKENDS = MEASURED_BACKENDS  # (what `bench --backends` takes)
 
 
 def write_jsonl(rows: list[dict], path: Path) -> None:

@@ -1,13 +1,14 @@
-"""Other attention backends, measured beside vitune in the same run on the same card.
+"""Every backend measured side by side (vitune's kernel four ways, the other libraries
+through the runtime's adapters, vitune.runtime.backends), in the same run on the same card;
+their names: vitune.runtime.backend_names.MEASURED_BACKENDS.
 
-Each peer is `prepare(workload, q, k, v, cu) -> Prepared | None`: `run()` does one forward
+Each is `prepare(workload, q, k, v, cu) -> Prepared | None`: `run()` does one forward
 pass, `packed(result)` views its result as [T, H, D] for the correctness check; None means
 the backend cannot take this workload (e.g. SDPA on unequal segment lengths) or is not
 installed."""
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -18,6 +19,15 @@ from vitune.kernels.vision_attn.reference import relative_error
 from vitune.kernels.vision_attn.rotary import apply_rotary
 from vitune.kernels.vision_attn.space import KernelConfig, default_config
 from vitune.runtime.api import vision_attention
+from vitune.runtime.backend_names import PEER_BACKENDS, VITUNE_PEERS
+from vitune.runtime.backends import (
+    BackendUnavailable,
+    as_batches,
+    block_diagonal_mask,
+    from_batches,
+    sdpa,
+    varlen_function,
+)
 from vitune.runtime.gpu import device_arch
 
 
@@ -37,51 +47,39 @@ def sglang_style_config(head_dim: int) -> KernelConfig:
                         num_stages=1, head_split=False, heads_fastest=False)
 
 
-def _as_batch(x: torch.Tensor, w: Workload) -> torch.Tensor:
-    """[T, H, D] of equal segments -> [B, H, L, D] view for SDPA (no copy)."""
-    return x.unflatten(0, (len(w.seqlens), w.seqlens[0])).transpose(1, 2)
-
-
-def _sdpa(backend_name: str) -> Callable[..., Prepared | None]:
+def _sdpa(kernel: str) -> Callable[..., Prepared | None]:
+    """SDPA on one pinned kernel: equal segment lengths only, as one batched call."""
     def prepare(w: Workload, q, k, v, cu) -> Prepared | None:
-        from torch.nn.attention import SDPBackend, sdpa_kernel
-        from torch.nn.functional import scaled_dot_product_attention as sdpa
-
         if not w.equal_lengths:
             return None
-        backend = getattr(SDPBackend, backend_name)
-        qb, kb, vb = (_as_batch(x, w) for x in (q, k, v))
-
-        def run():
-            with sdpa_kernel(backend):
-                return sdpa(qb, kb, vb)
-        return Prepared(run, lambda out: out.transpose(1, 2).reshape(q.shape))
+        qb, kb, vb = (as_batches(x, len(w.seqlens), w.seqlens[0]) for x in (q, k, v))
+        scale = w.head_dim ** -0.5
+        return Prepared(lambda: sdpa(qb, kb, vb, scale, kernel),
+                        lambda out: from_batches(out, q.shape))
     return prepare
 
 
 def _masked_sdpa(w: Workload, q, k, v, cu) -> Prepared | None:
     """What serving engines did by default: one [1, T, T] block-diagonal boolean mask."""
-    from torch.nn.functional import scaled_dot_product_attention as sdpa
-
     if w.total_tokens > 32768:
         return None  # the T^2 mask alone would take over a GB
-    seg = torch.repeat_interleave(torch.arange(len(w.seqlens), device=q.device),
-                                  torch.tensor(w.seqlens, device=q.device))
-    mask = (seg[:, None] == seg[None, :])[None]
+    mask = block_diagonal_mask(cu, w.total_tokens)[None]
     qt, kt, vt = (x.transpose(0, 1) for x in (q, k, v))
-    return Prepared(lambda: sdpa(qt, kt, vt, attn_mask=mask), lambda out: out.transpose(0, 1))
+    scale = w.head_dim ** -0.5
+    return Prepared(lambda: sdpa(qt, kt, vt, scale, attn_mask=mask),
+                    lambda out: out.transpose(0, 1))
 
 
-def _varlen_style(module: str, name: str) -> Callable[..., Prepared | None]:
-    """Backends with flash-attention's varlen signature:
-    fn(q, k, v, cu_q, cu_k, max_q, max_k) on packed [T, H, D]; None where not installed."""
+def _varlen(backend: str) -> Callable[..., Prepared | None]:
+    """A packed varlen kernel (vitune.runtime.backends.VARLEN_KERNELS); None where it is
+    not installed."""
     def prepare(w: Workload, q, k, v, cu) -> Prepared | None:
         try:
-            fn = getattr(importlib.import_module(module), name)
-        except (ImportError, AttributeError):
+            fn = varlen_function(backend)
+        except BackendUnavailable:
             return None
-        m = w.max_seqlen
-        return Prepared(lambda: fn(q, k, v, cu, cu, m, m))
+        m, scale = w.max_seqlen, w.head_dim ** -0.5
+        return Prepared(lambda: fn(q, k, v, cu, m, scale))
     return prepare
 
 
@@ -171,15 +169,13 @@ PEERS: dict[str, Callable[..., Prepared | None]] = {
     "sdpa-cudnn": _torch_rotary_first(_sdpa("CUDNN_ATTENTION")),
     "sdpa-memeff": _torch_rotary_first(_sdpa("EFFICIENT_ATTENTION")),
     "sdpa-masked": _torch_rotary_first(_masked_sdpa),
-    "varlen_attn": _torch_rotary_first(_varlen_style("torch.nn.attention.varlen",
-                                                     "varlen_attn")),
-    "flash_attn": _torch_rotary_first(_varlen_style("flash_attn", "flash_attn_varlen_func")),
+    "varlen_attn": _torch_rotary_first(_varlen("varlen")),
+    "flash_attn": _torch_rotary_first(_varlen("flash_attn")),
 }
 
 
-VITUNE_PEERS = ("vitune-auto", "vitune-tuned", "vitune-default", "sglang-style-fixed")
 # Libraries whose first call in a process loads and sets them up (seconds for cuDNN)
-LIBRARY_PEERS = ("sdpa-cudnn", "sdpa-flash", "varlen_attn", "flash_attn")
+LIBRARY_PEERS = tuple(PEER_BACKENDS)
 
 
 def warm_up_peers() -> None:

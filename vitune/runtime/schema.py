@@ -20,6 +20,7 @@ import yaml
 
 from vitune.kernels.vision_attn.space import HEAD_DIMS, SEARCH_SPACE, KernelConfig
 from vitune.runtime.atomic import write_atomic
+from vitune.runtime.backend_names import TUNED_BACKENDS
 
 SCHEMA_VERSION = 1
 MAX_CONFIG_BYTES = 1 << 20  # a tuned file of every head dim, dtype and regime is ~100 KB
@@ -27,7 +28,7 @@ _REPR = reprlib.Repr()  # (keyword arguments only from Python 3.12)
 _REPR.maxlevel, _REPR.maxlist, _REPR.maxdict, _REPR.maxstring, _REPR.maxother = 2, 4, 4, 40, 40
 DTYPES = ("float16", "bfloat16", "float32")
 REGIMES = ("window", "full")
-BACKENDS = ("triton", "sdpa", "sdpa_cudnn", "sdpa_flash", "varlen", "flash_attn")
+BACKENDS = TUNED_BACKENDS  # a bucket's fastest: a backend its calls can run
 
 TOP_KEYS = {"schema_version", "gpu", "interpreter", "provenance", "buckets"}
 PROVENANCE_KEYS = {"device_name", "capability", "torch", "triton", "cuda", "python",

@@ -27,7 +27,7 @@ from vitune.kernels.vision_attn.space import (
     check_config,
     default_config,
 )
-from vitune.runtime.backends import PEER_BACKENDS
+from vitune.runtime.backend_names import PEER_BACKENDS
 from vitune.runtime.gpu import MEMORY_GBPS, GpuIdentity
 from vitune.runtime.schema import ConfigFileError, bucket_config, load_config_file
 

@@ -16,7 +16,7 @@ from vitune.bench.backends import LIBRARY_PEERS
 from vitune.bench.presets import Bucket, bucket_of
 from vitune.bench.workloads import Workload
 from vitune.kernels.vision_attn.space import KernelConfig, check_config
-from vitune.runtime.backends import PEER_BACKENDS
+from vitune.runtime.backend_names import PEER_BACKENDS
 from vitune.tuner.isolation import IsolatedWorker
 from vitune.tuner.pipeline import measure, request
 from vitune.tuner.plan import SearchPlan
