@@ -6,11 +6,11 @@ import logging
 
 import torch
 
-from vitune.bench.backends import check_backend, prepare_peer
+from vitune.bench.backends import prepare_peer
 from vitune.bench.environment import environment
-from vitune.bench.timer import time_gpu
+from vitune.bench.measure import check_then_time
 from vitune.bench.workloads import Workload
-from vitune.kernels.vision_attn.reference import TOLERANCE, reference_attention
+from vitune.kernels.vision_attn.reference import reference_attention
 
 log = logging.getLogger(__name__)
 
@@ -50,13 +50,13 @@ def _bench_backends(w: Workload, q, k, v, cu, trig, ref, backends: list[str],
         if peer is None:
             yield {**row, "status": "n/a"}
             continue
-        err = check_backend(peer, ref)
-        if not err <= TOLERANCE[w.torch_dtype]:
-            log.warning("%s on %s: relative error %.2e, not timed", name, w.name, err)
-            yield {**row, "status": "wrong", "rel_error": err}
+        m = check_then_time(peer, ref, w.torch_dtype)
+        if not m.passed:
+            log.warning("%s on %s: relative error %.2e, not timed", name, w.name, m.rel_error)
+            yield {**row, "status": "wrong", "rel_error": m.rel_error}
             continue
-        t = time_gpu(peer.run)
-        yield {**row, "status": "ok", "rel_error": err, "median_ms": t.median_ms,
+        t = m.timing
+        yield {**row, "status": "ok", "rel_error": m.rel_error, "median_ms": t.median_ms,
                "p20_ms": t.p20_ms, "p80_ms": t.p80_ms,
                "tflops": w.tflops(t.median_ms),
                "gbps": w.min_bytes() / (t.median_ms * 1e-3) / 1e9}

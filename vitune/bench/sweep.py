@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import logging
+from functools import partial
 
 import torch
 from triton.compiler.errors import CompilationError
 from triton.runtime.errors import OutOfResources
 
-from vitune.bench.backends import check_backend, vitune_with
+from vitune.bench.backends import vitune_with
 from vitune.bench.environment import environment
+from vitune.bench.measure import check_then_time
 from vitune.bench.timer import time_gpu
 from vitune.bench.workloads import Workload
-from vitune.kernels.vision_attn.reference import TOLERANCE, reference_attention
+from vitune.kernels.vision_attn.reference import reference_attention
 from vitune.kernels.vision_attn.space import valid_configs
 from vitune.runtime.gpu import device_arch
 
@@ -36,15 +38,15 @@ def sweep_configs(workloads: list[Workload], device: torch.device,
                    **cfg.to_dict(), **env}
             peer = vitune_with(cfg)(w, q, k, v, cu)
             try:
-                err = check_backend(peer, ref)
+                m = check_then_time(peer, ref, w.torch_dtype, partial(time_gpu, rep_ms=rep_ms))
             except (OutOfResources, CompilationError) as exc:  # recorded, never timed
                 rows.append({**row, "status": "error", "error": f"{type(exc).__name__}: {exc}"})
                 continue
-            if not err < TOLERANCE[w.torch_dtype]:
-                rows.append({**row, "status": "wrong", "rel_error": err})
+            if not m.passed:
+                rows.append({**row, "status": "wrong", "rel_error": m.rel_error})
                 continue
-            t = time_gpu(peer.run, rep_ms=rep_ms)
-            rows.append({**row, "status": "ok", "rel_error": err, "median_ms": t.median_ms,
+            t = m.timing
+            rows.append({**row, "status": "ok", "rel_error": m.rel_error, "median_ms": t.median_ms,
                          "p20_ms": t.p20_ms, "p80_ms": t.p80_ms,
                          "tflops": w.tflops(t.median_ms)})
             log.info("%s %s %.1f TFLOP/s", w.name, cfg.short(), rows[-1]["tflops"])

@@ -15,6 +15,7 @@ up the difference: the host stays ahead, the kernel starts on time.
 from __future__ import annotations
 
 import functools
+import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -112,3 +113,15 @@ def time_gpu(fn: Callable[[], object], warmup_ms: float = 25, rep_ms: float = 10
     times = torch.tensor([s.elapsed_time(e) for s, e in zip(starts, ends, strict=True)])
     p20, median, p80 = times.quantile(torch.tensor([0.2, 0.5, 0.8])).tolist()
     return Timing(median_ms=median, p20_ms=p20, p80_ms=p80)
+
+
+def time_wall(fn: Callable[[], object], calls: int = 3) -> Timing:
+    """The median host wall time of a few calls, in milliseconds: the Triton interpreter's
+    CPU time, which exercises a pipeline and says nothing of a GPU."""
+    times = []
+    for _ in range(calls):
+        start = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - start) * 1e3)
+    median = statistics.median(times)
+    return Timing(median_ms=median, p20_ms=median, p80_ms=median)

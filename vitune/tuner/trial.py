@@ -3,7 +3,6 @@ backend, check it against the reference, then time it. Raises on a wrong result.
 
 from __future__ import annotations
 
-import statistics
 import time
 from dataclasses import dataclass
 
@@ -148,8 +147,11 @@ def precompile(req: TrialRequest) -> dict:
 
 
 def run_trial(req: TrialRequest) -> dict:
-    from vitune.bench.backends import check_backend, prepare_peer, vitune_with
-    from vitune.kernels.vision_attn.reference import TOLERANCE
+    from functools import partial
+
+    from vitune.bench.backends import prepare_peer, vitune_with
+    from vitune.bench.measure import check_then_time
+    from vitune.bench.timer import time_gpu, time_wall
     from vitune.kernels.vision_attn.space import KernelConfig
 
     w = req.workload
@@ -163,21 +165,11 @@ def run_trial(req: TrialRequest) -> dict:
         peer = prepare_peer(req.backend, w, q, k, v, cu, rotary, given_out=req.given_out)
     if peer is None:
         raise ValueError(f"{req.backend} cannot run {w.name}")
-    err = check_backend(peer, ref)
-    if not err <= TOLERANCE[w.torch_dtype]:
-        raise ValueError(f"wrong result: relative error {err:.2e} > {TOLERANCE[w.torch_dtype]}")
-    run = peer.run
-    if req.interpret:  # CPU wall time of the interpreter: exercises the pipeline only
-        times = []
-        for _ in range(3):
-            start = time.perf_counter()
-            run()
-            times.append((time.perf_counter() - start) * 1e3)
-        median = p20 = p80 = statistics.median(times)
-    else:
-        from vitune.bench.timer import time_gpu
-
-        t = time_gpu(run, rep_ms=req.rep_ms)
-        median, p20, p80 = t.median_ms, t.p20_ms, t.p80_ms
-    return {"median_ms": median, "p20_ms": p20, "p80_ms": p80, "rel_error": err,
-            "tflops": w.tflops(median)}
+    # (the interpreter's CPU wall time exercises the pipeline only)
+    timer = time_wall if req.interpret else partial(time_gpu, rep_ms=req.rep_ms)
+    m = check_then_time(peer, ref, w.torch_dtype, timer)
+    if not m.passed:
+        raise ValueError(f"wrong result: relative error {m.rel_error:.2e} > {m.tolerance}")
+    t = m.timing
+    return {"median_ms": t.median_ms, "p20_ms": t.p20_ms, "p80_ms": t.p80_ms,
+            "rel_error": m.rel_error, "tflops": w.tflops(t.median_ms)}
