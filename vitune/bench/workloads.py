@@ -1,4 +1,5 @@
-"""Workload shapes drawn from real vision towers, and how to build their inputs."""
+"""Workload shapes drawn from real vision towers, how to build their inputs, and the
+benchmark presets (`vitune bench --preset`)."""
 
 from __future__ import annotations
 

@@ -24,7 +24,7 @@ from typing import Any
 
 # What the fork server imports once for every worker it forks (none of it starts CUDA)
 FORK_SERVER_PRELOAD = ["vitune.kernels.vision_attn.launch", "vitune.tuner.trial",
-                       "vitune.bench.timer", "vitune.bench.backends"]
+                       "vitune.bench.timer", "vitune.bench.backends", "vitune.bench.measure"]
 
 
 @dataclass(frozen=True)

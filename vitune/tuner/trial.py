@@ -1,5 +1,7 @@
-"""One trial, run inside the worker process: build the workload's inputs (cached), run the
-backend, check it against the reference, then time it. Raises on a wrong result."""
+"""What runs inside the worker processes: one trial (build the workload's inputs, cached; run
+the backend, check it against the reference, then time it: vitune.bench.measure; raises on
+a wrong result), a compile process's compile of one config, and each kind of worker's
+warm-up."""
 
 from __future__ import annotations
 
