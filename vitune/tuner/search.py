@@ -6,20 +6,15 @@ measured."""
 
 from __future__ import annotations
 
-import datetime
-import hashlib
 import logging
 import math
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 
 import optuna
 
-from vitune.kernels.vision_attn import kernel as kernel_module
-from vitune.kernels.vision_attn import space as space_module
-from vitune.kernels.vision_attn import windows as windows_module
+from vitune.kernels.vision_attn.identity import kernel_hash
 from vitune.kernels.vision_attn.space import (
     KernelConfig,
     check_config,
@@ -49,15 +44,6 @@ __all__ = ["SAMPLERS", "BucketResult", "TuneOptions", "bucket_entry", "bucket_st
 log = logging.getLogger(__name__)
 GPU_PEERS = (*LIBRARY_PEERS, "sglang-style-fixed")
 RETIME_TOP = 5
-
-
-def kernel_hash() -> str:
-    """Changes whenever the kernel or its search space does: trials of an older kernel
-    live in another study and never mix with the new one's."""
-    digest = hashlib.sha256()
-    for module in (kernel_module, windows_module, space_module):
-        digest.update(Path(module.__file__).read_bytes())
-    return digest.hexdigest()[:12]
 
 
 @dataclass
@@ -262,8 +248,9 @@ def _precompile(compiler, work: list[tuple[SearchPlan, KernelConfig]]) -> None:
     compiler.compile([request(p, cfg) for p, cfg in work])
 
 
-def bucket_entry(result: BucketResult) -> dict:
-    """The YAML entry of a tuned bucket (see vitune.runtime.schema)."""
+def bucket_entry(result: BucketResult, provenance: dict | None = None) -> dict:
+    """The YAML entry of a tuned bucket (see vitune.runtime.schema), with the provenance
+    of the run that tuned it (kernel hash, versions, card, date)."""
     # The fastest measured, among backends the runtime can reproduce for this bucket.
     rates = {"triton": result.tflops or 0.0}
     rates.update({PEER_BACKENDS[name]: rate for name, rate in result.peers.items()
@@ -276,7 +263,7 @@ def bucket_entry(result: BucketResult) -> dict:
              "tflops": _sig(result.tflops), "default_tflops": _sig(result.default_tflops),
              "peers": {k: _sig(v) for k, v in result.peers.items() if _sig(v) is not None},
              "trials": result.trials, "study": result.study_name,
-             "date": datetime.date.today().isoformat()}
+             "provenance": provenance or None}
     return {k: v for k, v in entry.items() if v is not None}
 
 
