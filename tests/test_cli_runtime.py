@@ -122,7 +122,7 @@ def test_help_and_version_import_no_torch_and_the_preset_names_match():
 ])
 def test_input_mistakes_are_one_sentence_and_status_2(argv, message, tmp_path, capsys):
     bad = tmp_path / "bad.jsonl"
-    bad.write_text('{"status": "ok"}\nnot json\n')
+    bad.write_text('{"status": "n/a"}\nnot json\n')
     (tmp_path / "cfg").mkdir()
     for key in ("h100", "h200"):
         (tmp_path / "cfg" / f"{key}.yaml").write_text("schema_version: 7\n")

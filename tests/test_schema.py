@@ -12,12 +12,16 @@ from vitune.runtime.schema import (
     write_config_file,
 )
 
+RUN = {"kernel_hash": "a1f31d591b9e", "triton": "3.6.0", "torch": "2.11.0+cu130",
+       "cuda": "13.0", "device_name": "NVIDIA H100 80GB HBM3", "capability": "9.0",
+       "date": "2026-11-27"}
 BUCKET = {"head_dim": 80, "dtype": "bfloat16", "regime": "window", "seqlen": 64,
           "backend": "triton",
           "config": {"block_m": 64, "block_n": 32, "num_warps": 2, "num_stages": 2,
                      "head_split": True, "heads_fastest": True},
-          "tflops": 45.5, "peers": {"varlen_attn": 41.1}, "trials": {"total": 40}}
-DOC = {"schema_version": 1, "gpu": "h100", "interpreter": False,
+          "tflops": 45.5, "peers": {"varlen_attn": 41.1}, "trials": {"total": 40},
+          "provenance": RUN}
+DOC = {"schema_version": 2, "gpu": "h100", "interpreter": False,
        "provenance": {"device_name": "NVIDIA H100 80GB HBM3", "capability": "9.0"},
        "buckets": [BUCKET]}
 
@@ -56,7 +60,15 @@ def test_valid_file_round_trips(tmp_path):
      ((["buckets", 0, "backend_with_out"], "cudnn"), r"buckets\[0\]\.backend_with_out"),
      ((["buckets", 0, "peers_with_out"], {"sdpa-cudnn": -1}),
       r"buckets\[0\]\.peers_with_out"),
-     ((["schema_version"], 99), "schema_version: expected 1"),
+     ((["schema_version"], 99), r"schema_version: expected one of \[1, 2\], got 99"),
+     ((["schema_version"], "2"), r"schema_version: expected one of \[1, 2\], got '2'"),
+     ((["provenance", "triton"], "3.6.0"), r"provenance: unknown keys \['triton'\]"),
+     ((["buckets", 0, "provenance", "kernel"], "x"),
+      r"buckets\[0\]\.provenance: unknown keys \['kernel'\]"),
+     ((["buckets", 0, "provenance", "triton"], [3, 6]),
+      r"buckets\[0\]\.provenance\.triton: \[3, 6\] is not a version"),
+     ((["buckets", 0, "provenance"], "today"), r"buckets\[0\]\.provenance: expected a mapping"),
+     ((["buckets", 0, "date"], "2026-11-27"), r"buckets\[0\]: unknown keys \['date'\]"),
      ((["gpu"], ""), "gpu: expected"),
      ((["buckets"], "all"), "buckets: expected a list")],
 )
@@ -141,3 +153,50 @@ def test_rotary_buckets_validate_and_merge_beside_plain_ones():
     validate_document(doc, "h100.yaml")
     with pytest.raises(ConfigFileError, match=r"buckets\[0\].rotary: 'yes' is not true or false"):
         validate_document({**doc, "buckets": [{**plain, "rotary": "yes"}]}, "h100.yaml")
+
+
+def version_1(doc: dict) -> dict:
+    """`doc` as the tuner wrote it before version 2: one provenance for the whole file
+    (the latest run's), a date per bucket."""
+    old = copy.deepcopy(doc)
+    old["schema_version"] = 1
+    old["provenance"] = {**RUN, "date": "2026-12-01"}
+    for bucket in old["buckets"]:
+        bucket.pop("provenance")
+        bucket["date"] = "2026-11-27"
+    return old
+
+
+def test_a_version_1_file_loads_with_its_provenance_given_to_each_bucket(tmp_path):
+    """Each bucket takes the file's provenance, dated with its own date; the file keeps the
+    card. Rewriting it writes version 2 with the same numbers."""
+    other = {**BUCKET, "regime": "full", "seqlen": 4096}
+    old = version_1({**DOC, "buckets": [BUCKET, other]})
+    doc = load_config_file(write_raw(tmp_path, old))
+    assert doc["schema_version"] == 2
+    assert doc["provenance"] == {"device_name": RUN["device_name"], "capability": "9.0"}
+    assert [b["provenance"] for b in doc["buckets"]] == [RUN, RUN]  # (the bucket's date)
+    assert [{k: v for k, v in b.items() if k != "provenance"} for b in doc["buckets"]] == [
+        {k: v for k, v in b.items() if k != "date"} for b in old["buckets"]]
+    write_config_file(tmp_path / "h100.yaml", old)
+    assert yaml.safe_load((tmp_path / "h100.yaml").read_text()) == doc
+    with pytest.raises(ConfigFileError, match=r"buckets\[0\]: a bucket's own provenance "
+                                              "needs schema_version 2"):
+        load_config_file(write_raw(tmp_path, {**old, "buckets": [BUCKET]}))
+
+
+def test_a_version_1_file_without_provenance_loads_without_any(tmp_path):
+    old = {"schema_version": 1, "gpu": "h100", "buckets": [
+        {k: v for k, v in BUCKET.items() if k != "provenance"}]}
+    doc = load_config_file(write_raw(tmp_path, old))
+    assert "provenance" not in doc and "provenance" not in doc["buckets"][0]
+
+
+def test_the_shipped_files_are_version_2_with_each_buckets_provenance():
+    from vitune.runtime.selector import SHIPPED_DIR
+
+    for path in sorted(SHIPPED_DIR.glob("*.yaml")):
+        assert yaml.safe_load(path.read_text())["schema_version"] == 2
+        for bucket in load_config_file(path)["buckets"]:
+            assert {"kernel_hash", "triton", "torch", "date", "device_name"} <= set(
+                bucket["provenance"]), path

@@ -110,7 +110,7 @@ def test_hostile_values_are_rejected(tmp_path, caplog):
 def test_load_configs_rejects_a_bad_file_at_once(tmp_path):
     bad = tmp_path / "h100.yaml"
     bad.write_text("schema_version: 7\n")
-    with pytest.raises(ValueError, match="schema_version: expected 1"):
+    with pytest.raises(ValueError, match=r"schema_version: expected one of \[1, 2\]"):
         selector.load_configs(bad)
     with pytest.raises(ValueError, match="no such file"):
         selector.load_configs(tmp_path / "nope")
@@ -189,3 +189,46 @@ def test_a_measured_backend_with_out_wins_over_the_estimate(tmp_path):
     write(tmp_path / "shipped", "h100", [measured])
     choice = selector.choose(H100, 80, torch.bfloat16, 4096)
     assert (choice.backend, choice.backend_with_out) == ("sdpa_cudnn", "triton")
+
+
+def test_a_bucket_tuned_for_another_kernel_or_triton_warns_once_per_file_and_is_used(
+        tmp_path, caplog):
+    import triton
+
+    from vitune.kernels.vision_attn.identity import kernel_hash
+
+    current = {"kernel_hash": kernel_hash(), "triton": triton.__version__}
+    old = {"kernel_hash": "0123456789ab", "triton": "3.6.0", "date": "2026-11-27"}
+    stale_file = write(tmp_path / "shipped", "h100", [
+        {**bucket(1024, cfg(64)), "provenance": old},
+        {**bucket(4096, cfg(128)), "provenance": {**old, "kernel_hash": kernel_hash()}}])
+    fresh_file = write(tmp_path / "user", "h200", [
+        {**bucket(4096, cfg(32)), "provenance": current}])
+    for path in (stale_file, fresh_file):
+        doc = yaml.safe_load(path.read_text())
+        path.write_text(yaml.safe_dump({**doc, "schema_version": 2, "provenance": {}}))
+    selector.load_configs(fresh_file)
+    with caplog.at_level(logging.WARNING):
+        short = selector.choose(H100, 80, torch.bfloat16, 1024)
+        long = selector.choose(H100, 80, torch.bfloat16, 4096)
+        fresh = selector.choose(H200, 80, torch.bfloat16, 4096)
+    assert short.config == cfg(64) and long.config == cfg(128)  # still used
+    assert short.stale == (f"tuned for kernel 0123456789ab (installed {kernel_hash()}) and "
+                           f"Triton 3.6.0 (installed {triton.__version__})")
+    assert long.stale == f"tuned for Triton 3.6.0 (installed {triton.__version__})"
+    assert fresh.stale is None and fresh.config == cfg(32)
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1  # one per file, though two of its buckets were used
+    assert str(stale_file) in warnings[0] and short.stale in warnings[0]
+    assert "vitune tune" in warnings[0]
+
+
+def test_a_version_1_file_is_judged_by_its_file_level_provenance(tmp_path, caplog):
+    path = write(tmp_path / "shipped", "h100", [bucket(4096, cfg(64))])
+    doc = yaml.safe_load(path.read_text())
+    doc["provenance"].update(kernel_hash="0123456789ab")
+    path.write_text(yaml.safe_dump(doc))
+    with caplog.at_level(logging.WARNING):
+        choice = selector.choose(H100, 80, torch.bfloat16, 4096)
+    assert choice.config == cfg(64) and "kernel 0123456789ab" in choice.stale
+    assert "kernel 0123456789ab" in caplog.text

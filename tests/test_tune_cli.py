@@ -35,7 +35,9 @@ def test_tune_interpret_writes_a_labelled_valid_yaml_and_resumes(tmp_path):
     assert {(b["regime"], b["seqlen"]) for b in doc["buckets"]} == {("window", 16), ("full", 150)}
     for bucket in doc["buckets"]:
         assert bucket["config"] and bucket["tflops"] > 0 and bucket["trials"]["complete"] >= 1
-    assert doc["provenance"]["kernel_hash"]
+    from vitune.kernels.vision_attn.identity import kernel_hash
+
+    assert {b["provenance"]["kernel_hash"] for b in doc["buckets"]} == {kernel_hash()}
     storage = f"sqlite:///{out / 'studies.db'}"
     assert set(finished_trials(storage).values()) == {2}
     # what each bucket crowned is in its study too (scripts/compare_search.py reads it),

@@ -50,6 +50,37 @@ def test_a_write_killed_midway_leaves_no_temporary_file_behind(tmp_path):
     assert not list(tmp_path.glob(".interpreter.yaml.*.tmp"))
 
 
+@pytest.mark.parametrize("version", [1, 2])
+def test_a_merge_keeps_each_older_buckets_own_provenance(tmp_path, version):
+    """A bucket tuned before keeps the kernel hash, versions and date it was tuned with
+    (from a version 1 file: that file's); the new bucket gets this run's; the file is
+    written as version 2."""
+    import triton
+
+    from vitune.kernels.vision_attn.identity import kernel_hash
+    from vitune.runtime.schema import write_config_file
+
+    path = tmp_path / "interpreter.yaml"
+    older = {"kernel_hash": "0123456789ab", "triton": "3.6.0", "torch": "2.11.0",
+             "date": "2026-01-02"}
+    entry = bucket_entry(result(200))
+    if version == 1:
+        doc = {"schema_version": 1, "gpu": "interpreter", "interpreter": True,
+               "provenance": older, "buckets": [entry]}
+    else:
+        doc = {"schema_version": 2, "gpu": "interpreter", "interpreter": True,
+               "buckets": [{**entry, "provenance": older}]}
+    write_config_file(path, doc)
+    save_results(path, interpreter_identity(), [result(300)])
+    saved = yaml.safe_load(path.read_text())
+    assert saved["schema_version"] == 2
+    assert "triton" not in saved["provenance"]  # the file level names the card alone
+    by_length = {b["seqlen"]: b["provenance"] for b in saved["buckets"]}
+    assert by_length[200] == older
+    assert by_length[300]["kernel_hash"] == kernel_hash()
+    assert by_length[300]["triton"] == triton.__version__
+
+
 def test_rates_that_are_not_finite_never_reach_the_file():
     entry = bucket_entry(result(300, tflops=1.5, peers={"varlen_attn": float("inf"),
                                                         "sdpa-cudnn": 2.0}))

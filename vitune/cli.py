@@ -18,6 +18,7 @@ from vitune.runtime.backend_names import MEASURED_BACKENDS
 
 STARTED = time.perf_counter()  # (-v logs say how long a tuning run took to start)
 BACKENDS = MEASURED_BACKENDS  # (what `bench --backends` takes)
+CROSS_GPU_BACKENDS = ("vitune-tuned", "sdpa-cudnn")  # `vitune plot`'s cross-GPU charts
 
 
 def write_jsonl(rows: list[dict], path: Path) -> None:
@@ -29,8 +30,8 @@ def _pick_workloads(args: argparse.Namespace):
     from vitune.bench.workloads import PRESETS
 
     workloads = list(PRESETS[args.preset])
-    if args.workloads:
-        wanted = [name.strip() for name in args.workloads.split(",")]
+    if args.workloads is not None:
+        wanted = _names(args.workloads, "--workloads")
         known = {w.name: w for w in workloads}
         missing = [n for n in wanted if n not in known]
         if missing:
@@ -38,6 +39,31 @@ def _pick_workloads(args: argparse.Namespace):
                   f"{sorted(known)}")
         workloads = [known[n] for n in wanted]
     return workloads
+
+
+def _names(text: str, option: str) -> list[str]:
+    """A comma-separated list of names; exit 2 where it names none."""
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    if not names:
+        _fail(f"{option} names nothing (give comma-separated names)")
+    return names
+
+
+def _check_out_file(path: str, option: str = "--out") -> Path:
+    """A file that results can be written to (its folder created): exit 2 before any
+    measurement where it cannot be."""
+    import tempfile
+
+    out = Path(path)
+    if out.is_dir():
+        _fail(f"{option} {out} is a folder; give a file name")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=out.parent, prefix=".vitune-write-check."):
+            pass
+    except OSError as exc:
+        _fail(f"{option} {out} cannot be written: {exc.strerror or exc}")
+    return out
 
 
 def _cuda_device():
@@ -76,19 +102,21 @@ def cmd_encoder_bench(args: argparse.Namespace) -> int:
     from vitune.bench.encoder import DEFAULT_IMAGES, PATHS, bench_tower
     from vitune.bench.environment import environment
 
-    device = _cuda_device()
     sizes = DEFAULT_IMAGES
-    if args.images:
+    if args.images is not None:
         try:
-            sizes = [tuple(int(x) for x in s.lower().split("x")) for s in args.images.split(",")]
+            sizes = [tuple(int(x) for x in s.lower().split("x"))
+                     for s in _names(args.images, "--images")]
             if any(len(s) != 2 or min(s) <= 0 for s in sizes):
                 raise ValueError
         except ValueError:
             _fail(f"--images takes HEIGHTxWIDTH,... (e.g. 1080x1920,448x448), got {args.images!r}")
-    paths = list(PATHS) if args.backends == "all" else args.backends.split(",")
+    paths = list(PATHS) if args.backends == "all" else _names(args.backends, "--backends")
     unknown = [p for p in paths if p not in PATHS]
     if unknown:
         _fail(f"--backends with --encoder names paths of {list(PATHS)}; unknown: {unknown}")
+    _check_out_file(args.out)
+    device = _cuda_device()
     try:
         rows = bench_tower(args.encoder, sizes, paths, device, torch.bfloat16, reps=args.reps)
     except ValueError as exc:  # no such tower in the installed transformers
@@ -124,6 +152,7 @@ def cmd_overhead_bench(args: argparse.Namespace) -> int:
     from vitune.bench.environment import environment
     from vitune.bench.overhead import host_overhead
 
+    _check_out_file(args.out)
     device = _cuda_device()
     env = environment(device)
     rows = [{**r, **env} for r in host_overhead(device)]
@@ -143,22 +172,33 @@ def cmd_bench(args: argparse.Namespace) -> int:
         return cmd_overhead_bench(args)
     from vitune.bench.kernels import iter_bench
 
-    backends = list(BACKENDS) if args.backends == "all" else args.backends.split(",")
+    backends = list(BACKENDS) if args.backends == "all" else _names(args.backends,
+                                                                      "--backends")
     unknown = [b for b in backends if b not in BACKENDS]  # kernel benchmark
     if unknown:
         _fail(f"unknown backend(s) {unknown}; known: {list(BACKENDS)}")
+    workloads = _pick_workloads(args)
+    out = _check_out_file(args.out)
     rows = []
     choices = {"off": (False,), "on": (True,), "both": (False, True)}
-    for row in iter_bench(_pick_workloads(args), backends, _cuda_device(),
-                          choices[args.rotary], choices[args.given_out]):
+    for row in iter_bench(workloads, backends, _cuda_device(), choices[args.rotary],
+                          choices[args.given_out]):
         rows.append(row)
-        write_jsonl(rows, Path(args.out))  # what was measured survives a crash or Ctrl-C
+        write_jsonl(rows, out)  # what was measured survives a crash or Ctrl-C
     labelled = [{**r, "backend": r["backend"] + ("+rotary" if r["rotary"] else "")
                  + (" out=" if r["given_out"] else "")} for r in rows]
     _print_table(labelled, list(dict.fromkeys(r["backend"] for r in labelled)),
                  pivot="backend")
     print(f"wrote {len(rows)} rows to {args.out}")
-    return 0
+    return _measured_any(rows)
+
+
+def _measured_any(rows: list[dict]) -> int:
+    """Status 1 (failed work) where no row was measured."""
+    if any(r.get("status") == "ok" for r in rows):
+        return 0
+    print("vitune: nothing was measured (every row failed or does not apply)", file=sys.stderr)
+    return 1
 
 
 def cmd_compile_check(args: argparse.Namespace) -> int:
@@ -199,8 +239,10 @@ def cmd_compile_check(args: argparse.Namespace) -> int:
 def cmd_sweep(args: argparse.Namespace) -> int:
     from vitune.bench.sweep import sweep_configs
 
-    rows = sweep_configs(_pick_workloads(args), _cuda_device(), rep_ms=args.rep_ms)
-    write_jsonl(rows, Path(args.out))
+    workloads = _pick_workloads(args)
+    out = _check_out_file(args.out)
+    rows = sweep_configs(workloads, _cuda_device(), rep_ms=args.rep_ms)
+    write_jsonl(rows, out)
     for wl in dict.fromkeys(r["workload"] for r in rows):
         ok = sorted((r for r in rows if r["workload"] == wl and r["status"] == "ok"),
                     key=lambda r: -r["tflops"])
@@ -213,19 +255,25 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         for r in bad[:5]:
             print(f"  FAILED {r['config']}: {r['status']} {r.get('error', r.get('rel_error'))}")
     print(f"wrote {len(rows)} rows to {args.out}")
-    return 0
+    return _measured_any(rows)
 
 
 def _target_gpu(asked: str, interpret: bool):
-    """The GPU to tune for, or exit 2 with one sentence when it is not the one present."""
-    from vitune.runtime.gpu import detect_gpu, interpreter_identity
+    """The GPU to tune for, or exit 2 with one sentence when it is not the one present.
+    `auto` on a machine without a CUDA GPU is the Triton interpreter (one line says so)."""
+    from vitune.runtime.gpu import INTERPRETER_KEY, detect_gpu, interpreter_identity
 
-    if interpret:
-        if asked not in ("auto", "interpreter"):
+    if interpret or asked == INTERPRETER_KEY:
+        if asked not in ("auto", INTERPRETER_KEY):
             _fail(f"--interpret tunes the Triton interpreter on the CPU, not {asked}; "
                   "drop --gpu or --interpret")
         return interpreter_identity()
     found = detect_gpu()
+    if found is None and asked == "auto":
+        print("vitune: no CUDA GPU here: tuning the Triton interpreter on the CPU instead "
+              "(as --interpret does; tiny preset unless one is named): CPU timings, for trying "
+              "the pipeline", file=sys.stderr)
+        return interpreter_identity()
     if found is None:
         _fail(f"asked to tune for {asked} but this machine has no CUDA GPU "
               "(use --interpret to try the pipeline on the CPU)")
@@ -270,6 +318,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
     from rich.table import Table
 
     from vitune.bench.presets import TUNE_PRESETS, bucket_of, custom_workloads
+    from vitune.kernels.vision_attn.space import HEAD_DIMS
     from vitune.runtime.selector import user_config_dir
     from vitune.tuner.plan import TuneOptions
     from vitune.tuner.studies import check_storage
@@ -285,22 +334,25 @@ def cmd_tune(args: argparse.Namespace) -> int:
     if args.head_dim or args.seqlens:
         if not (args.head_dim and args.seqlens):
             _fail("--head-dim and --seqlens go together (with --dtype)")
+        if bad := [d for d in args.head_dim if d not in HEAD_DIMS]:
+            _fail(f"--head-dim {bad[0]} is not a multiple of 8 in [{HEAD_DIMS[0]}, "
+                  f"{HEAD_DIMS[-1]}]")
         workloads = custom_workloads(args.head_dim, args.dtype or "bfloat16", args.seqlens)
     else:
-        preset = args.preset or ("tiny" if args.interpret else "qwen2.5-vl")
+        preset = args.preset or ("tiny" if gpu.is_interpreter else "qwen2.5-vl")
         workloads = TUNE_PRESETS[preset]
         if args.dtype:  # (the preset's shapes in another dtype)
             workloads = [dataclasses.replace(w, dtype=args.dtype) for w in workloads]
     if args.rotary:  # the calls transformers' Qwen-VL towers make: rotary fused
         workloads = [dataclasses.replace(w, rotary=True) for w in workloads]
-    if args.buckets:
+    if args.buckets is not None:
         known = {bucket_of(w).key: w for w in workloads}
-        wanted = [key.strip() for key in args.buckets.split(",")]
+        wanted = _names(args.buckets, "--buckets")
         if unknown := [key for key in wanted if key not in known]:
             _fail(f"--buckets: {', '.join(unknown)} not among this run's buckets "
                   f"({', '.join(known)})")
         workloads = [known[key] for key in wanted]
-    if args.interpret and any(w.dtype == "bfloat16" for w in workloads):
+    if gpu.is_interpreter and any(w.dtype == "bfloat16" for w in workloads):
         _fail("the interpreter computes bf16 matrix products wrongly; use --dtype float16")
     workers = _worker_count(args.workers, gpu)
     out = Path(args.out) if args.out else user_config_dir()
@@ -309,6 +361,10 @@ def cmd_tune(args: argparse.Namespace) -> int:
     except ValueError as exc:
         _fail(str(exc))
     storage = args.storage or f"sqlite:///{(out / 'studies.db').resolve()}"
+    if storage.startswith("sqlite:///") and not (
+            folder := Path(storage.removeprefix("sqlite:///")).parent).is_dir():
+        _fail(f"--storage {storage} cannot be opened: {folder}: No such file or directory "
+              "(the SQLite file's folder)")
     try:
         check_storage(storage)
     except ValueError as exc:
@@ -364,10 +420,16 @@ def cmd_tune(args: argparse.Namespace) -> int:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    """The schema, then the kernel rules of the file's GPU architecture: one line per fault,
-    status 1 if any."""
+    """The schema (version 1 or 2), then the kernel rules of the file's GPU architecture:
+    one line per fault, status 1 if any; status 2 where a path names nothing."""
+    import yaml
+
     from vitune.runtime.schema import ConfigFileError, load_config_file, rule_faults
 
+    if missing := [p for p in args.files if not Path(p).exists()]:
+        for path in missing:
+            print(f"vitune: {path}: no such file", file=sys.stderr)
+        sys.exit(2)
     status = 0
     for path in args.files:
         try:
@@ -382,34 +444,51 @@ def cmd_validate(args: argparse.Namespace) -> int:
         if faults:
             status = 1
             continue
-        print(f"{path}: ok ({doc['gpu']}, {len(doc.get('buckets', []))} buckets)")
+        version = yaml.safe_load(Path(path).read_text())["schema_version"]
+        print(f"{path}: ok ({doc['gpu']}, {len(doc.get('buckets', []))} buckets, schema "
+              f"version {version})")
     return status
 
 
 def cmd_show(args: argparse.Namespace) -> int:
     """What the selector would pick for each bucket of a preset, and why."""
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     from vitune.bench.presets import TUNE_PRESETS, bucket_of
-    from vitune.runtime.gpu import detect_gpu, identity_for_key
+    from vitune.runtime.gpu import detect_gpu, identity_for_key, interpreter_identity
     from vitune.runtime.selector import choose
 
     try:
-        gpu = identity_for_key(args.gpu) if args.gpu else detect_gpu()
+        gpu = identity_for_key(args.gpu) if args.gpu is not None else detect_gpu()
     except ValueError as exc:
         _fail(str(exc))
     if gpu is None:
-        _fail("no CUDA GPU here: name one with --gpu (e.g. --gpu h100)")
-    table = Table(title=f"selector on {gpu.key} ({gpu.arch.name})")
-    for col in ("bucket", "backend", "config", "level", "source", "vitune TFLOP/s"):
+        print("vitune: no CUDA GPU here: showing what the Triton interpreter runs (tiny preset "
+              "unless one is named); name a GPU with --gpu (e.g. --gpu h100) for its picks",
+              file=sys.stderr)
+        gpu = interpreter_identity()
+    preset = args.preset or ("tiny" if gpu.is_interpreter else "qwen2.5-vl")
+    table = Table(title=f"selector on {gpu.key} ({gpu.arch.name}), preset {preset}")
+    for col in ("bucket", "backend", "config", "level", "source file [bucket]",
+                "vitune TFLOP/s", "stale"):
         table.add_column(col)
-    for w in TUNE_PRESETS[args.preset]:
+    stale: dict[str, list[str]] = {}  # why -> the buckets
+    for w in TUNE_PRESETS[preset]:
         c = choose(gpu, w.head_dim, w.torch_dtype, w.max_seqlen)
         table.add_row(bucket_of(w).key, c.backend, c.config.short(), c.level,
-                      f"{c.path} [{c.bucket}]" if c.path else "-",
-                      f"{c.tflops:.1f}" if c.tflops is not None else "-")
+                      escape(f"{c.path} [{c.bucket}]") if c.path else "-",
+                      f"{c.tflops:.4g}" if c.tflops is not None else "-",
+                      "[red]yes[/]" if c.stale else "no" if c.path else "-")
+        if c.stale:
+            stale.setdefault(f"{c.stale}, in {c.path}", []).append(bucket_of(w).key)
     Console(width=200).print(table)
+    for why, keys in stale.items():
+        print(f"stale: {', '.join(keys)}: {why}")
+    if stale:
+        print("(a stale bucket's config still runs, but may no longer be the fastest: "
+              "`vitune tune` tunes for this installation)")
     return 0
 
 
@@ -422,14 +501,21 @@ def cmd_plot(args: argparse.Namespace) -> int:
         read_rows,
     )
 
+    if Path(args.out).exists() and not Path(args.out).is_dir():
+        _fail(f"--out {args.out} is a file, not a folder for the charts")
     written = []
     try:  # (every input mistake: one sentence, status 2)
         if args.results:
             rows = read_rows(args.results)
             if not rows:
-                _fail(f"no measured rows in {args.results}")
+                _fail(f"no measured rows (status ok) in {' '.join(args.results)}")
+            measured = {r["backend"] for r in rows}
+            if args.cross_gpu and (unknown := [b for b in args.cross_gpu
+                                               if b not in measured]):
+                _fail(f"--cross-gpu {' '.join(unknown)}: not measured in --results (there: "
+                      f"{', '.join(sorted(measured))})")
             written += plot_throughput(rows, args.out)
-            for backend in args.cross_gpu:
+            for backend in args.cross_gpu or CROSS_GPU_BACKENDS:
                 if (path := plot_cross_gpu(rows, args.out, backend)) is not None:
                     written.append(path)
         if args.storage:
@@ -438,6 +524,8 @@ def cmd_plot(args: argparse.Namespace) -> int:
             written.append(path)
     except ValueError as exc:  # (ConfigFileError too)
         _fail(str(exc))
+    except OSError as exc:  # (the charts' folder cannot be written)
+        _fail(f"--out {args.out}: cannot write the charts: {exc.strerror or exc}")
     if not written:
         _fail("nothing to plot: give --results FILE..., --storage URL... and/or --configs DIR "
               "(with two or more GPU files)")
@@ -462,49 +550,133 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 # The presets' names, so the parser (and --help) imports no torch; a test checks them
-# against vitune.bench.workloads.PRESETS and vitune.bench.presets.TUNE_PRESETS.
+# against vitune.bench.workloads.PRESETS and vitune.bench.presets.TUNE_PRESETS. The two sets
+# share no name: a name from the other set is refused naming the commands that take it.
 BENCH_PRESET_NAMES = ("context", "lengths", "rotary")
 TUNE_PRESET_NAMES = ("heads", "qwen2.5-vl", "tiny")
+DTYPE_NAMES = ("bfloat16", "float16", "float32")
+
+
+class _HelpFormatter(argparse.HelpFormatter):
+    """Every option's help ends with its default, unless the help already says it."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if not action.option_strings or "default" in text or action.default is argparse.SUPPRESS:
+            return text
+        if isinstance(action, argparse._StoreTrueAction):
+            return f"{text} (default: off)"
+        return text if action.default is None else f"{text} (default: %(default)s)"
+
+
+class _Parser(argparse.ArgumentParser):
+    """Usage mistakes in one line with status 2, naming the command and its help."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("formatter_class", _HelpFormatter)
+        super().__init__(*args, **kwargs)
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: {message} (see `{self.prog} --help`)\n")
+
+
+def _number(kind: type, low: float, what: str):
+    """An argparse type: a `kind` number >= low, else one sentence naming what it takes."""
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            value = None
+        if value is None or not value >= low or value != value or value == float("inf"):
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
+        return value
+    return parse
+
+
+POSITIVE_INT = _number(int, 1, "a whole number >= 1")
+COUNT = _number(int, 0, "a whole number >= 0")
+SECONDS = _number(float, 1e-9, "a number of seconds > 0")
+
+
+def _preset(own: tuple[str, ...], takers: str, other: tuple[str, ...], other_takers: str,
+            what: str):
+    """An argparse type for --preset: a name of the other set of presets is refused naming
+    the commands that take it (argparse's `choices` refuses any other name)."""
+    def parse(name: str) -> str:
+        if name in other:
+            raise argparse.ArgumentTypeError(
+                f"{name!r} is a preset of {other_takers}; {takers} take {', '.join(own)} "
+                f"({what})")
+        return name
+    return parse
+
+
+TUNE_PRESET = _preset(TUNE_PRESET_NAMES, "`vitune tune` and `vitune show`", BENCH_PRESET_NAMES,
+                      "`vitune bench` and `vitune sweep`", "shapes to tune")
+BENCH_PRESET = _preset(BENCH_PRESET_NAMES, "`vitune bench` and `vitune sweep`",
+                       TUNE_PRESET_NAMES, "`vitune tune` and `vitune show`", "shapes to time")
 
 
 def build_parser() -> argparse.ArgumentParser:
     from vitune import __version__
 
-    parser = argparse.ArgumentParser(prog="vitune", description=__doc__)
-    parser.add_argument("-v", "--verbose", action="store_true")
-    parser.add_argument("--version", action="version", version=f"vitune {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = _Parser(prog="vitune", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="log what the selector and the tuner decide")
+    parser.add_argument("--version", action="version", version=f"vitune {__version__}",
+                        help="print the version and exit")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def add_workload_args(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--preset", choices=BENCH_PRESET_NAMES, default="context")
-        p.add_argument("--workloads", help="comma-separated workload names of the preset")
+        p.add_argument("--preset", type=BENCH_PRESET, choices=BENCH_PRESET_NAMES,
+                       default="context", help="the workloads to time")
+        p.add_argument("--workloads", help="comma-separated workload names of the preset "
+                                           "(default: all of them)")
 
-    tune = sub.add_parser("tune", help="Optuna search per bucket; writes <out>/<gpu>.yaml")
+    tune = sub.add_parser("tune", help="Optuna search per bucket; writes <out>/<gpu>.yaml",
+                          description="Search each bucket's kernel configs on this GPU (on "
+                          "a machine without one: the Triton interpreter) and write the "
+                          "winners where the runtime reads them.")
     add_tune_args(tune)
 
-    validate = sub.add_parser("validate", help="check configs YAML files against the schema")
-    validate.add_argument("files", nargs="+")
+    validate = sub.add_parser("validate", help="check configs YAML files against the schema",
+                              description="Check configs YAML files (schema version 1 or 2) "
+                              "and the kernel rules of their GPU: status 1 if any fails.")
+    validate.add_argument("files", nargs="+", metavar="FILE",
+                          help="configs YAML files, e.g. ~/.config/vitune/h100.yaml")
     validate.set_defaults(func=cmd_validate)
 
-    show = sub.add_parser("show", help="what the runtime would pick per bucket, and why")
-    show.add_argument("--gpu", help="GPU key (default: the local GPU)")
-    show.add_argument("--preset", default="qwen2.5-vl",
-                      choices=("qwen2.5-vl", "heads", "tiny"))
+    show = sub.add_parser("show", help="what the runtime would pick per bucket, and why",
+                          description="What the runtime picks for each bucket of a preset, "
+                          "from which file, and whether that file's bucket is stale.")
+    show.add_argument("--gpu", help="GPU key, e.g. h100, or interpreter (default: the local "
+                                    "GPU; the Triton interpreter where there is none)")
+    show.add_argument("--preset", type=TUNE_PRESET, choices=TUNE_PRESET_NAMES,
+                      help="the buckets to show (default: qwen2.5-vl; tiny for the "
+                           "interpreter)")
     show.set_defaults(func=cmd_show)
 
-    plot = sub.add_parser("plot", help="charts from bench results and tuning studies")
-    plot.add_argument("--results", nargs="*", default=[], help="bench JSONL files")
-    plot.add_argument("--storage", nargs="*", default=[],
-                      help="Optuna storages of tuning studies (convergence; several, e.g. a "
-                           "search and an exhaustive sweep, share each study's chart)")
-    plot.add_argument("--cross-gpu", nargs="*", default=["vitune-tuned", "sdpa-cudnn"],
-                      help="backends to compare across the GPUs found in --results")
-    plot.add_argument("--configs", help="folder of tuned <gpu>.yaml files: a cross-GPU chart "
-                                        "when it holds two or more")
-    plot.add_argument("--out", default="plots")
+    plot = sub.add_parser("plot", help="charts from bench results and tuning studies",
+                          description="Charts (PNG) from `vitune bench` results, tuning "
+                          "studies and tuned configs files.")
+    plot.add_argument("--results", nargs="*", default=[], metavar="FILE",
+                      help="bench JSON-lines files (default: none)")
+    plot.add_argument("--storage", nargs="*", default=[], metavar="URL",
+                      help="Optuna storages of tuning studies, e.g. sqlite:///studies.db "
+                           "(convergence; several, e.g. a search and an exhaustive sweep, "
+                           "share each study's chart) (default: none)")
+    plot.add_argument("--cross-gpu", nargs="*", metavar="BACKEND",
+                      help="backends to compare across the GPUs found in --results "
+                           f"(default: {' '.join(CROSS_GPU_BACKENDS)}, where measured)")
+    plot.add_argument("--configs", metavar="DIR",
+                      help="folder of tuned <gpu>.yaml files: a cross-GPU chart when it "
+                           "holds two or more (default: none)")
+    plot.add_argument("--out", default="plots", metavar="DIR", help="folder for the charts")
     plot.set_defaults(func=cmd_plot)
 
-    bench = sub.add_parser("bench", help="every backend on every workload, same run")
+    bench = sub.add_parser("bench", help="every backend on every workload, same run",
+                           description="Time every backend on every workload of a preset on "
+                           "this GPU, in one run, and write one JSON line per measurement.")
     add_workload_args(bench)
     bench.add_argument("--backends", default="all",
                        help=f"comma-separated, or 'all': {', '.join(BACKENDS)}")
@@ -512,22 +684,24 @@ def build_parser() -> argparse.ArgumentParser:
                        help="transformers' own vision tower of this model (published config, "
                             "random weights) per attention path instead of kernels; "
                             "--backends then names transformers-sdpa, varlen+hf-rotary, "
-                            "vitune+hf-rotary, vitune")
+                            "vitune+hf-rotary, vitune (default: kernels)")
     bench.add_argument("--rotary", choices=("off", "on", "both"), default="off",
                        help="q and k rotated first (Qwen-VL rotary: fused in vitune's kernel, "
                             "torch's fp32 rotary before other backends); both: each workload "
-                            "with and without (default: off)")
+                            "with and without")
     bench.add_argument("--given-out", choices=("off", "on", "both"), default="off",
                        help="the result lands in a buffer passed as out= (as serving engines "
                             "call it: vitune's kernel writes it, another backend's result is "
-                            "copied into it); both: each workload both ways (default: off)")
+                            "copied into it); both: each workload both ways")
     bench.add_argument("--overhead", action="store_true",
                        help="host time per call of vision_attention(backend='auto') against "
                             "launching the chosen kernel directly")
     bench.add_argument("--images", help="encoder batch as HEIGHTxWIDTH,... (default: "
                                         "1092x1932, 1036x1036 and two 448x448)")
-    bench.add_argument("--reps", type=int, default=10)
-    bench.add_argument("--out", default="results/bench.jsonl")
+    bench.add_argument("--reps", type=POSITIVE_INT, default=10,
+                       help="encoder forward passes timed per path")
+    bench.add_argument("--out", default="results/bench.jsonl", metavar="FILE",
+                       help="JSON-lines file of the rows (its folder is created)")
     bench.set_defaults(func=cmd_bench)
 
     report = sub.add_parser("report", help="the benchmarks page (markdown, one table per "
@@ -543,19 +717,24 @@ def build_parser() -> argparse.ArgumentParser:
                                 "(no GPU needed): compiler errors, real shared memory")
     check.add_argument("--arch", default="blackwell",
                        choices=("ampere", "ampere_consumer", "hopper", "blackwell",
-                                "blackwell_consumer"))
-    check.add_argument("--head-dim", type=int, default=80)
-    check.add_argument("--dtype", default="bfloat16", choices=("bfloat16", "float16", "float32"))
-    check.add_argument("--jobs", type=int, default=max(1, (os.cpu_count() or 2)))
-    check.add_argument("--limit", type=int, help="only the first N valid configs")
+                                "blackwell_consumer"), help="the GPU architecture")
+    check.add_argument("--head-dim", type=POSITIVE_INT, default=80, help="the head dim")
+    check.add_argument("--dtype", default="bfloat16", choices=DTYPE_NAMES,
+                       help="the inputs' dtype")
+    check.add_argument("--jobs", type=POSITIVE_INT, default=max(1, (os.cpu_count() or 2)),
+                       help="compiles at once (default: the CPU cores)")
+    check.add_argument("--limit", type=POSITIVE_INT,
+                       help="only the first N valid configs (default: all)")
     check.add_argument("--kernel", default="all", choices=("all", "tiles", "windows"),
                        help="the tile kernel's configs, the window kernel's, or both")
     check.set_defaults(func=cmd_compile_check)
 
     sweep = sub.add_parser("sweep", help="time every valid kernel config on workloads")
     add_workload_args(sweep)
-    sweep.add_argument("--rep-ms", type=float, default=50)
-    sweep.add_argument("--out", default="results/sweep.jsonl")
+    sweep.add_argument("--rep-ms", type=SECONDS, default=50,
+                       help="milliseconds of repetitions timed per config")
+    sweep.add_argument("--out", default="results/sweep.jsonl", metavar="FILE",
+                       help="JSON-lines file of the rows (its folder is created)")
     sweep.set_defaults(func=cmd_sweep)
     return parser
 
@@ -564,32 +743,35 @@ def add_tune_args(p: argparse.ArgumentParser) -> None:
     from vitune.tuner.samplers import SAMPLERS
 
     p.add_argument("--gpu", default="auto",
-                   help="target GPU key (h100, h200, gb200, b200, ...) or auto")
-    p.add_argument("--preset", choices=TUNE_PRESET_NAMES,
-                   help="workload set (default qwen2.5-vl; tiny with --interpret)")
-    p.add_argument("--head-dim", type=int, nargs="+", help="explicit workloads: head dims")
-    p.add_argument("--dtype", choices=("bfloat16", "float16", "float32"),
+                   help="target GPU key (h100, h200, gb200, b200, ...), interpreter, or auto: "
+                        "the local GPU, else the Triton interpreter")
+    p.add_argument("--preset", type=TUNE_PRESET, choices=TUNE_PRESET_NAMES,
+                   help="workload set (default: qwen2.5-vl; tiny for the interpreter)")
+    p.add_argument("--head-dim", type=POSITIVE_INT, nargs="+",
+                   help="explicit workloads: head dims (default: the preset's)")
+    p.add_argument("--dtype", choices=DTYPE_NAMES,
                    help="the workloads' dtype (default: bfloat16 for --head-dim/--seqlens, "
                         "the preset's own otherwise)")
-    p.add_argument("--seqlens", type=int, nargs="+", help="explicit workloads: segment lengths")
+    p.add_argument("--seqlens", type=POSITIVE_INT, nargs="+",
+                   help="explicit workloads: segment lengths (default: the preset's)")
     p.add_argument("--rotary", action="store_true",
                    help="tune with the rotary embedding fused (the calls of transformers' "
                         "Qwen-VL towers through register_hf_attention); its buckets are "
                         "recorded apart (key suffix -rotary)")
-    p.add_argument("--buckets", help="comma-separated bucket keys to tune (default: all of "
-                   "the workloads'), e.g. d80-bfloat16-window-L64")
-    p.add_argument("--trials", type=int,
+    p.add_argument("--buckets", help="comma-separated bucket keys to tune, e.g. "
+                   "d80-bfloat16-window-L64 (default: all of the workloads')")
+    p.add_argument("--trials", type=POSITIVE_INT,
                    help="trials that run per bucket (default: 24%% of the bucket's valid "
                         "configs, at least 40)")
-    p.add_argument("--timeout", type=float, help="seconds per bucket")
-    p.add_argument("--trial-timeout", type=float, default=300, help="seconds per trial")
-    p.add_argument("--sampler", choices=SAMPLERS, default="tpe")
-    p.add_argument("--compile-jobs", type=int,
+    p.add_argument("--timeout", type=SECONDS, help="seconds per bucket (default: no limit)")
+    p.add_argument("--trial-timeout", type=SECONDS, default=300, help="seconds per trial")
+    p.add_argument("--sampler", choices=SAMPLERS, default="tpe", help="Optuna's sampler")
+    p.add_argument("--compile-jobs", type=COUNT,
                    help="kernels compiled in parallel ahead of timing, per search process "
                         "(default: the CPU cores less two, at most 16; 0: compile in the trial)")
     p.add_argument("--storage", help="Optuna storage: an RDB URL (sqlite:///..., "
                    "postgresql://...) or journal:PATH for a journal file "
-                   "(default sqlite:///<out>/studies.db)")
+                   "(default: sqlite:///<out>/studies.db)")
     p.add_argument("--workers", default="1",
                    help="search processes, sharing the storage: a number, or 'gpus' for one "
                         "per local GPU")
@@ -602,7 +784,8 @@ def add_tune_args(p: argparse.ArgumentParser) -> None:
                                  "per-user folder the runtime reads, $XDG_CONFIG_HOME/vitune "
                                  "or ~/.config/vitune)")
     p.add_argument("--interpret", action="store_true",
-                   help="run the pipeline on the CPU through the Triton interpreter")
+                   help="run the pipeline on the CPU through the Triton interpreter (what "
+                        "--gpu auto does where there is no GPU)")
     p.set_defaults(func=cmd_tune)
 
 
@@ -617,9 +800,15 @@ def _tunes_a_gpu(argv: list[str]) -> bool:
     return bool(words) and words[0] == "tune" and not {"--interpret", "-h", "--help"} & set(argv)
 
 
+def _nvidia_device_files() -> bool:
+    """Whether the NVIDIA driver exposes a device here (no torch import: a machine without
+    one tunes the interpreter, whose workers are spawned, so no fork server is wanted)."""
+    return any(Path("/dev").glob("nvidia[0-9]*"))
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if _tunes_a_gpu(argv):
+    if _tunes_a_gpu(argv) and _nvidia_device_files():
         # Its worker processes' fork server first: its imports (torch, Triton: seconds)
         # then overlap this process's own, which building the parser starts.
         from vitune.tuner.isolation import start_fork_server

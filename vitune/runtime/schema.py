@@ -3,13 +3,16 @@
 A file records which backend and kernel config won per tuning bucket on one GPU (for a
 call that lets the backend allocate its result, and `backend_with_out` for one that passes
 out=, where another backend's result must be copied), the throughput measured for it and
-for its peers in the same run, and the provenance of that run. Validation accepts known
-keys only and values inside the search space, so no file can make a kernel read out of
-bounds; every error names the file and the entry at fault.
+for its peers in the same run, and the provenance of each bucket: the kernel hash, Triton,
+torch and CUDA versions, card and date of the run that tuned it (version 2; a version 1
+file has one provenance for the whole file, which loading gives to each of its buckets).
+Validation accepts known keys only and values inside the search space, so no file can make
+a kernel read out of bounds; every error names the file and the entry at fault.
 """
 
 from __future__ import annotations
 
+import datetime
 import math
 import os
 import reprlib
@@ -22,7 +25,8 @@ from vitune.kernels.vision_attn.space import HEAD_DIMS, SEARCH_SPACE, KernelConf
 from vitune.runtime.atomic import write_atomic
 from vitune.runtime.backend_names import TUNED_BACKENDS
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # what the tuner writes
+READ_VERSIONS = (1, 2)  # what loads (a version 1 file is upgraded as it loads)
 MAX_CONFIG_BYTES = 1 << 20  # a tuned file of every head dim, dtype and regime is ~100 KB
 _REPR = reprlib.Repr()  # (keyword arguments only from Python 3.12)
 _REPR.maxlevel, _REPR.maxlist, _REPR.maxdict, _REPR.maxstring, _REPR.maxother = 2, 4, 4, 40, 40
@@ -31,11 +35,17 @@ REGIMES = ("window", "full")
 BACKENDS = TUNED_BACKENDS  # a bucket's fastest: a backend its calls can run
 
 TOP_KEYS = {"schema_version", "gpu", "interpreter", "provenance", "buckets"}
-PROVENANCE_KEYS = {"device_name", "capability", "torch", "triton", "cuda", "python",
-                   "kernel_hash", "date", "sms"}
+# A run's provenance, in the order it is written (version 1: the file's; version 2: each
+# bucket's).
+PROVENANCE_KEYS = ("kernel_hash", "triton", "torch", "cuda", "python", "device_name",
+                   "capability", "sms", "date")
+# Version 2's file-level provenance: the card alone (the GPU key names one product).
+CARD_KEYS = ("device_name", "capability", "sms")
 BUCKET_KEYS = {"head_dim", "dtype", "regime", "seqlen", "rotary", "backend", "config",
                "tflops", "default_tflops", "peers", "trials", "study", "date",
                "backend_with_out", "peers_with_out"}
+# Version 2 moves a bucket's date into the bucket's own provenance.
+BUCKET_KEYS_BY_VERSION = {1: BUCKET_KEYS, 2: (BUCKET_KEYS - {"date"}) | {"provenance"}}
 TRIAL_KEYS = {"total", "ran", "complete", "failed", "rejected", "repeats"}
 # Kernel choices added to the search space after files were written: a file without one
 # predates it and ran with KernelConfig's default (the choice off).
@@ -53,7 +63,8 @@ def bucket_key(head_dim: int, dtype: str, regime: str, seqlen: int,
 
 
 def load_config_file(path: str | Path) -> dict:
-    """Read and validate one file; raises ConfigFileError naming the fault."""
+    """Read and validate one file, as a version 2 document (see `upgraded`); raises
+    ConfigFileError naming the fault."""
     path = Path(path)
     text = read_config_text(path)
     try:
@@ -63,7 +74,51 @@ def load_config_file(path: str | Path) -> dict:
     except RecursionError:
         raise ConfigFileError(f"{path}: not a configs file: nested too deeply") from None
     validate_document(doc, str(path))
-    return doc
+    return upgraded(doc)
+
+
+def upgraded(doc: dict) -> dict:
+    """A valid document as version 2. A version 1 file's provenance (one run's: merging
+    stamped the latest run's over older buckets) becomes each bucket's own, dated with the
+    bucket's own date where it has one; the file keeps the card."""
+    if doc["schema_version"] == 2:
+        return doc
+    run = doc.get("provenance") or {}
+    buckets = []
+    for old in doc.get("buckets", []):
+        bucket = {k: v for k, v in old.items() if k != "date"}
+        provenance = {**run, **({"date": old["date"]} if old.get("date") else {})}
+        if provenance := run_provenance(provenance):
+            bucket["provenance"] = provenance
+        buckets.append(bucket)
+    new = {"schema_version": 2, "gpu": doc["gpu"]}
+    if "interpreter" in doc:
+        new["interpreter"] = doc["interpreter"]
+    if card := card_provenance(run):
+        new["provenance"] = card
+    new["buckets"] = buckets
+    return new
+
+
+def run_provenance(run: dict) -> dict:
+    """A bucket's provenance from a run's environment (its kernel hash included): the known
+    entries that hold a value, in the order they are written."""
+    return _ordered(run, PROVENANCE_KEYS)
+
+
+def card_provenance(run: dict) -> dict:
+    """A version 2 file's own provenance from a run's environment: the card."""
+    return _ordered(run, CARD_KEYS)
+
+
+def _ordered(mapping: dict, keys: tuple[str, ...]) -> dict:
+    return {k: mapping[k] for k in keys if mapping.get(k) is not None}
+
+
+def bucket_provenance(bucket: dict) -> dict:
+    """The provenance of the run that tuned a bucket of a loaded (version 2) document; {}
+    where the file does not say."""
+    return bucket.get("provenance") or {}
 
 
 def read_config_text(path: Path) -> str:
@@ -109,24 +164,23 @@ def validate_document(doc: object, where: str) -> None:
         fail("top level", f"expected a mapping, got {type(doc).__name__}")
     assert isinstance(doc, dict)
     _known_keys(doc, TOP_KEYS, "top level", fail)
-    if doc.get("schema_version") != SCHEMA_VERSION:
-        fail("schema_version",
-             f"expected {SCHEMA_VERSION}, got {_short(doc.get('schema_version'))}")
+    version = doc.get("schema_version")
+    if type(version) is not int or version not in READ_VERSIONS:
+        fail("schema_version", f"expected one of {list(READ_VERSIONS)}, got {_short(version)}")
     if not isinstance(doc.get("gpu"), str) or not doc["gpu"]:
         fail("gpu", "expected a non-empty GPU key such as 'h100'")
     if not isinstance(doc.get("interpreter", False), bool):
         fail("interpreter", "expected true or false")
-    provenance = doc.get("provenance", {})
-    if not isinstance(provenance, dict):
-        fail("provenance", "expected a mapping")
-    _known_keys(provenance, PROVENANCE_KEYS, "provenance", fail)
+    _validate_provenance(doc.get("provenance", {}),
+                         set(PROVENANCE_KEYS if version == 1 else CARD_KEYS), "provenance",
+                         fail)
     buckets = doc.get("buckets", [])
     if not isinstance(buckets, list):
         fail("buckets", "expected a list")
     seen = set()
     for i, bucket in enumerate(buckets):
         entry = f"buckets[{i}]"
-        key = _validate_bucket(bucket, entry, fail)
+        key = _validate_bucket(bucket, entry, version, fail)
         if key in seen:
             fail(entry, f"duplicate bucket {key}")
         seen.add(key)
@@ -138,11 +192,28 @@ def _known_keys(mapping: dict, known: set[str], entry: str, fail) -> None:
         fail(entry, f"unknown keys {unknown}")
 
 
-def _validate_bucket(bucket: object, entry: str, fail) -> str:
+def _validate_provenance(provenance: object, known: set[str], entry: str, fail) -> None:
+    """A mapping of known names to plain values (versions, names, a date, a count)."""
+    if not isinstance(provenance, dict):
+        fail(entry, "expected a mapping")
+    assert isinstance(provenance, dict)
+    _known_keys(provenance, known, entry, fail)
+    for name, value in provenance.items():
+        if value is not None and not isinstance(value, (str, int, float, datetime.date)):
+            fail(f"{entry}.{name}", f"{_short(value)} is not a version, name, date or number")
+
+
+def _validate_bucket(bucket: object, entry: str, version: int, fail) -> str:
     if not isinstance(bucket, dict):
         fail(entry, "expected a mapping")
     assert isinstance(bucket, dict)
-    _known_keys(bucket, BUCKET_KEYS, entry, fail)
+    known = BUCKET_KEYS_BY_VERSION[version]
+    if version == 1 and "provenance" in bucket:
+        fail(entry, "a bucket's own provenance needs schema_version 2")
+    _known_keys(bucket, known, entry, fail)
+    if "provenance" in bucket:
+        _validate_provenance(bucket["provenance"], set(PROVENANCE_KEYS),
+                             f"{entry}.provenance", fail)
     for name in ("head_dim", "dtype", "regime", "seqlen", "backend"):
         if name not in bucket:
             fail(entry, f"missing {name}")
@@ -234,7 +305,8 @@ def bucket_config(bucket: dict) -> KernelConfig | None:
 
 
 def merge_buckets(old: list[dict], new: list[dict]) -> list[dict]:
-    """Buckets of `new` replace those of `old` with the same key; the others are kept."""
+    """Buckets of `new` replace those of `old` with the same key; the others are kept as
+    they are, their own provenance with them."""
     def key(b: dict) -> str:
         return bucket_key(b["head_dim"], b["dtype"], b["regime"], b["seqlen"],
                           b.get("rotary", False))
@@ -246,7 +318,8 @@ def merge_buckets(old: list[dict], new: list[dict]) -> list[dict]:
 
 
 def write_config_file(path: str | Path, doc: dict) -> None:
-    """Validate, then replace `path` atomically: readers see the old file or the new one."""
+    """Validate, then replace `path` atomically: readers see the old file or the new one.
+    Whatever version `doc` is, the file is written as version 2."""
     path = Path(path)
     validate_document(doc, str(path))
-    write_atomic(path, yaml.safe_dump(doc, sort_keys=False))
+    write_atomic(path, yaml.safe_dump(upgraded(doc), sort_keys=False))

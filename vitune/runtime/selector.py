@@ -6,7 +6,9 @@ files come first (`vitune.load_configs(path)`, the folders in `VITUNE_CONFIG_DIR
 the per-user folder `vitune tune` writes to by default: `user_config_dir()`), then the
 shipped ones. Within a file the lookup is exact on head_dim, dtype and regime and nearest in log
 space on the segment length. A missing or broken file never fails a call: it is skipped
-with one warning naming the file and the fault. Decisions are cached per key.
+with one warning naming the file and the fault. A bucket tuned for another kernel hash or
+Triton version than the installed ones is still used, with one warning per file (its
+config runs correctly, but may no longer be the fastest). Decisions are cached per key.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from pathlib import Path
 
 import torch
 
+from vitune.kernels.vision_attn.identity import kernel_hash
 from vitune.kernels.vision_attn.space import (
     WINDOW_MAX_SEQLEN,
     KernelConfig,
@@ -29,7 +32,12 @@ from vitune.kernels.vision_attn.space import (
 )
 from vitune.runtime.backend_names import PEER_BACKENDS
 from vitune.runtime.gpu import MEMORY_GBPS, GpuIdentity
-from vitune.runtime.schema import ConfigFileError, bucket_config, load_config_file
+from vitune.runtime.schema import (
+    ConfigFileError,
+    bucket_config,
+    bucket_provenance,
+    load_config_file,
+)
 
 log = logging.getLogger(__name__)
 CONFIG_DIR_ENV = "VITUNE_CONFIG_DIR"
@@ -56,6 +64,7 @@ class Choice:
     # The fastest for a call that passes out=: another backend's result must then be copied
     # into it, while vitune's kernel writes it directly.
     backend_with_out: str = "triton"
+    stale: str | None = None  # how the bucket's tuning differs from this installation
 
 
 _user_paths: list[Path] = []
@@ -173,10 +182,17 @@ def _choose(gpu: GpuIdentity, head_dim: int, dtype: torch.dtype, log_len: int,
                        f"its config breaks the kernel rules on this GPU: {reason}")
             continue
         tuned_rotary = best.get("rotary", False)
-        choice = Choice(cfg, level, best["backend"], str(path),
-                        f"{regime} L{best['seqlen']}" + (" rotary" if tuned_rotary else ""),
-                        best.get("tflops"), tuned_rotary,
-                        best.get("backend_with_out") or estimated_backend_with_out(best, gpu))
+        label = f"{regime} L{best['seqlen']}" + (" rotary" if tuned_rotary else "")
+        stale = stale_reason(bucket_provenance(best))
+        if stale is not None:
+            _warn_once(f"stale:{path}",
+                       f"vitune: {path}: bucket d{head_dim} {dtype_name} {label} was {stale}; "
+                       "its configs are still used but may no longer be the fastest: run "
+                       "`vitune tune` to tune for this installation")
+        choice = Choice(cfg, level, best["backend"], str(path), label, best.get("tflops"),
+                        tuned_rotary,
+                        best.get("backend_with_out") or estimated_backend_with_out(best, gpu),
+                        stale)
         log.info("vitune: d%d %s %s L~%d on %s: %s from %s", head_dim, dtype_name, regime,
                  seqlen, gpu.key, level, path)
         return choice
@@ -205,6 +221,21 @@ def estimated_backend_with_out(bucket: dict, gpu: GpuIdentity) -> str:
     copy_s = 2 * element_bytes / (0.8 * gbps * 1e9)
     rate_with_copy = 4 * bucket["seqlen"] / (attention_s + copy_s) / 1e12
     return backend if rate_with_copy > kernel_rate else "triton"
+
+
+def stale_reason(provenance: dict) -> str | None:
+    """How a bucket's tuning run differs from this installation, e.g. "tuned for kernel
+    a1f31d591b9e (installed 006bc6568931) and Triton 3.6.0 (installed 3.9.0)"; None where
+    its kernel hash and Triton version match or the file does not record them."""
+    import triton
+
+    differences = []
+    for name, what, installed in (("kernel_hash", "kernel", kernel_hash()),
+                                  ("triton", "Triton", triton.__version__)):
+        tuned = provenance.get(name)
+        if tuned is not None and str(tuned) != installed:
+            differences.append(f"{what} {tuned} (installed {installed})")
+    return "tuned for " + " and ".join(differences) if differences else None
 
 
 @functools.cache

@@ -4,7 +4,6 @@ the same run, and the bucket's entry for the configs YAML."""
 
 from __future__ import annotations
 
-import datetime
 import logging
 import math
 import time
@@ -138,8 +137,9 @@ def _precompile(compiler, work: list[tuple[SearchPlan, KernelConfig]]) -> None:
     compiler.compile([request(p, cfg) for p, cfg in work])
 
 
-def bucket_entry(result: BucketResult) -> dict:
-    """The YAML entry of a tuned bucket (see vitune.runtime.schema)."""
+def bucket_entry(result: BucketResult, provenance: dict | None = None) -> dict:
+    """The YAML entry of a tuned bucket (see vitune.runtime.schema), with the provenance
+    of the run that tuned it (kernel hash, versions, card, date)."""
     entry = {"head_dim": result.bucket.head_dim, "dtype": result.bucket.dtype,
              "regime": result.bucket.regime, "seqlen": result.bucket.seqlen,
              "rotary": result.bucket.rotary or None,
@@ -151,7 +151,7 @@ def bucket_entry(result: BucketResult) -> dict:
              "peers": _rates(result.peers), "peers_with_out": _rates(result.peers_with_out)
              or None,
              "trials": result.trials, "study": result.study_name,
-             "date": datetime.date.today().isoformat()}
+             "provenance": provenance or None}
     return {k: v for k, v in entry.items() if v is not None}
 
 

@@ -6,27 +6,14 @@ trials ran, their counts, the configs the crowns chose."""
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 from collections.abc import Iterator
-from pathlib import Path
 
 import optuna
 
-from vitune.kernels.vision_attn import kernel as kernel_module
-from vitune.kernels.vision_attn import space as space_module
-from vitune.kernels.vision_attn import windows as windows_module
+from vitune.kernels.vision_attn.identity import kernel_hash
 from vitune.kernels.vision_attn.space import KernelConfig
 from vitune.runtime.schema import bucket_config, bucket_key, load_config_file
-
-
-def kernel_hash() -> str:
-    """Changes whenever the kernel or its search space does: trials of an older kernel
-    live in another study and never mix with the new one's."""
-    digest = hashlib.sha256()
-    for module in (kernel_module, windows_module, space_module):
-        digest.update(Path(module.__file__).read_bytes())
-    return digest.hexdigest()[:12]
 
 
 def study_name(prefix: str, bucket: str) -> str:

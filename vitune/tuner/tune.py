@@ -18,8 +18,10 @@ from vitune.runtime.schema import (
     SCHEMA_VERSION,
     ConfigFileError,
     bucket_config,
+    card_provenance,
     load_config_file,
     merge_buckets,
+    run_provenance,
     write_config_file,
 )
 from vitune.tuner.bucket_board import BucketBoard
@@ -56,16 +58,16 @@ def save_results(path: Path, gpu: GpuIdentity, results: list[BucketResult]) -> N
     """Merge these buckets into the file at `path` (others kept), atomically and under the
     file's lock, so runs crowning into one file at once lose no bucket. Nothing is written
     where no bucket has a winner."""
-    new = [bucket_entry(r) for r in results if r.config is not None]
-    if not new:
+    if not any(r.config is not None for r in results):
         return
     env = environment(None) if gpu.is_interpreter else environment(_cuda_device())
-    provenance = {k: v for k, v in env.items() if v is not None}
-    provenance["kernel_hash"] = kernel_hash()
+    run = {**env, "kernel_hash": kernel_hash()}
+    new = [bucket_entry(r, run_provenance(run)) for r in results
+           if r.config is not None]
     with output_lock(path):
-        old = _existing(path, gpu)
+        old = _existing(path, gpu)  # (its buckets keep the provenance they were tuned with)
         doc = {"schema_version": SCHEMA_VERSION, "gpu": gpu.key,
-               "interpreter": gpu.is_interpreter, "provenance": provenance,
+               "interpreter": gpu.is_interpreter, "provenance": card_provenance(run),
                "buckets": merge_buckets(old.get("buckets", []), new)}
         write_config_file(path, doc)
 
