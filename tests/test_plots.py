@@ -63,7 +63,7 @@ def test_legends_and_titles_stay_clear_of_the_data(tmp_path, monkeypatch):
     import matplotlib.pyplot as plt
     from matplotlib.image import imread
 
-    from vitune.bench import plots
+    from vitune import plots
 
     checked = []
     save = plots._save
