@@ -5,9 +5,8 @@ from __future__ import annotations
 import logging
 
 import torch
-from triton.compiler.errors import CompilationError
-from triton.runtime.errors import OutOfResources
 
+from vitune.kernels.triton_compat import compiler_errors
 from vitune.kernels.vision_attn.reference import TOLERANCE, reference_attention
 from vitune.kernels.vision_attn.space import valid_configs
 from vitune.runtime.api import device_arch
@@ -37,7 +36,7 @@ def sweep_configs(workloads: list[Workload], device: torch.device,
             peer = vitune_with(cfg)(w, q, k, v, cu)
             try:
                 err = check_backend(peer, ref)
-            except (OutOfResources, CompilationError) as exc:  # recorded, never timed
+            except compiler_errors() as exc:  # recorded, never timed
                 rows.append({**row, "status": "error", "error": f"{type(exc).__name__}: {exc}"})
                 continue
             if not err < TOLERANCE[w.torch_dtype]:
