@@ -1,5 +1,6 @@
 """Triton internals live in vitune.kernels.triton_compat alone, gated on the release: the
-gates (a faked release) and the one-time note on the search space's measured rules."""
+gates (a faked release), the one-time note on the search space's measured rules, and the
+floor that pyproject.toml, the compat module and CI's floor lane must agree on."""
 
 import logging
 import re
@@ -125,6 +126,18 @@ def test_a_descriptor_describes_the_view_it_was_given():
     x = torch.zeros(40, 2 * 64, dtype=torch.float16)
     desc = triton_compat.tensor_descriptor(x, [40, 2 * 64], [2 * 64, 1], [32, 64])
     assert list(desc.shape) == [40, 128] and list(desc.block_shape) == [32, 64]
+
+
+def test_the_floor_is_one_release_everywhere():
+    """pyproject's dependency, the compat module's gate and CI's floor lane name one
+    release, so the lane tests what is declared."""
+    floor = ".".join(map(str, MIN_TRITON[:2]))
+    pyproject = (ROOT / "pyproject.toml").read_text()
+    assert re.search(r'"triton>=([\d.]+)"', pyproject).group(1) == floor
+    ci = (ROOT / ".ci" / "run").read_text()
+    lane = re.search(r"^FLOOR_TRITON=([\d.]+)$", ci, re.M)
+    assert lane is not None, ".ci/run has no floor lane (FLOOR_TRITON=...)"
+    assert parse_version(lane.group(1)) == MIN_TRITON
 
 
 ALLOWED = {"jit", "language", "cdiv", "next_power_of_2", "__version__"}
