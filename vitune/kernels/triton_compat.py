@@ -102,11 +102,10 @@ def check_interpreter() -> None:
 # --- launching and compiling -----------------------------------------------------------
 
 
-def tensor_descriptor(base: torch.Tensor, shape: list[int], strides: list[int],
-                      block_shape: list[int]) -> TensorDescriptor:
-    """A host-side descriptor of a 2D view of `base` that the kernel loads tiles of
-    `block_shape` from (Hopper's tensor-memory accelerator)."""
-    return TensorDescriptor(base, shape, strides, block_shape)
+# tensor_descriptor(base, shape, strides, block_shape): a host-side descriptor of a 2D view
+# of `base` that the kernel loads `block_shape` tiles from (Hopper's tensor-memory
+# accelerator). The class itself, not a wrapper: it is on every TMA launch's path.
+tensor_descriptor = TensorDescriptor
 
 
 def warmup_launcher(kernel: triton.runtime.JITFunction, grid: tuple[int, ...]) -> Callable:
