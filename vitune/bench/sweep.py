@@ -6,14 +6,13 @@ import logging
 from functools import partial
 
 import torch
-from triton.compiler.errors import CompilationError
-from triton.runtime.errors import OutOfResources
 
 from vitune.bench.backends import vitune_with
 from vitune.bench.environment import environment
 from vitune.bench.measure import check_then_time
 from vitune.bench.timer import time_gpu
 from vitune.bench.workloads import Workload
+from vitune.kernels.triton_compat import compiler_errors
 from vitune.kernels.vision_attn.reference import reference_attention
 from vitune.kernels.vision_attn.space import valid_configs
 from vitune.runtime.gpu import device_arch
@@ -39,7 +38,7 @@ def sweep_configs(workloads: list[Workload], device: torch.device,
             peer = vitune_with(cfg)(w, q, k, v, cu)
             try:
                 m = check_then_time(peer, ref, w.torch_dtype, partial(time_gpu, rep_ms=rep_ms))
-            except (OutOfResources, CompilationError) as exc:  # recorded, never timed
+            except compiler_errors() as exc:  # recorded, never timed
                 rows.append({**row, "status": "error", "error": f"{type(exc).__name__}: {exc}"})
                 continue
             if not m.passed:

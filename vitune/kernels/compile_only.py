@@ -15,41 +15,11 @@ without them, closing 0.2 s instead of 1.0 s).
 
 from __future__ import annotations
 
-import functools
-
 
 def compile_only_for(capability: tuple[int, int]) -> None:
     """From now on, this process's Triton JIT compiles for `capability` (e.g. (9, 0)) and
-    touches no GPU: for warm-ups (compiles) only, since launching needs CUDA's driver."""
-    from triton.runtime.driver import driver
+    touches no GPU: for warm-ups (compiles) only, since launching needs CUDA's driver.
+    (The driver that does it is Triton internals: vitune.kernels.triton_compat.)"""
+    from vitune.kernels import triton_compat
 
-    driver.set_active(_target_driver(tuple(capability)))
-
-
-@functools.cache
-def _target_driver(capability: tuple[int, int]):
-    from triton.backends.compiler import GPUTarget
-    from triton.backends.nvidia.driver import CudaDriver
-
-    class TargetOnlyDriver(CudaDriver):
-        """CUDA's driver, answering the JIT's questions with constants. Its own __init__ is
-        skipped: it loads helpers linked against the CUDA driver library and asks torch for
-        the device, neither needed to compile."""
-
-        def __init__(self) -> None:
-            self.capability = capability
-            self._target = GPUTarget("cuda", capability[0] * 10 + capability[1], 32)
-
-        def get_current_target(self):
-            return self._target
-
-        def get_current_device(self) -> int:
-            return 0
-
-        def get_current_stream(self, device: int | None = None) -> int:
-            return 0
-
-        def get_device_capability(self, device: int | None = None) -> tuple[int, int]:
-            return self.capability
-
-    return TargetOnlyDriver()
+    triton_compat.compile_only_for(capability)

@@ -13,6 +13,8 @@ import torch
 import triton
 import triton.language as tl
 
+from vitune.kernels.triton_compat import warmup_launcher
+
 
 @triton.jit
 def _increment(x_ptr):
@@ -29,4 +31,4 @@ def touch_gpu() -> int:
 def compile_touch() -> None:
     """Compile the kernel without running it (a compile process's first compile: under
     vitune.kernels.compile_only, for its target, with no GPU)."""
-    _increment.warmup(torch.empty(1, dtype=torch.int32, device="meta"), grid=(1,))
+    warmup_launcher(_increment, (1,))(torch.empty(1, dtype=torch.int32, device="meta"))

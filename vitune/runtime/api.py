@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 import torch
 
+from vitune.kernels.triton_compat import note_rules_version
 from vitune.kernels.vision_attn.launch import (
     Launch,
     kernel_is_interpreted,
@@ -27,7 +28,7 @@ from vitune.kernels.vision_attn.space import (
     fit_to_rotary,
 )
 from vitune.runtime.backends import BACKENDS, RUNNERS, equal_segments
-from vitune.runtime.gpu import device_gpu
+from vitune.runtime.gpu import device_arch, device_gpu
 from vitune.runtime.ops import call_op
 from vitune.runtime.selector import choose, length_key, on_clear
 
@@ -220,6 +221,8 @@ def _plan_call(q, k, v, cu_seqlens, max_seqlen, scale, out, config, backend,
         rotary is not None))
     if tracing:  # the custom op launches at run time
         return _Plan("triton", cfg, scale)
+    if q.device.type == "cuda":  # (a process's first GPU plan logs it, where it applies)
+        note_rules_version(device_arch(q.device).name)
     # The plan holds the launch's arguments (strides, grid, constants): a repeated call
     # only looks its plan up and launches, cheaper than planning the launch again.
     out_like = out if out is not None else torch.empty_like(

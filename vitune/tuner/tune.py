@@ -164,7 +164,10 @@ def tune(workloads: list[Workload], gpu: GpuIdentity, out_dir: str | Path, opts:
     (vitune.tuner.bucket_board); this process crowns every bucket and rewrites the YAML after each.
     On Ctrl-C the buckets crowned so far are saved and KeyboardInterrupt propagates (the
     studies keep every trial: a rerun resumes)."""
+    from vitune.kernels.triton_compat import note_rules_version
+
     path = output_path(out_dir, gpu)
+    note_rules_version(gpu.arch.name)  # (the interpreter's arch is held to no such rule)
     opts.known_winners = opts.known_winners or known_winners(out_dir)
     main_env, *helper_envs = worker_envs(gpu, workers)
     jobs = 0 if gpu.is_interpreter else opts.compile_jobs

@@ -8,7 +8,6 @@ Needs the compiled kernel: run it in a process without TRITON_INTERPRET=1.
 
 from __future__ import annotations
 
-import inspect
 import multiprocessing as mp
 import os
 import re
@@ -18,11 +17,11 @@ from dataclasses import dataclass
 
 import torch
 
+from vitune.kernels import triton_compat
 from vitune.kernels.arch import ArchSpec
 from vitune.kernels.vision_attn.launch import kernel_constants, stride_unit
 from vitune.kernels.vision_attn.space import KernelConfig, head_chunks, valid_configs
 
-POINTER_TYPES = {torch.float16: "*fp16", torch.bfloat16: "*bf16", torch.float32: "*fp32"}
 POINTERS = ("Q", "K", "V", "Out", "COS", "SIN")  # (COS, SIN: q when unrotated)
 DESCRIPTORS = ("KD0", "KD1", "KD2", "VD0", "VD1", "VD2")
 
@@ -44,17 +43,11 @@ def compile_for(cfg: KernelConfig, head_dim: int, dtype: torch.dtype, capability
     on packed q, k, v views of one fused [T, 3, heads, head_dim] tensor with a contiguous
     output would be (16-byte aligned pointers; ints that are multiples of 16 marked so).
     `unit` overrides the launcher's stride unit (1 or 8)."""
-    import triton
-    from triton.backends.compiler import GPUTarget
-    from triton.compiler import ASTSource
-
     from vitune.kernels.vision_attn.kernel import vision_attn_fwd
     from vitune.kernels.vision_attn.windows import vision_attn_windows_fwd
 
     kernel_fn = vision_attn_windows_fwd if cfg.windows else vision_attn_fwd
-    if not isinstance(kernel_fn, triton.runtime.JITFunction):
-        raise RuntimeError("compile_for needs the compiled kernel: unset TRITON_INTERPRET")
-    names = list(inspect.signature(kernel_fn.fn).parameters)
+    names = triton_compat.argument_names(kernel_fn)
     fused = [(0, 3 * heads * head_dim, head_dim)] * 3
     strides = [*fused, (0, heads * head_dim, head_dim)]
     unit = stride_unit(strides) if unit is None else unit
@@ -63,36 +56,31 @@ def compile_for(cfg: KernelConfig, head_dim: int, dtype: torch.dtype, capability
     ints["n_heads"] = heads
     constexprs = dict(kernel_constants(cfg, head_dim, dtype, True, unit))
     widths = list(head_chunks(head_dim, cfg.head_split)) * 2
-    element = POINTER_TYPES[dtype][1:]
     signature = {}
     for name in names:
         if name in DESCRIPTORS:
             width = widths[DESCRIPTORS.index(name)]
             if cfg.tma and width:
-                signature[name] = f"tensordesc<{element}[{cfg.block_n}, {width}]>"
+                signature[name] = triton_compat.descriptor_type(dtype, (cfg.block_n, width))
             else:
-                signature[name] = "constexpr"
+                signature[name] = triton_compat.CONSTEXPR
                 constexprs[name] = None
         elif name in constexprs:
-            signature[name] = "constexpr"
+            signature[name] = triton_compat.CONSTEXPR
         elif name in POINTERS:
-            signature[name] = POINTER_TYPES[dtype]
+            signature[name] = triton_compat.pointer_type(dtype)
         elif name == "CU":
-            signature[name] = "*i32"
+            signature[name] = triton_compat.INT32_POINTER
         elif name == "qk_scale":
-            signature[name] = "fp32"
+            signature[name] = triton_compat.FLOAT32
         else:
-            signature[name] = "i32"
+            signature[name] = triton_compat.INT32
     aligned = [n for n in names if n in (*POINTERS, "CU") or ints.get(n, 1) % 16 == 0]
-    source = ASTSource(fn=kernel_fn, signature=signature,
-                       constexprs={(names.index(k),): v for k, v in constexprs.items()},
-                       attrs={(names.index(n),): [["tt.divisibility", 16]] for n in aligned})
-    kernel = triton.compile(source, target=GPUTarget("cuda", capability, 32),
-                            options={"num_warps": cfg.num_warps, "num_stages": cfg.num_stages})
-    ptx = kernel.asm.get("ptx", "")
+    ptx, shared = triton_compat.compile_ahead(kernel_fn, signature, constexprs, aligned,
+                                              capability, cfg.num_warps, cfg.num_stages)
     instructions = "tcgen05" if "tcgen05" in ptx else "wgmma" if "wgmma" in ptx else "mma"
     loads = re.findall(r"ld\.global\S*", ptx)
-    return CompiledInfo(capability, int(kernel.metadata.shared), instructions, len(loads),
+    return CompiledInfo(capability, shared, instructions, len(loads),
                         sum(".v4." in op for op in loads),
                         len(re.findall(r"cp\.async\.bulk\.tensor", ptx)))
 
@@ -111,6 +99,7 @@ def compile_space(arch: ArchSpec, head_dim: int, dtype: torch.dtype, jobs: int,
     "windows") for `arch` in `jobs` processes; yields (config, info or the compiler's
     reason) as they finish."""
     capability = arch.min_capability[0] * 10 + arch.min_capability[1]
+    triton_compat.note_rules_version(arch.name)  # (here, not once per compile process)
     configs = [c for c in valid_configs(head_dim, dtype, arch)
                if kernel == "all" or c.windows == (kernel == "windows")][:limit]
     saved = os.environ.pop("TRITON_INTERPRET", None)  # the children compile for real

@@ -8,8 +8,9 @@ from typing import NamedTuple
 
 import torch
 import triton
-from triton.tools.tensor_descriptor import TensorDescriptor
 
+from vitune.kernels import triton_compat
+from vitune.kernels.triton_compat import TensorDescriptor, tensor_descriptor, warmup_launcher
 from vitune.kernels.vision_attn.kernel import vision_attn_fwd
 from vitune.kernels.vision_attn.rotate import rotate_rows
 from vitune.kernels.vision_attn.space import KernelConfig, chunk_offsets, head_chunks
@@ -21,7 +22,7 @@ LOG2E = 1.4426950408889634
 def kernel_is_interpreted() -> bool:
     """True when TRITON_INTERPRET=1 was set before the kernel module was imported: the kernel
     then runs on the CPU through NumPy."""
-    return not isinstance(vision_attn_fwd, triton.runtime.JITFunction)
+    return triton_compat.is_interpreted(vision_attn_fwd)
 
 
 Rotary = tuple[torch.Tensor, torch.Tensor]  # (cos, sin): [tokens, D] or [batch, tokens, D]
@@ -59,6 +60,8 @@ def plan_launch(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, out: torch.Te
                 cu_seqlens: torch.Tensor | None, scale: float, cfg: KernelConfig,
                 rotary: Rotary | None = None) -> Launch:
     """Everything `run_launch` passes besides the tensors, from their shapes and strides."""
+    if kernel_is_interpreted():  # (a release pair that cannot run it: one clear error)
+        triton_compat.check_interpreter()
     if cfg.windows and cu_seqlens is None:  # batched input: the same tiles, tile by tile
         cfg = replace(cfg, windows=False)
     if rotary is not None and not cfg.windows:  # keys come rotated in a contiguous buffer
@@ -137,8 +140,8 @@ def run_launch(launch: Launch, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor
         k = rotate_rows(k, cos, sin, torch.empty_like(k, memory_format=torch.contiguous_format),
                         warmup)
     if cfg.windows:
-        kernel = functools.partial(vision_attn_windows_fwd.warmup, grid=launch.grid) \
-            if warmup else vision_attn_windows_fwd[launch.grid]
+        kernel = warmup_launcher(vision_attn_windows_fwd, launch.grid) if warmup else \
+            vision_attn_windows_fwd[launch.grid]
         kernel(q, k, v, out, cu_seqlens, cos, sin, *launch.scalars, **constants,
                num_warps=cfg.num_warps, num_stages=cfg.num_stages)
         return out
@@ -148,7 +151,7 @@ def run_launch(launch: Launch, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor
                            *chunk_descriptors(v, cfg, q.shape[-1], launch.rows))
         else:
             constants = launch.pointer_constants
-    kernel = functools.partial(vision_attn_fwd.warmup, grid=launch.grid) if warmup else \
+    kernel = warmup_launcher(vision_attn_fwd, launch.grid) if warmup else \
         vision_attn_fwd[launch.grid]
     kernel(q, k, v, out, cu_seqlens if launch.varlen else q,  # (q: never read)
            *descriptors, cos, sin, *launch.scalars, **constants,
@@ -202,7 +205,7 @@ def chunk_descriptors(x: torch.Tensor, cfg: KernelConfig, head_dim: int,
     2D view [rows, all heads' columns]; absent chunks are None."""
     heads, stride_t, stride_h = x.shape[-2], x.stride()[-3], x.stride()[-2]
     columns = (heads - 1) * stride_h + head_dim
-    return [TensorDescriptor(x, [rows, columns], [stride_t, 1], [cfg.block_n, width])
+    return [tensor_descriptor(x, [rows, columns], [stride_t, 1], [cfg.block_n, width])
             if width else None for width in head_chunks(head_dim, cfg.head_split)]
 
 

@@ -7,11 +7,11 @@ Queries and the window kernel's keys are rotated as they are loaded instead."""
 
 from __future__ import annotations
 
-import functools
-
 import torch
 import triton
 import triton.language as tl
+
+from vitune.kernels.triton_compat import warmup_launcher
 
 BLOCK_TOKENS = 32
 
@@ -55,8 +55,7 @@ def rotate_rows(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
         return out
     stride_cb = cos.stride(0) if cos.dim() == 3 else 0
     grid = (triton.cdiv(tokens, BLOCK_TOKENS), batch)
-    kernel = functools.partial(rotate_rows_fwd.warmup, grid=grid) if warmup else \
-        rotate_rows_fwd[grid]
+    kernel = warmup_launcher(rotate_rows_fwd, grid) if warmup else rotate_rows_fwd[grid]
     kernel(x, cos, sin, out, tokens, heads, *x.stride()[:3], stride_cb, cos.stride(-2),
            *out.stride()[:3], HEAD_DIM=head_dim, D_PAD=triton.next_power_of_2(head_dim),
            BLOCK_T=BLOCK_TOKENS, num_warps=4)

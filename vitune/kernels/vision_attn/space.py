@@ -16,6 +16,9 @@ SUPPORTED_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
 # Where the miscompile rules below apply: measured on Hopper's wgmma path; Blackwell lowers
 # tl.dot to tcgen05 and is untested on hardware, so it is held to the same rules until measured.
 WGMMA_ARCHS = ("hopper", "blackwell")
+# The Triton release those rules were measured with (H100, H200); under another one they
+# hold as they are, and vitune.kernels.triton_compat.note_rules_version says so once.
+RULES_MEASURED_ON_TRITON = (3, 6)
 HEAD_DIMS = tuple(range(32, 257, 8))  # every multiple of 8 from 32 to 256
 MAX_HEAD_CHUNKS = 3  # the kernel carries at most three head-dim chunks (acc0..acc2)
 MIN_CHUNK = 16  # tl.dot needs every dimension >= 16
