@@ -6,7 +6,6 @@ legend."""
 
 from __future__ import annotations
 
-import json
 import math
 from collections import defaultdict
 from collections.abc import Callable
@@ -18,6 +17,7 @@ import matplotlib
 matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt  # noqa: E402
 
+from vitune.bench.json_lines import json_lines  # noqa: E402
 from vitune.bench.workloads import PRESETS  # noqa: E402
 
 _KNOWN = {w.name: w for preset in PRESETS.values() for w in preset}
@@ -47,19 +47,7 @@ def read_rows(paths: list[str | Path]) -> list[dict]:
     that cannot be read or a line that is not a bench row."""
     rows = []
     for path in paths:
-        try:
-            with open(path) as f:
-                lines = f.read().splitlines()
-        except (OSError, UnicodeDecodeError) as exc:
-            raise ValueError(f"{path}: cannot read: {getattr(exc, 'strerror', None) or exc}"
-                             ) from None
-        for number, line in enumerate(lines, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError:
-                row = None
+        for number, row in json_lines(path):
             if not isinstance(row, dict):
                 raise ValueError(f"{path}: line {number} is not a JSON object (bench rows "
                                  "are JSON lines)")

@@ -13,9 +13,10 @@ Plain Python on purpose: the page is regenerated (and checked by a test) without
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
+
+from vitune.bench.json_lines import json_lines
 
 BASELINE_SUFFIX = "-baseline"
 TOWER_NAMES = {"qwen2.5-vl": "Qwen2.5-VL", "qwen3-vl": "Qwen3-VL", "qwen2-vl": "Qwen2-VL"}
@@ -92,19 +93,8 @@ def read_runs(paths: list[str | Path]) -> list[Run]:
 
 
 def _read_rows(path: Path) -> list[dict]:
-    try:
-        lines = path.read_text().splitlines()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ValueError(f"{path}: cannot read: {getattr(exc, 'strerror', None) or exc}"
-                         ) from None
     rows = []
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError:
-            row = None
+    for number, row in json_lines(path):
         if not isinstance(row, dict) or not {"status", "device_name", "date"} <= set(row) \
                 or not ({"tower", "path"} <= set(row) or {"workload", "backend"} <= set(row)):
             raise ValueError(f"{path}: line {number} is not a bench row (`vitune bench` "
