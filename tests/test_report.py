@@ -79,6 +79,17 @@ def test_rotary_table_gives_each_backends_cost(tmp_path):
         in page
 
 
+def test_given_out_table_gives_autos_cost_against_the_fastest_for_each_call(tmp_path):
+    rows = [kernel_row("8x1024 d80", b, ms, given_out=way) for b, ms, way in [
+        ("vitune-auto", 0.100, False), ("vitune-tuned", 0.110, False),
+        ("sdpa-cudnn", 0.100, False), ("vitune-auto", 0.111, True),
+        ("vitune-tuned", 0.110, True), ("sdpa-cudnn", 0.112, True)]]
+    page = render([write(tmp_path / "context-out.jsonl", rows)])
+    assert "### `auto` with and without out=: NVIDIA H100 80GB HBM3" in page
+    assert "| 8x1024 d80 | - | 100.0 | 90.9 | 100.0 | 1.000 (sdpa-cudnn) | +0.0 us |" in page
+    assert "| 8x1024 d80 | out= | 90.1 | 90.9 | 89.3 | 1.009 (vitune-tuned) | +1.0 us |" in page
+
+
 def test_tower_table_compares_each_path_with_the_default_and_varlen(tmp_path):
     common = {"tower": "qwen2.5-vl", "tokens": 1024, "layers": 32, "dtype": "bfloat16",
               "images": [[448, 448], [448, 448]], "transformers": "5.17.0", **RUN}

@@ -3,7 +3,8 @@
 Each file is one run of one `vitune bench` command and becomes one table, headed by the
 card, the software versions and the date its rows record; tables are grouped by card.
 What a file holds decides its table: transformers' towers (`--encoder`), the rotary cost
-(kernel rows with and without rotary), or kernels against peers in useful TFLOP/s. A file
+(kernel rows with and without rotary), `auto` against every backend with and without out=
+(`--given-out both`), or kernels against peers in useful TFLOP/s. A file
 named `NAME-baseline.jsonl` is the same command run on another tree (scripts/gpu_lane.sh,
 BASELINE=): it adds a time ratio to NAME.jsonl's table instead of a table of its own.
 A file `NAME.note.md` beside NAME.jsonl is printed under that table's first paragraph:
@@ -27,6 +28,7 @@ PATH_LABELS = {
     "vitune": "vitune, one call per layer, rotary fused (`register_hf_attention()`)",
     "skip-attention": "rotary and attention skipped (the ceiling)",
 }
+AUTO = "vitune-auto"  # what vision_attention(backend="auto") ran
 DEFAULT_PATH, VARLEN_PATH, VITUNE_PATH = "transformers-sdpa", "varlen+hf-rotary", "vitune"
 RUN_KEYS = ("device_name", "torch", "triton", "transformers", "date")
 
@@ -64,6 +66,8 @@ class Run:
     def kind(self) -> str:
         if "tower" in self.rows[0]:
             return "towers"
+        if any(r.get("given_out") for r in self.rows):
+            return "given_out"
         return "rotary" if any(r.get("rotary") for r in self.rows) else "kernels"
 
     def provenance(self) -> str:
@@ -114,7 +118,7 @@ def _read_rows(path: Path) -> list[dict]:
 def render(paths: list[str | Path]) -> str:
     """The whole page; the order of `paths` does not matter."""
     runs = read_runs(paths)
-    order = {"towers": 0, "rotary": 1, "kernels": 2}
+    order = {"towers": 0, "rotary": 1, "kernels": 2, "given_out": 3}
     runs.sort(key=lambda r: (r.rows[0]["device_name"], order[r.kind], r.rows[0].get("tower", ""),
                              r.path.name))
     parts, card = [HEADER], None
@@ -124,7 +128,7 @@ def render(paths: list[str | Path]) -> str:
             parts.append(f"## {card}\n")
         try:
             heading, intro, table = {"towers": _towers, "rotary": _rotary,
-                                     "kernels": _kernels}[run.kind](run)
+                                     "kernels": _kernels, "given_out": _given_out}[run.kind](run)
         except (KeyError, TypeError) as exc:
             raise ValueError(f"{run.path}: a row lacks a field or has one of the wrong type "
                              f"({exc})") from None
@@ -220,6 +224,39 @@ def _kernels(run: Run) -> tuple[str, str, list[str]]:
     head = ["workload", *ran, *(f"{b}: time / baseline's" for b in compared)]
     return ("Attention kernels, useful TFLOP/s", intro + _baseline_sentence(ratios),
             _table(head, body))
+
+
+def _given_out(run: Run) -> tuple[str, str, list[str]]:
+    """`--given-out both`: per workload, each backend without and with out=, and what
+    `auto` cost against the fastest backend it could have run for the call as made."""
+    cells = {(r["workload"], r["backend"], bool(r.get("given_out"))): r for r in run.rows}
+    backends = list(dict.fromkeys(r["backend"] for r in run.rows))
+    others = [b for b in backends if b != AUTO]
+    body = []
+    for workload in _workloads(run):
+        for way in (False, True):
+            rates = [cells.get((workload, b, way)) for b in backends]
+            row = [workload, "out=" if way else "-"]
+            row += [f"{r['tflops']:.1f}" if _ok(r) else (r or {}).get("status", "-")
+                    for r in rates]
+            auto = cells.get((workload, AUTO, way))
+            fastest = min((cells[workload, b, way] for b in others
+                           if _ok(cells.get((workload, b, way)))),
+                          key=lambda r: r["median_ms"], default=None)
+            if _ok(auto) and fastest is not None:
+                row += [f"{auto['median_ms'] / fastest['median_ms']:.3f} ({fastest['backend']})",
+                        f"{(auto['median_ms'] - fastest['median_ms']) * 1000:+.1f} us"]
+            else:
+                row += ["-", "-"]
+            body.append(row)
+    first = run.rows[0]
+    intro = (f"`vitune bench --given-out both` ({first['dtype']}, {first['heads']} heads), "
+             "one run: each backend `auto` could pick, its result allocated by the call (-) "
+             "or landing in a buffer passed as out= (vitune's kernel writes it, another "
+             "backend's result is copied into it), in useful TFLOP/s; then `auto`'s time over "
+             "the fastest other backend's for the same call, and the difference.")
+    head = ["workload", "out", *backends, "auto / fastest", "auto - fastest"]
+    return "`auto` with and without out=", intro, _table(head, body)
 
 
 def _baseline_ratios(run: Run, cells: dict[tuple, dict]) -> dict[tuple[str, str], float]:
