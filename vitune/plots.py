@@ -75,16 +75,18 @@ def _device(row: dict) -> str:
 
 
 def _label(row: dict) -> str:
-    """The backend as drawn: rows measured with the rotary embedding apart."""
-    return row["backend"] + ("+rotary" if row.get("rotary") else "")
+    """The backend as drawn: rows measured with the rotary embedding, or into a given
+    out=, apart."""
+    return (row["backend"] + ("+rotary" if row.get("rotary") else "")
+            + (" out=" if row.get("given_out") else ""))
 
 
 def _style(label: str, index: int) -> dict:
     """Line and bar style of a backend label, the same in every chart."""
-    base = label.removesuffix("+rotary")
+    base = label.removesuffix(" out=").removesuffix("+rotary")
     colour, marker, line = STYLES.get(base, (_SPARE_COLOURS[index % len(_SPARE_COLOURS)],
                                              "o", "-."))
-    if label != base:  # (rotary: the same colour, hollow markers)
+    if label != base:  # (rotary or out=: the same colour, hollow markers)
         return {"color": colour, "marker": marker, "linestyle": line, "mfc": "white"}
     return {"color": colour, "marker": marker, "linestyle": line}
 
@@ -323,10 +325,10 @@ def _bars(rows: list[dict], path: Path, title: str) -> Path:
         rates = [max((r["tflops"] for r in rs if _label(r) == label), default=0.0)
                  for rs in workloads.values()]
         style = _style(label, i)
-        rotary = label.endswith("+rotary")  # (white hatching: seen on every colour)
+        apart = "mfc" in style  # (rotary or out=: white hatching, seen on every colour)
         bars = ax.barh([w + i * height for w in range(len(workloads))], rates, height=height,
-                       color=style["color"], label=label, hatch="///" if rotary else None,
-                       edgecolor="white" if rotary else None, linewidth=0)
+                       color=style["color"], label=label, hatch="///" if apart else None,
+                       edgecolor="white" if apart else None, linewidth=0)
         ax.bar_label(bars, [f"{r:.1f}" if r else "" for r in rates], padding=2, fontsize=7)
     ax.set_yticks([w + 0.4 - height / 2 for w in range(len(workloads))], list(workloads))
     ax.invert_yaxis()
