@@ -15,11 +15,14 @@
 #            qwen3-vl"), REPS forwards each (10) -> encoder-<tower>.jsonl
 #   tune     `vitune tune --rotary --out $OUT/tuned $TUNE_ARGS`, then the rotary bench again
 #            with the tuned file -> rotary-tuned.jsonl
+#   out      `auto` against every backend it could pick, with and without out=, on the
+#            context preset with the installed files -> context-out.jsonl
 #   ship     the shipped <gpu>.yaml anew: `vitune tune` on the qwen2.5-vl preset, its rotary
-#            buckets and the heads preset into $OUT/tuned (each stopped after SHIP_S seconds,
-#            default 600, keeping every bucket it crowned), then the context preset with the
-#            tuned file, every backend `auto` can pick, with and without out= ->
-#            context-out.jsonl (copy tuned/<gpu>.yaml into vitune/configs/ to ship it)
+#            buckets and the heads preset, merged into a copy of the shipped file in
+#            $OUT/tuned (buckets not re-tuned keep their own provenance; each run stopped
+#            after SHIP_S seconds, default 600, keeping every bucket it crowned), then the
+#            `out` bench with it -> context-out-tuned.jsonl (copy tuned/<gpu>.yaml into
+#            vitune/configs/ to ship it)
 #   sweep    the tuner's exhaustive sweep (--sampler grid) of the qwen2.5-vl preset's buckets
 #            (SWEEP_BUCKETS, comma-separated; default all), stopped after SWEEP_S seconds
 #            (1200), kept as a sweep table -> sweep/table.jsonl (scripts/sweep_table.py: the
@@ -29,9 +32,9 @@
 set -uo pipefail
 STAGES=${STAGES:-tests,kernels,towers}
 for stage in ${STAGES//,/ }; do
-  case $stage in tests|lane|kernels|peers|towers|tune|ship|sweep) ;;
+  case $stage in tests|lane|kernels|peers|towers|tune|out|ship|sweep) ;;
     *) echo "gpu_lane.sh: unknown stage '$stage' (tests, lane, kernels, peers, towers, tune," \
-         "ship, sweep)" >&2; exit 2 ;;
+         "out, ship, sweep)" >&2; exit 2 ;;
   esac
 done
 OUT=${OUT:-results/gpu-lane}
@@ -86,16 +89,23 @@ if has tune; then
   VITUNE_CONFIG_DIR="$OUT/tuned" vitune bench --preset rotary --rotary both \
     --backends vitune-auto --out "$OUT/rotary-tuned.jsonl" > "$OUT/rotary-tuned.log" 2>&1
 fi
+given_out_bench() {  # (the out and ship stages)
+  vitune bench --preset context --given-out both \
+    --backends vitune-auto,vitune-tuned,sdpa-cudnn,sdpa-flash,varlen_attn --out "$1" \
+    > "${1%.jsonl}.log" 2>&1
+}
+if has out; then
+  given_out_bench "$OUT/context-out.jsonl"
+fi
 if has ship; then
+  mkdir -p "$OUT/tuned" && cp vitune/configs/*.yaml "$OUT/tuned/"
   for args in "--preset qwen2.5-vl" "--preset qwen2.5-vl --rotary" "--preset heads"; do
     # (SIGINT at the limit: the run stops, and the buckets it crowned are in the file)
     timeout -s INT -k 30 "${SHIP_S:-600}" python3 -m vitune.cli tune --gpu auto $args \
       --out "$OUT/tuned" >> "$OUT/ship.log" 2>&1
     tail -4 "$OUT/ship.log"
   done
-  VITUNE_CONFIG_DIR="$OUT/tuned" vitune bench --preset context --given-out both \
-    --backends vitune-auto,vitune-tuned,sdpa-cudnn,sdpa-flash,varlen_attn \
-    --out "$OUT/context-out.jsonl" > "$OUT/context-out.log" 2>&1
+  VITUNE_CONFIG_DIR="$OUT/tuned" given_out_bench "$OUT/context-out-tuned.jsonl"
 fi
 if has sweep; then
   mkdir -p "$OUT/sweep"
