@@ -20,6 +20,7 @@ from pathlib import Path
 
 import optuna
 
+from vitune.bench.json_lines import json_lines
 from vitune.kernels.vision_attn.space import KernelConfig
 from vitune.tuner.studies import open_storage, trial_ran
 
@@ -67,18 +68,12 @@ def table_rows(url: str) -> list[dict]:
 def read_table(path: str | Path) -> list[dict]:
     """A sweep table's rows; ValueError in one sentence where a line is not one."""
     rows = []
-    try:
-        lines = Path(path).read_text().splitlines()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ValueError(f"{path}: cannot read: {getattr(exc, 'strerror', None) or exc}"
-                         ) from None
-    for number, line in enumerate(lines, start=1):
+    for number, row in json_lines(path):
         try:
-            row = json.loads(line)
             KernelConfig.from_dict(row["config"])
             if row["status"] == "ok":
                 float(row["tflops"])
-        except (json.JSONDecodeError, KeyError, TypeError, ValueError):
+        except (KeyError, TypeError, ValueError):
             raise ValueError(f"{path}: line {number} is not a sweep table row") from None
         rows.append(row)
     return rows
