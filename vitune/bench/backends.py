@@ -3,9 +3,9 @@ through the runtime's adapters, vitune.runtime.backends), in the same run on the
 their names: vitune.runtime.backend_names.MEASURED_BACKENDS.
 
 Each is `prepare(workload, q, k, v, cu) -> Prepared | None`: `run()` does one forward
-pass, `packed(result)` views its result as [T, H, D] for the correctness check; None means
-the backend cannot take this workload (e.g. SDPA on unequal segment lengths) or is not
-installed."""
+pass and returns its result tensor (the adapters unwrap the libraries' tuples),
+`packed(result)` views it as [T, H, D] for the correctness check; None means the backend
+cannot take this workload (e.g. SDPA on unequal segment lengths) or is not installed."""
 
 from __future__ import annotations
 
@@ -142,8 +142,7 @@ def prepare_peer(name: str, w: Workload, q, k, v, cu, rotary=None,
     out = torch.full_like(q, float("nan"), memory_format=torch.contiguous_format)
 
     def run() -> torch.Tensor:
-        result = peer.run()
-        return out.copy_(peer.packed(result[0] if isinstance(result, tuple) else result))
+        return out.copy_(peer.packed(peer.run()))
     return Prepared(run)
 
 
@@ -152,8 +151,7 @@ def check_backend(peer: Prepared, ref: torch.Tensor) -> float:
     buffer given as out= starts poisoned with NaN, so unwritten elements fail; see
     Prepared.poison for an output the call allocates itself)."""
     peer.poison()
-    result = peer.run()
-    return relative_error(peer.packed(result[0] if isinstance(result, tuple) else result), ref)
+    return relative_error(peer.packed(peer.run()), ref)
 
 
 PEERS: dict[str, Callable[..., Prepared | None]] = {
