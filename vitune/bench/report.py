@@ -229,7 +229,7 @@ def _kernels(run: Run) -> tuple[str, str, list[str]]:
 def _given_out(run: Run) -> tuple[str, str, list[str]]:
     """`--given-out both`: per workload, each backend without and with out=, and what
     `auto` cost against the fastest backend it could have run for the call as made."""
-    cells = {(r["workload"], r["backend"], bool(r.get("given_out"))): r for r in run.rows}
+    cells = _cells(run, "given_out")
     backends = list(dict.fromkeys(r["backend"] for r in run.rows))
     others = [b for b in backends if b != AUTO]
     body = []
@@ -281,14 +281,15 @@ def _ratio(value: float | None) -> str:
     return "-" if value is None else f"{value:.3f}"
 
 
-def _cells(run: Run) -> dict[tuple, dict]:
-    """(workload, backend, rotary) -> its row."""
+def _cells(run: Run, way: str = "rotary") -> dict[tuple, dict]:
+    """(workload, backend, whether the row was measured the `way` "rotary" or "given_out")
+    -> its row."""
     cells = {}
     for r in run.rows:
-        key = (r["workload"], r["backend"], bool(r.get("rotary")))
+        key = (r["workload"], r["backend"], bool(r.get(way)))
         if key in cells:
             raise ValueError(f"{run.path}: two rows for {key[0]!r} on {key[1]}"
-                             + (" with rotary" if key[2] else ""))
+                             + (f" with {way}" if key[2] else ""))
         cells[key] = r
     return cells
 
