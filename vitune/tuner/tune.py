@@ -62,8 +62,8 @@ def save_results(path: Path, gpu: GpuIdentity, results: list[BucketResult]) -> N
         return
     env = environment(None) if gpu.is_interpreter else environment(_cuda_device())
     run = {**env, "kernel_hash": kernel_hash()}
-    new = [bucket_entry(r, run_provenance(run)) for r in results
-           if r.config is not None]
+    provenance = run_provenance(run)
+    new = [bucket_entry(r, provenance) for r in results if r.config is not None]
     with output_lock(path):
         old = _existing(path, gpu)  # (its buckets keep the provenance they were tuned with)
         doc = {"schema_version": SCHEMA_VERSION, "gpu": gpu.key,
