@@ -422,9 +422,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
 def cmd_validate(args: argparse.Namespace) -> int:
     """The schema (version 1 or 2), then the kernel rules of the file's GPU architecture:
     one line per fault, status 1 if any; status 2 where a path names nothing."""
-    import yaml
-
-    from vitune.runtime.schema import ConfigFileError, load_config_file, rule_faults
+    from vitune.runtime.schema import ConfigFileError, read_config_document, rule_faults
 
     if missing := [p for p in args.files if not Path(p).exists()]:
         for path in missing:
@@ -433,7 +431,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     status = 0
     for path in args.files:
         try:
-            doc = load_config_file(path)
+            doc = read_config_document(path)
         except ConfigFileError as exc:
             print(f"vitune: {exc}", file=sys.stderr)
             status = 1
@@ -444,9 +442,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
         if faults:
             status = 1
             continue
-        version = yaml.safe_load(Path(path).read_text())["schema_version"]
         print(f"{path}: ok ({doc['gpu']}, {len(doc.get('buckets', []))} buckets, schema "
-              f"version {version})")
+              f"version {doc['schema_version']})")
     return status
 
 

@@ -65,6 +65,12 @@ def bucket_key(head_dim: int, dtype: str, regime: str, seqlen: int,
 def load_config_file(path: str | Path) -> dict:
     """Read and validate one file, as a version 2 document (see `upgraded`); raises
     ConfigFileError naming the fault."""
+    return upgraded(read_config_document(path))
+
+
+def read_config_document(path: str | Path) -> dict:
+    """Read and validate one file, as it is written (version 1 or 2); raises
+    ConfigFileError naming the fault."""
     path = Path(path)
     text = read_config_text(path)
     try:
@@ -74,7 +80,7 @@ def load_config_file(path: str | Path) -> dict:
     except RecursionError:
         raise ConfigFileError(f"{path}: not a configs file: nested too deeply") from None
     validate_document(doc, str(path))
-    return upgraded(doc)
+    return doc
 
 
 def upgraded(doc: dict) -> dict:
