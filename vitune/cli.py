@@ -170,7 +170,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         return cmd_encoder_bench(args)
     if args.overhead:
         return cmd_overhead_bench(args)
-    from vitune.bench.kernels import iter_bench
+    from vitune.bench.kernels import iter_bench, row_label
 
     backends = list(BACKENDS) if args.backends == "all" else _names(args.backends,
                                                                       "--backends")
@@ -185,8 +185,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
                           choices[args.given_out]):
         rows.append(row)
         write_jsonl(rows, out)  # what was measured survives a crash or Ctrl-C
-    labelled = [{**r, "backend": r["backend"] + ("+rotary" if r["rotary"] else "")
-                 + (" out=" if r["given_out"] else "")} for r in rows]
+    labelled = [{**r, "backend": row_label(r)} for r in rows]
     _print_table(labelled, list(dict.fromkeys(r["backend"] for r in labelled)),
                  pivot="backend")
     print(f"wrote {len(rows)} rows to {args.out}")

@@ -18,6 +18,7 @@ matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt  # noqa: E402
 
 from vitune.bench.json_lines import json_lines  # noqa: E402
+from vitune.bench.kernels import row_label  # noqa: E402
 from vitune.bench.workloads import PRESETS  # noqa: E402
 
 _KNOWN = {w.name: w for preset in PRESETS.values() for w in preset}
@@ -72,13 +73,6 @@ def _max_seqlen(row: dict) -> int | None:
 
 def _device(row: dict) -> str:
     return str(row.get("device_name") or "unknown GPU")
-
-
-def _label(row: dict) -> str:
-    """The backend as drawn: rows measured with the rotary embedding, or into a given
-    out=, apart."""
-    return (row["backend"] + ("+rotary" if row.get("rotary") else "")
-            + (" out=" if row.get("given_out") else ""))
 
 
 def _style(label: str, index: int) -> dict:
@@ -144,7 +138,7 @@ def _lines(rows: list[dict], path: Path, title: str) -> Path:
     """One line per backend (its best row per length), over the lengths measured."""
     fig, ax = plt.subplots(figsize=(7, 4.2))
     ends = []
-    for i, (label, b_rows) in enumerate(_group(rows, _label).items()):
+    for i, (label, b_rows) in enumerate(_group(rows, row_label).items()):
         best: dict[int, float] = {}
         for r in b_rows:
             best[_max_seqlen(r)] = max(best.get(_max_seqlen(r), 0.0), r["tflops"])
@@ -317,12 +311,12 @@ def _bars(rows: list[dict], path: Path, title: str) -> Path:
     its value at its end; a backend's best row where it appears more than once in a
     workload."""
     workloads = _group(rows, lambda r: r["workload"])
-    labels = list(_group(rows, _label))
+    labels = list(_group(rows, row_label))
     fig, ax = plt.subplots(figsize=(7, 1.0 + 0.22 * len(workloads) * (len(labels) + 1)))
     height = 0.8 / max(len(labels), 1)
     top = max(r["tflops"] for r in rows)
     for i, label in enumerate(labels):
-        rates = [max((r["tflops"] for r in rs if _label(r) == label), default=0.0)
+        rates = [max((r["tflops"] for r in rs if row_label(r) == label), default=0.0)
                  for rs in workloads.values()]
         style = _style(label, i)
         apart = "mfc" in style  # (rotary or out=: white hatching, seen on every colour)

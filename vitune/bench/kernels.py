@@ -15,6 +15,13 @@ from vitune.kernels.vision_attn.reference import reference_attention
 log = logging.getLogger(__name__)
 
 
+def row_label(row: dict) -> str:
+    """A bench row's backend as tables and charts show it: rows measured with the rotary
+    embedding, or into a given out=, apart from the plain ones."""
+    return (row["backend"] + ("+rotary" if row.get("rotary") else "")
+            + (" out=" if row.get("given_out") else ""))
+
+
 def iter_bench(workloads: list[Workload], backends: list[str], device: torch.device,
                rotary: tuple[bool, ...] = (False,), given_out: tuple[bool, ...] = (False,)):
     """One tidy row per (workload, rotary, given_out, backend), yielded as measured: times,
