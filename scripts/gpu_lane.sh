@@ -18,11 +18,11 @@
 #   out      `auto` against every backend it could pick, with and without out=, on the
 #            context preset with the installed files -> context-out.jsonl
 #   ship     the shipped <gpu>.yaml anew: `vitune tune` on the qwen2.5-vl preset, its rotary
-#            buckets and the heads preset, merged into a copy of the shipped file in
-#            $OUT/tuned (buckets not re-tuned keep their own provenance; each run stopped
-#            after SHIP_S seconds, default 600, keeping every bucket it crowned), then the
-#            `out` bench with it -> context-out-tuned.jsonl (copy tuned/<gpu>.yaml into
-#            vitune/configs/ to ship it)
+#            buckets, qwen3-vl's rotary buckets and the heads preset, merged into a copy of
+#            the shipped file in $OUT/tuned (buckets not re-tuned keep their own provenance;
+#            each run stopped after SHIP_S seconds, default 600, keeping every bucket it
+#            crowned), then the `out` bench with it -> context-out-tuned.jsonl (copy
+#            tuned/<gpu>.yaml into vitune/configs/ to ship it)
 #   sweep    the tuner's exhaustive sweep (--sampler grid) of the qwen2.5-vl preset's buckets
 #            (SWEEP_BUCKETS, comma-separated; default all), stopped after SWEEP_S seconds
 #            (1200), kept as a sweep table -> sweep/table.jsonl (scripts/sweep_table.py: the
@@ -99,7 +99,8 @@ if has out; then
 fi
 if has ship; then
   mkdir -p "$OUT/tuned" && cp vitune/configs/*.yaml "$OUT/tuned/"
-  for args in "--preset qwen2.5-vl" "--preset qwen2.5-vl --rotary" "--preset heads"; do
+  for args in "--preset qwen2.5-vl" "--preset qwen2.5-vl --rotary" "--preset qwen3-vl --rotary" \
+              "--preset heads"; do
     # (SIGINT at the limit: the run stops, and the buckets it crowned are in the file)
     timeout -s INT -k 30 "${SHIP_S:-600}" python3 -m vitune.cli tune --gpu auto $args \
       --out "$OUT/tuned" >> "$OUT/ship.log" 2>&1

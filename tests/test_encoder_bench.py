@@ -32,6 +32,28 @@ def test_images_become_the_processors_grids():
     assert kwargs["max_seqlen"] == 10764 and kwargs["max_window_seqlen"] == 64
 
 
+@pytest.mark.parametrize("kind", ["qwen2.5-vl", "qwen3-vl"])
+def test_tune_presets_hold_the_towers_own_segments(kind):
+    """`vitune tune --preset <tower>`: its full-attention workloads are the segments and head
+    dim that transformers' tower of the published config makes of the preset's images."""
+    import transformers
+
+    from vitune.bench.encoder import TOWERS
+    from vitune.bench.presets import TUNE_PRESETS
+
+    spec = TOWERS[kind]
+    config = getattr(transformers, spec.config_class)(**spec.config)
+    sizes = {"448x448 x8": ((448, 448),) * 8, "1024x1024 x2": ((1024, 1024),) * 2,
+             "1920x1080": ((1080, 1920),)}
+    full = [w for w in TUNE_PRESETS[kind] if w.regime == "full"]
+    assert len(full) == len(sizes)
+    for workload in full:
+        images = sizes[workload.name.removeprefix(f"{kind} full ")]
+        assert workload.seqlens == tuple(h * w for _, h, w in (grid_for(*i, config)
+                                                                for i in images))
+        assert workload.head_dim == config.hidden_size // config.num_heads
+
+
 @pytest.mark.skipif(torch.cuda.is_available() or not kernel_is_interpreted(), reason="CPU lane")
 @pytest.mark.parametrize("kind", sorted(TINY))
 def test_paths_agree_on_a_tiny_tower(kind):

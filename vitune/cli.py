@@ -549,7 +549,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 # against vitune.bench.workloads.PRESETS and vitune.bench.presets.TUNE_PRESETS. The two sets
 # share no name: a name from the other set is refused naming the commands that take it.
 BENCH_PRESET_NAMES = ("context", "lengths", "rotary")
-TUNE_PRESET_NAMES = ("heads", "qwen2.5-vl", "tiny")
+TUNE_PRESET_NAMES = ("heads", "qwen2.5-vl", "qwen3-vl", "tiny")
 DTYPE_NAMES = ("bfloat16", "float16", "float32")
 
 

@@ -37,6 +37,15 @@ def _qwen25_vl() -> tuple[Workload, ...]:
     )
 
 
+def _qwen3_vl() -> tuple[Workload, ...]:
+    """Qwen3-VL's tower: full attention only, head_dim 72, 16-pixel patches merged 2x2."""
+    def full(name: str, height: int, width: int, images: int) -> Workload:
+        return Workload(f"qwen3-vl full {name}",
+                        (qwen_full_seqlen(height, width, patch=16),) * images, head_dim=72)
+    return (full("448x448 x8", 448, 448, 8), full("1024x1024 x2", 1024, 1024, 2),
+            full("1920x1080", 1080, 1920, 1))
+
+
 def _heads() -> tuple[Workload, ...]:
     windows = qwen_window_seqlens(1024, 1024)
     return tuple(
@@ -54,6 +63,7 @@ TINY = (
 
 TUNE_PRESETS: dict[str, tuple[Workload, ...]] = {
     "qwen2.5-vl": _qwen25_vl(),
+    "qwen3-vl": _qwen3_vl(),
     "heads": _heads(),
     "tiny": TINY,
 }
