@@ -90,6 +90,14 @@ def test_given_out_table_gives_autos_cost_against_the_fastest_for_each_call(tmp_
     assert "| 8x1024 d80 | out= | 90.1 | 90.9 | 89.3 | 1.009 (vitune-tuned) | +1.0 us |" in page
 
 
+def test_given_out_table_says_when_its_times_are_medians_of_rounds(tmp_path):
+    rows = [kernel_row("8x1024 d80", b, ms, given_out=True, rounds=3, round_medians_ms=r)
+            for b, ms, r in [("vitune-auto", 0.100, [0.100, 0.104, 0.099]),
+                             ("sdpa-cudnn", 0.101, [0.101, 0.101, 0.100])]]
+    page = render([write(tmp_path / "context-out.jsonl", rows)])
+    assert "the median of 3 rounds" in page and "differed by up to 5.1%" in page
+
+
 def test_tower_table_compares_each_path_with_the_default_and_varlen(tmp_path):
     common = {"tower": "qwen2.5-vl", "tokens": 1024, "layers": 32, "dtype": "bfloat16",
               "images": [[448, 448], [448, 448]], "transformers": "5.17.0", **RUN}

@@ -182,7 +182,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     rows = []
     choices = {"off": (False,), "on": (True,), "both": (False, True)}
     for row in iter_bench(workloads, backends, _cuda_device(), choices[args.rotary],
-                          choices[args.given_out]):
+                          choices[args.given_out], args.rounds):
         rows.append(row)
         write_jsonl(rows, out)  # what was measured survives a crash or Ctrl-C
     labelled = [{**r, "backend": row_label(r)} for r in rows]
@@ -689,6 +689,10 @@ def build_parser() -> argparse.ArgumentParser:
                        help="the result lands in a buffer passed as out= (as serving engines "
                             "call it: vitune's kernel writes it, another backend's result is "
                             "copied into it); both: each workload both ways")
+    bench.add_argument("--rounds", type=POSITIVE_INT, default=1,
+                       help="times each backend is timed per workload, the backends in turn "
+                            "and in another order each round; a row keeps the median (drift "
+                            "of the card between timings then reaches every backend alike)")
     bench.add_argument("--overhead", action="store_true",
                        help="host time per call of vision_attention(backend='auto') against "
                             "launching the chosen kernel directly")

@@ -254,9 +254,22 @@ def _given_out(run: Run) -> tuple[str, str, list[str]]:
              "one run: each backend `auto` could pick, its result allocated by the call (-) "
              "or landing in a buffer passed as out= (vitune's kernel writes it, another "
              "backend's result is copied into it), in useful TFLOP/s; then `auto`'s time over "
-             "the fastest other backend's for the same call, and the difference.")
+             "the fastest other backend's for the same call, and the difference."
+             + _rounds_sentence(run))
     head = ["workload", "out", *backends, "auto / fastest", "auto - fastest"]
     return "`auto` with and without out=", intro, _table(head, body)
+
+
+def _rounds_sentence(run: Run) -> str:
+    """How the times were taken where the run timed its backends in rounds (--rounds)."""
+    rounds = max((r.get("rounds", 1) for r in run.rows), default=1)
+    if rounds == 1:
+        return ""
+    spreads = [max(r["round_medians_ms"]) / min(r["round_medians_ms"]) - 1
+               for r in run.rows if r.get("round_medians_ms")]
+    return (f" Each time is the median of {rounds} rounds, the backends of a workload timed "
+            f"in turn (`--rounds {rounds}`); one backend's rounds differed by up to "
+            f"{max(spreads):.1%}.")
 
 
 def _baseline_ratios(run: Run, cells: dict[tuple, dict]) -> dict[tuple[str, str], float]:

@@ -16,7 +16,6 @@ from pathlib import Path
 
 # The kernels and their search space: a change to any of them can change which config wins.
 HASHED_SOURCES = ("kernel.py", "windows.py", "space.py")
-_NOT_CODE = {tokenize.COMMENT, tokenize.NL}
 
 
 @functools.cache
@@ -26,12 +25,17 @@ def kernel_hash() -> str:
     digest = hashlib.sha256()
     folder = Path(__file__).resolve().parent
     for name in HASHED_SOURCES:
-        digest.update(code_tokens((folder / name).read_text(encoding="utf-8")).encode())
+        digest.update(code_text((folder / name).read_text(encoding="utf-8")).encode())
     return digest.hexdigest()[:12]
 
 
-def code_tokens(source: str) -> str:
-    """The source's tokens without comments and blank lines, one per line (indentation
-    kept as INDENT/DEDENT tokens, so a change of nesting still counts)."""
-    tokens = tokenize.generate_tokens(io.StringIO(source).readline)
-    return "\n".join(f"{tok.type} {tok.string}" for tok in tokens if tok.type not in _NOT_CODE)
+def code_text(source: str) -> str:
+    """The source's own text less its comments, trailing spaces and blank lines. Text, not
+    tokens: token numbers and the splitting of f-strings differ between Python versions,
+    and the hash must not (every Python reads the same shipped files)."""
+    lines = source.splitlines()
+    for tok in tokenize.generate_tokens(io.StringIO(source).readline):
+        if tok.type == tokenize.COMMENT:  # (a comment runs to the end of its line)
+            row, col = tok.start
+            lines[row - 1] = lines[row - 1][:col]
+    return "\n".join(line.rstrip() for line in lines if line.strip())
