@@ -16,9 +16,9 @@
 #   tune     `vitune tune --rotary --out $OUT/tuned $TUNE_ARGS`, then the rotary bench again
 #            with the tuned file -> rotary-tuned.jsonl
 #   out      `auto` against every backend it could pick, with and without out=, on the
-#            context preset with the installed files -> context-out.jsonl
-#   ship     the shipped <gpu>.yaml anew: `vitune tune` on the qwen2.5-vl preset, its rotary
-#            buckets, qwen3-vl's rotary buckets and the heads preset, merged into a copy of
+#            context preset with the installed files, in 3 rounds -> context-out.jsonl
+#   ship     the shipped <gpu>.yaml anew: `vitune tune` on the heads preset, qwen3-vl's rotary
+#            buckets, qwen2.5-vl's rotary buckets and the qwen2.5-vl preset, merged into a copy of
 #            the shipped file in $OUT/tuned (buckets not re-tuned keep their own provenance;
 #            each run stopped after SHIP_S seconds, default 600, keeping every bucket it
 #            crowned), then the `out` bench with it -> context-out-tuned.jsonl (copy
@@ -90,7 +90,7 @@ if has tune; then
     --backends vitune-auto --out "$OUT/rotary-tuned.jsonl" > "$OUT/rotary-tuned.log" 2>&1
 fi
 given_out_bench() {  # (the out and ship stages)
-  vitune bench --preset context --given-out both \
+  vitune bench --preset context --given-out both --rounds 3 \
     --backends vitune-auto,vitune-tuned,sdpa-cudnn,sdpa-flash,varlen_attn --out "$1" \
     > "${1%.jsonl}.log" 2>&1
 }
@@ -99,8 +99,9 @@ if has out; then
 fi
 if has ship; then
   mkdir -p "$OUT/tuned" && cp vitune/configs/*.yaml "$OUT/tuned/"
-  for args in "--preset qwen2.5-vl" "--preset qwen2.5-vl --rotary" "--preset qwen3-vl --rotary" \
-              "--preset heads"; do
+  # (heads first: a bucket two presets share keeps the model preset's workload, run last)
+  for args in "--preset heads" "--preset qwen3-vl --rotary" "--preset qwen2.5-vl --rotary" \
+              "--preset qwen2.5-vl"; do
     # (SIGINT at the limit: the run stops, and the buckets it crowned are in the file)
     timeout -s INT -k 30 "${SHIP_S:-600}" python3 -m vitune.cli tune --gpu auto $args \
       --out "$OUT/tuned" >> "$OUT/ship.log" 2>&1
