@@ -28,16 +28,16 @@ def row_label(row: dict) -> str:
 def iter_bench(workloads: list[Workload], backends: list[str], device: torch.device,
                rotary: tuple[bool, ...] = (False,), given_out: tuple[bool, ...] = (False,),
                rounds: int = 1, timer: Callable[[Callable[[], object]], Timing] = time_gpu):
-    """One tidy row per (workload, rotary, given_out, backend), yielded as measured: times,
-    useful TFLOP/s, error, provenance. With rotary, q and k get the Qwen-VL rotary embedding
-    first (fused in vitune's kernel; torch's fp32 rotary before the other backends, inside
-    their timed call). With given_out, the result lands in a buffer the caller passes as
-    out= (vitune's kernel writes it, another backend's result is copied into it). A backend
-    whose output misses its tolerance is reported, not timed. With rounds > 1, the backends
-    of one workload are timed again in turn, each round in another order, and each row
-    keeps the median of its rounds: the card's drift between two timings then reaches every
-    backend alike instead of favouring the one timed at a good moment. (`timer`: the GPU
-    timer; another for tests.)"""
+    """One tidy row per (workload, rotary, given_out, backend), yielded once that group's
+    backends are measured: times, useful TFLOP/s, error, provenance. With rotary, q and k
+    get the Qwen-VL rotary embedding first (fused in vitune's kernel; torch's fp32 rotary
+    before the other backends, inside their timed call). With given_out, the result lands
+    in a buffer the caller passes as out= (vitune's kernel writes it, another backend's
+    result is copied into it). A backend whose output misses its tolerance is reported, not
+    timed. With rounds > 1, the backends of one workload are timed again in turn, each
+    round starting at another, and each row keeps the median of its rounds: the card's
+    drift between two timings then reaches every backend alike instead of favouring the one
+    timed at a good moment. (`timer`: the GPU timer; another for tests.)"""
     env = environment(device)
     for w in workloads:
         q, k, v = w.make_qkv(device)
