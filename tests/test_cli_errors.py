@@ -280,3 +280,37 @@ def test_tune_auto_without_a_gpu_tunes_the_interpreter_saying_so(fresh_selector,
     assert err.count("no CUDA GPU here: tuning the Triton interpreter") == 1
     doc = load_config_file(fresh_selector / "interpreter.yaml")
     assert [b["seqlen"] for b in doc["buckets"]] == [16] and doc["interpreter"]
+
+
+def test_show_gives_the_backend_for_calls_with_out_and_with_rotary(fresh_selector, capsys):
+    """`vitune show` names what `auto` runs per bucket for a call without out=, with out=
+    (the crown's `backend_with_out`), and with --rotary the rotary calls' picks."""
+    from vitune.kernels.vision_attn.space import KernelConfig
+    from vitune.runtime import selector
+
+    fresh_selector.mkdir(parents=True)
+    plain = {"head_dim": 80, "dtype": "bfloat16", "regime": "full", "seqlen": 5476,
+             "backend": "sdpa_cudnn", "backend_with_out": "triton",
+             "config": KernelConfig(64, 64, 4, 2).to_dict(), "tflops": 360.0}
+    rotary = {**plain, "backend": "triton", "backend_with_out": "triton", "rotary": True,
+              "config": KernelConfig(128, 64, 8, 2).to_dict()}
+    (fresh_selector / "h100.yaml").write_text(yaml.safe_dump(
+        {"schema_version": 2, "gpu": "h100", "buckets": [plain, rotary]}))
+    selector.clear_cache()
+
+    def row(out: str, key: str) -> list[str]:
+        line = next(x for x in out.splitlines() if f" {key} " in x)
+        return [cell.strip() for cell in line.split("│")[1:5]]
+
+    assert main(["show", "--gpu", "h100"]) == 0
+    out = capsys.readouterr().out
+    assert row(out, "d80-bfloat16-full-L5476") == ["d80-bfloat16-full-L5476", "sdpa_cudnn",
+                                                   "triton", "m64n64w4s2-split-tiles"]
+    # Two files of one name (this user's and the shipped one) are told apart by folder.
+    assert "vitune/h100.yaml [full L5476]" in out and "configs/h100.yaml [window L64]" in out
+    assert f"vitune/h100.yaml: {fresh_selector / 'h100.yaml'}" in out
+    assert main(["show", "--gpu", "h100", "--rotary"]) == 0
+    out = capsys.readouterr().out
+    assert "calls with rotary" in out and "[full L5476 rotary]" in out
+    assert row(out, "d80-bfloat16-full-L5476-rotary") == [
+        "d80-bfloat16-full-L5476-rotary", "triton", "triton", "m128n64w8s2-split-tiles"]

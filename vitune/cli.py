@@ -453,6 +453,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     from rich.table import Table
 
     from vitune.bench.presets import TUNE_PRESETS, bucket_of
+    from vitune.kernels.vision_attn.space import fit_to_rotary
     from vitune.runtime.gpu import detect_gpu, identity_for_key, interpreter_identity
     from vitune.runtime.selector import choose
 
@@ -466,26 +467,43 @@ def cmd_show(args: argparse.Namespace) -> int:
               file=sys.stderr)
         gpu = interpreter_identity()
     preset = args.preset or ("tiny" if gpu.is_interpreter else "qwen2.5-vl")
-    table = Table(title=f"selector on {gpu.key} ({gpu.arch.name}), preset {preset}")
-    for col in ("bucket", "backend", "config", "level", "source file [bucket]",
+    title = f"selector on {gpu.key} ({gpu.arch.name}), preset {preset}"
+    table = Table(title=title + (", calls with rotary" if args.rotary else ""))
+    for col in ("bucket", "backend", "with out=", "config", "level", "file [bucket]",
                 "vitune TFLOP/s", "stale"):
-        table.add_column(col)
+        table.add_column(escape(col))
     stale: dict[str, list[str]] = {}  # why -> the buckets
-    for w in TUNE_PRESETS[preset]:
-        c = choose(gpu, w.head_dim, w.torch_dtype, w.max_seqlen)
-        table.add_row(bucket_of(w).key, c.backend, c.config.short(), c.level,
-                      escape(f"{c.path} [{c.bucket}]") if c.path else "-",
+    picks = [(bucket_of(dataclasses.replace(w, rotary=args.rotary)).key, w,
+              choose(gpu, w.head_dim, w.torch_dtype, w.max_seqlen, args.rotary))
+             for w in TUNE_PRESETS[preset]]
+    labels = _file_labels([c.path for _, _, c in picks if c.path])
+    for key, w, c in picks:
+        # (with rotary the kernel runs the config fitted to its rotary budget, as the runtime)
+        cfg = fit_to_rotary(c.config, w.head_dim, w.torch_dtype, gpu.arch) if args.rotary \
+            else c.config
+        table.add_row(key, c.backend_for(args.rotary), c.backend_for(args.rotary, True),
+                      cfg.short(), c.level,
+                      escape(f"{labels[c.path]} [{c.bucket}]") if c.path else "-",
                       f"{c.tflops:.4g}" if c.tflops is not None else "-",
                       "[red]yes[/]" if c.stale else "no" if c.path else "-")
         if c.stale:
-            stale.setdefault(f"{c.stale}, in {c.path}", []).append(bucket_of(w).key)
+            stale.setdefault(f"{c.stale}, in {c.path}", []).append(key)
     Console(width=200).print(table)
+    for path, label in labels.items():
+        print(f"{label}: {path}")
     for why, keys in stale.items():
         print(f"stale: {', '.join(keys)}: {why}")
     if stale:
         print("(a stale bucket's config still runs, but may no longer be the fastest: "
               "`vitune tune` tunes for this installation)")
     return 0
+
+
+def _file_labels(paths: list[str]) -> dict[str, str]:
+    """A short name per file for a table: its name, or folder/name where names repeat."""
+    names = [Path(p).name for p in dict.fromkeys(paths)]
+    return {p: Path(p).name if names.count(Path(p).name) == 1
+            else f"{Path(p).parent.name}/{Path(p).name}" for p in dict.fromkeys(paths)}
 
 
 def cmd_plot(args: argparse.Namespace) -> int:
@@ -650,6 +668,10 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("--preset", type=TUNE_PRESET, choices=TUNE_PRESET_NAMES,
                       help="the buckets to show (default: qwen2.5-vl; tiny for the "
                            "interpreter)")
+    show.add_argument("--rotary", action="store_true",
+                      help="the picks for calls with the rotary embedding fused (as "
+                           "transformers' Qwen-VL towers make them through "
+                           "register_hf_attention)")
     show.set_defaults(func=cmd_show)
 
     plot = sub.add_parser("plot", help="charts from bench results and tuning studies",

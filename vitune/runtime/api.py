@@ -500,15 +500,11 @@ def _auto_backend_uncached(device_type: str, device_index: int, head_dim: int,
                            dtype: torch.dtype, length_key: int, rotary: bool = False,
                            with_out: bool = False) -> str:
     """The backend measured fastest for this GPU and bucket ("triton" when untuned), for a
-    call that passes out= (`with_out`: the result copied into it) or not. With rotary, only
-    a bucket tuned with rotary (its peers timed with torch's rotary first) can name another
-    backend than vitune's kernel, which fuses it."""
+    call with or without rotary and out= (Choice.backend_for)."""
     device = torch.device(device_type, device_index) if device_index >= 0 else \
         torch.device(device_type)
     choice = choose(device_gpu(device), head_dim, dtype, 2 ** (length_key / 4), rotary)
-    if choice.rotary != rotary:
-        return "triton"
-    return choice.backend_with_out if with_out else choice.backend
+    return choice.backend_for(rotary, with_out)
 
 
 def _decide_config_uncached(device_type: str, device_index: int, head_dim: int,

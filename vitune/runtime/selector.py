@@ -66,6 +66,14 @@ class Choice:
     backend_with_out: str = "triton"
     stale: str | None = None  # how the bucket's tuning differs from this installation
 
+    def backend_for(self, rotary: bool = False, with_out: bool = False) -> str:
+        """The backend `auto` runs for a call with or without rotary and out=. With rotary,
+        only a bucket tuned with it (its peers timed with torch's rotary first) can name
+        another backend than vitune's kernel, which fuses the rotary."""
+        if self.rotary != rotary:
+            return "triton"
+        return self.backend_with_out if with_out else self.backend
+
 
 _user_paths: list[Path] = []
 _warned: set[str] = set()
