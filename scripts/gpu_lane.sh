@@ -6,7 +6,8 @@
 #   tests    the GPU tests of TESTS (default: rotary, transformers' towers, torch.compile and
 #            CUDA graphs, the kernels; not every valid config), JOBS processes (8)
 #   lane     the whole GPU test lane: `pytest -m gpu tests/`, every valid config included
-#   kernels  `vitune bench --preset rotary --rotary both` (vitune-auto, varlen_attn) ->
+#   kernels  `vitune bench --preset rotary --rotary both` (vitune-auto, vitune-rotate-first,
+#            varlen_attn) ->
 #            rotary.jsonl, and the context preset without rotary (CONTEXT=0: skip it) ->
 #            context.jsonl; BASELINE=<another checkout> runs the same no-rotary benches on
 #            that tree in the same call -> NAME-baseline.jsonl (no regression, same card)
@@ -62,7 +63,7 @@ if has lane; then
   grep -E "^FAILED|^ERROR|passed|failed" "$OUT/gpu_lane.log" | tail -20
 fi
 if has kernels; then
-  vitune bench --preset rotary --rotary both --backends vitune-auto,varlen_attn \
+  vitune bench --preset rotary --rotary both --backends vitune-auto,vitune-rotate-first,varlen_attn \
     --out "$OUT/rotary.jsonl" > "$OUT/rotary.log" 2>&1
   [ "${CONTEXT:-1}" = 1 ] && vitune bench --preset context --backends vitune-auto \
     --out "$OUT/context.jsonl" > "$OUT/context.log" 2>&1
@@ -87,7 +88,8 @@ fi
 if has tune; then
   vitune tune --rotary --out "$OUT/tuned" ${TUNE_ARGS:-} 2>&1 | tee "$OUT/tune.log" | tail -12
   VITUNE_CONFIG_DIR="$OUT/tuned" vitune bench --preset rotary --rotary both \
-    --backends vitune-auto --out "$OUT/rotary-tuned.jsonl" > "$OUT/rotary-tuned.log" 2>&1
+    --backends vitune-auto,vitune-rotate-first --out "$OUT/rotary-tuned.jsonl" \
+    > "$OUT/rotary-tuned.log" 2>&1
 fi
 given_out_bench() {  # (the out and ship stages)
   vitune bench --preset context --given-out both --rounds 3 \

@@ -147,3 +147,20 @@ def test_the_measured_masked_sdpa_and_the_calls_sdpa_agree(lengths):
     assert check_backend(measured, ref) < TOL
     called = vision_attention(q, k, v, cu, max(lengths), backend="sdpa")
     assert relative_error(called, measured.packed(measured.run())) < 1e-6
+
+
+@pytest.mark.parametrize("given_out", [False, True], ids=["allocated", "out="])
+def test_rotate_first_peer_attends_over_the_rotated_q_and_k(given_out):
+    """`vitune-rotate-first`: vitune's rotation pass over q and k, then the call without
+    rotary; the same attention as the rotary reference, and n/a without rotary."""
+    from vitune.bench.backends import PEERS, check_backend
+    from vitune.bench.workloads import Workload
+
+    w = Workload("w", (12, 5, 16), heads=2, head_dim=32, dtype="float32")
+    q, k, v = w.make_qkv("cpu")
+    cu = w.cu_seqlens("cpu")
+    trig = w.make_rotary("cpu")
+    peer = PEERS["vitune-rotate-first"](w, q, k, v, cu, trig, given_out=given_out)
+    assert check_backend(peer, reference_attention(q, k, v, cu, rotary=trig)) < TOL
+    assert check_backend(peer, reference_attention(q, k, v, cu)) > 10 * TOL  # (rotated)
+    assert PEERS["vitune-rotate-first"](w, q, k, v, cu, None, given_out=given_out) is None

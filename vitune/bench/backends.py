@@ -1,4 +1,4 @@
-"""Every backend measured side by side (vitune's kernel four ways, the other libraries
+"""Every backend measured side by side (vitune's kernel five ways, the other libraries
 through the runtime's adapters, vitune.runtime.backends), in the same run on the same card;
 their names: vitune.runtime.backend_names.MEASURED_BACKENDS.
 
@@ -17,6 +17,7 @@ import torch
 from vitune.bench.workloads import Workload
 from vitune.kernels.vision_attn.reference import relative_error
 from vitune.kernels.vision_attn.rotary import apply_rotary
+from vitune.kernels.vision_attn.rotate import rotate_rows
 from vitune.kernels.vision_attn.space import KernelConfig, default_config
 from vitune.runtime.api import vision_attention
 from vitune.runtime.backend_names import PEER_BACKENDS, VITUNE_PEERS
@@ -100,6 +101,24 @@ def _vitune(config_for: Callable[[Workload, torch.device], KernelConfig | None],
     return prepare
 
 
+def _vitune_rotate_first(w: Workload, q, k, v, cu, rotary=None,
+                         given_out: bool = True) -> Prepared | None:
+    """With `rotary`: vitune's rotation pass (rotate.py, as the tile kernel's keys get it)
+    over q and k into buffers, then `auto` without rotary over them, both in the timed call:
+    the other way to fuse the rotary, against rotating q inside the kernel. None without
+    rotary (the same as vitune-auto)."""
+    if rotary is None:
+        return None
+    q_rot, k_rot = (torch.empty_like(x, memory_format=torch.contiguous_format) for x in (q, k))
+    inner = _vitune(lambda w, device: None)(w, q_rot, k_rot, v, cu, None, given_out)
+
+    def run() -> torch.Tensor:
+        rotate_rows(q, *rotary, q_rot)
+        rotate_rows(k, *rotary, k_rot)
+        return inner.run()
+    return Prepared(run, inner.packed, inner.poison)
+
+
 def _torch_rotary_first(prepare: Callable[..., Prepared | None]
                         ) -> Callable[..., Prepared | None]:
     """A backend that cannot rotate inside its kernel: with `rotary`, every run first
@@ -162,6 +181,8 @@ PEERS: dict[str, Callable[..., Prepared | None]] = {
     # vitune's Triton kernel with the built-in per-architecture default, ignoring tuned files.
     "vitune-default": _vitune(_builtin_default),
     "sglang-style-fixed": _vitune(lambda w, device: sglang_style_config(w.head_dim)),
+    # With rotary: q and k rotated by vitune's rotation pass, then the call without rotary.
+    "vitune-rotate-first": _vitune_rotate_first,
     # (the peers above are vitune's own call: they take given_out themselves)
     "sdpa-flash": _torch_rotary_first(_sdpa("FLASH_ATTENTION")),
     "sdpa-cudnn": _torch_rotary_first(_sdpa("CUDNN_ATTENTION")),

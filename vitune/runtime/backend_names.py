@@ -7,8 +7,9 @@ Two kinds of name, and one table between them:
 - a measured backend, as `vitune bench` and the tuner's crown time it side by side:
   MEASURED_BACKENDS, the `backend` of a bench row and the keys of a bucket's `peers:` (and
   `peers_with_out:`).
-  vitune's own call is measured four ways (VITUNE_PEERS: what "auto" picks, the tuned
-  config, the built-in default, SGLang's fixed constants), the other libraries once each
+  vitune's own call is measured five ways (VITUNE_PEERS: what "auto" picks, the tuned
+  config, the built-in default, SGLang's fixed constants, and with rotary q and k rotated
+  by a pass of their own before the call), the other libraries once each
   (their adapters: vitune.runtime.backends; as measured: vitune.bench.backends).
 PEER_BACKENDS maps each measured library to the call backend that runs it: a bucket whose
 peer measured fastest records that call backend, and "auto" runs it. The measured names
@@ -17,8 +18,9 @@ are kept as committed bench rows and configs files already record them.
 
 CALL_BACKENDS = ("auto", "triton", "sdpa", "sdpa_cudnn", "sdpa_flash", "varlen", "flash_attn")
 TUNED_BACKENDS = tuple(name for name in CALL_BACKENDS if name != "auto")
-# vitune's own call, measured four ways (with a given out= it writes that buffer itself)
-VITUNE_PEERS = ("vitune-auto", "vitune-tuned", "vitune-default", "sglang-style-fixed")
+# vitune's own call, measured five ways (with a given out= it writes that buffer itself)
+VITUNE_PEERS = ("vitune-auto", "vitune-tuned", "vitune-default", "sglang-style-fixed",
+                "vitune-rotate-first")
 MEASURED_BACKENDS = (*VITUNE_PEERS, "sdpa-flash", "sdpa-cudnn", "sdpa-memeff", "sdpa-masked",
                      "varlen_attn", "flash_attn")
 # Measured library -> the call backend that runs it. Also the libraries whose first call in
