@@ -79,6 +79,16 @@ def test_rotary_table_gives_each_backends_cost(tmp_path):
         in page
 
 
+def test_rotate_first_cost_is_against_autos_time_without_rotary(tmp_path):
+    rows = [kernel_row("full d80", b, ms, rotary=rot, status=status) for b, ms, rot, status in [
+        ("vitune-auto", 2.0, False, "ok"), ("vitune-auto", 2.5, True, "ok"),
+        ("vitune-rotate-first", None, False, "n/a"), ("vitune-rotate-first", 2.2, True, "ok")]]
+    page = render([write(tmp_path / "rotary.jsonl", rows)])
+    assert "| full d80 | 2 / 2,048 | 2.000 ms | 2.500 ms | +25% | n/a | 2.200 ms | +10% |" \
+        in page
+    assert "its cost is against `vitune-auto`'s time without rotary" in page
+
+
 def test_given_out_table_gives_autos_cost_against_the_fastest_for_each_call(tmp_path):
     rows = [kernel_row("8x1024 d80", b, ms, given_out=way) for b, ms, way in [
         ("vitune-auto", 0.100, False), ("vitune-tuned", 0.110, False),
