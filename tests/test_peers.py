@@ -48,3 +48,26 @@ def test_a_trial_times_a_peer_as_a_caller_with_out_gets_it():
         result = run_trial(TrialRequest(W, "sdpa-masked", None, interpret=True,
                                         given_out=given_out))
         assert result["rel_error"] <= TOLERANCE[torch.float32] and result["tflops"] > 0
+
+
+def test_a_library_peer_on_rotary_work_can_take_vitunes_rotation_as_auto_runs_it(monkeypatch):
+    """The crown times a library on a rotary bucket as `auto` would run it: q and k rotated
+    by vitune's rotation pass (rotate.py), not by torch; both ways attend correctly."""
+    from vitune.bench import backends
+    from vitune.tuner.trial import TrialRequest, run_trial
+
+    w = Workload("rotary", (12, 12), heads=1, head_dim=32, dtype="float32", rotary=True)
+    q, k, v = w.make_qkv("cpu")
+    cu = w.cu_seqlens("cpu")
+    trig = w.make_rotary("cpu")
+    ref = reference_attention(q, k, v, cu, compute_dtype=torch.float64, rotary=trig)
+    passes, real = [], backends.rotate_rows
+    monkeypatch.setattr(backends, "rotate_rows", lambda x, *a: passes.append(x) or real(x, *a))
+    torch_way = prepare_peer("sdpa-masked", w, q, k, v, cu, trig)
+    assert check_backend(torch_way, ref) <= TOLERANCE[torch.float32] and passes == []
+    vitune_way = prepare_peer("sdpa-masked", w, q, k, v, cu, trig, vitune_rotation=True)
+    assert check_backend(vitune_way, ref) <= TOLERANCE[torch.float32]
+    assert [id(x) for x in passes] == [id(q), id(k)]
+    result = run_trial(TrialRequest(w, "sdpa-masked", None, interpret=True,
+                                    vitune_rotation=True))
+    assert result["rel_error"] <= TOLERANCE[torch.float32] and len(passes) > 2

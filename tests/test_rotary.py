@@ -82,11 +82,32 @@ def test_strided_trig_rows_and_fp16_trig():
 
 
 @cpu_lane
-def test_other_backends_rotate_in_torch_first():
+def test_other_backends_get_q_and_k_rotated_by_vitunes_pass_first(monkeypatch):
+    from vitune.kernels.vision_attn import rotate
+
+    passes, real = [], rotate.rotate_rows
+    monkeypatch.setattr(rotate, "rotate_rows", lambda x, *a: passes.append(x) or real(x, *a))
     q, k, v, cu = make_packed([12, 12], heads=2, head_dim=32, dtype=torch.float32)
     cos, sin = trig(24, 32)
     out = vision_attention(q, k, v, cu, 12, backend="sdpa", rotary=(cos, sin))
     assert relative_error(out, transformers_rotary_reference(q, k, v, cu, cos, sin)) < 1e-5
+    assert len(passes) == 2 and passes[0] is q and passes[1] is k
+
+
+@cpu_lane
+def test_rotation_falls_back_to_torch_where_no_triton_kernel_runs():
+    """bf16 in the interpreter (which cannot run it) and tracing under torch.compile rotate
+    with torch: the same values."""
+    from vitune.kernels.vision_attn.rotary import apply_rotary
+    from vitune.kernels.vision_attn.rotate import rotated
+
+    q, _, _, _ = make_packed([12, 12], heads=2, head_dim=32, dtype=torch.float32)
+    cos, sin = trig(24, 32)
+    assert relative_error(rotated(q, cos, sin), apply_rotary(q, cos, sin)) < 1e-6
+    q16 = q.bfloat16()
+    assert torch.equal(rotated(q16, cos, sin), apply_rotary(q16, cos, sin))
+    compiled = torch.compile(rotated, fullgraph=True, backend="eager")
+    assert relative_error(compiled(q, cos, sin), apply_rotary(q, cos, sin)) < 1e-6
 
 
 @cpu_lane

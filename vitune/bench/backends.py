@@ -119,21 +119,22 @@ def _vitune_rotate_first(w: Workload, q, k, v, cu, rotary=None,
     return Prepared(run, inner.packed, inner.poison)
 
 
-def _torch_rotary_first(prepare: Callable[..., Prepared | None]
-                        ) -> Callable[..., Prepared | None]:
+def _rotary_first(prepare: Callable[..., Prepared | None], rotate: Callable
+                  ) -> Callable[..., Prepared | None]:
     """A backend that cannot rotate inside its kernel: with `rotary`, every run first
-    rotates q and k in torch (fp32, as the towers do) into buffers it then attends over."""
+    rotates q and k with `rotate(x, cos, sin, out)` into buffers it then attends over."""
     def with_rotary(w: Workload, q, k, v, cu, rotary=None) -> Prepared | None:
         if rotary is None:
             return prepare(w, q, k, v, cu)
-        q_rot, k_rot = torch.empty_like(q), torch.empty_like(k)
+        q_rot, k_rot = (torch.empty_like(x, memory_format=torch.contiguous_format)
+                        for x in (q, k))
         inner = prepare(w, q_rot, k_rot, v, cu)
         if inner is None:
             return None
 
         def run():
-            apply_rotary(q, *rotary, out=q_rot)
-            apply_rotary(k, *rotary, out=k_rot)
+            rotate(q, *rotary, q_rot)
+            rotate(k, *rotary, k_rot)
             return inner.run()
         return Prepared(run, inner.packed)
     return with_rotary
@@ -149,13 +150,16 @@ def _builtin_default(w: Workload, device: torch.device) -> KernelConfig:
 
 
 def prepare_peer(name: str, w: Workload, q, k, v, cu, rotary=None,
-                 given_out: bool = False) -> Prepared | None:
+                 given_out: bool = False, vitune_rotation: bool = False) -> Prepared | None:
     """The backend `name` ready to run on these inputs. With `given_out`, as a caller who
     passes out= gets it: vitune's kernel writes the buffer directly, another backend's
-    result is copied into it (what vision_attention(out=...) does for them)."""
+    result is copied into it (what vision_attention(out=...) does for them). With
+    `vitune_rotation`, another library's q and k are rotated by vitune's rotation pass
+    rather than torch's (what vision_attention(rotary=...) does for them)."""
     if name in VITUNE_PEERS:
         return PEERS[name](w, q, k, v, cu, rotary, given_out=given_out)
-    peer = PEERS[name](w, q, k, v, cu, rotary)
+    make = _rotary_first(LIBRARIES[name], rotate_rows) if vitune_rotation else PEERS[name]
+    peer = make(w, q, k, v, cu, rotary)
     if peer is None or not given_out:
         return peer
     out = torch.full_like(q, float("nan"), memory_format=torch.contiguous_format)
@@ -173,6 +177,16 @@ def check_backend(peer: Prepared, ref: torch.Tensor) -> float:
     return relative_error(peer.packed(peer.run()), ref)
 
 
+# The other libraries, as they run without rotary.
+LIBRARIES: dict[str, Callable[..., Prepared | None]] = {
+    "sdpa-flash": _sdpa("FLASH_ATTENTION"),
+    "sdpa-cudnn": _sdpa("CUDNN_ATTENTION"),
+    "sdpa-memeff": _sdpa("EFFICIENT_ATTENTION"),
+    "sdpa-masked": _masked_sdpa,
+    "varlen_attn": _varlen("varlen"),
+    "flash_attn": _varlen("flash_attn"),
+}
+
 PEERS: dict[str, Callable[..., Prepared | None]] = {
     # What a user gets: the selector's backend (a peer where it measured faster) and config.
     "vitune-auto": vitune_with(None),
@@ -184,12 +198,9 @@ PEERS: dict[str, Callable[..., Prepared | None]] = {
     # With rotary: q and k rotated by vitune's rotation pass, then the call without rotary.
     "vitune-rotate-first": _vitune_rotate_first,
     # (the peers above are vitune's own call: they take given_out themselves)
-    "sdpa-flash": _torch_rotary_first(_sdpa("FLASH_ATTENTION")),
-    "sdpa-cudnn": _torch_rotary_first(_sdpa("CUDNN_ATTENTION")),
-    "sdpa-memeff": _torch_rotary_first(_sdpa("EFFICIENT_ATTENTION")),
-    "sdpa-masked": _torch_rotary_first(_masked_sdpa),
-    "varlen_attn": _torch_rotary_first(_varlen("varlen")),
-    "flash_attn": _torch_rotary_first(_varlen("flash_attn")),
+    # The other libraries; with rotary, q and k rotated by torch first (fp32, as the towers
+    # do: what a user of the library runs), see prepare_peer for vitune's rotation instead.
+    **{name: _rotary_first(library, apply_rotary) for name, library in LIBRARIES.items()},
 }
 
 

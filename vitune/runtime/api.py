@@ -18,7 +18,7 @@ from vitune.kernels.vision_attn.launch import (
     tensor_bases_aligned,
     tensor_strides_aligned,
 )
-from vitune.kernels.vision_attn.rotary import apply_rotary
+from vitune.kernels.vision_attn.rotate import rotated
 from vitune.kernels.vision_attn.space import (
     HEAD_DIMS,
     SUPPORTED_DTYPES,
@@ -123,8 +123,8 @@ def vision_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
     if out is not None and not compiling:  # (addresses: none while tracing)
         _check_out_overlap(out, q, k, v)
     if plan.backend != "triton":
-        if rotary is not None:  # (other backends cannot fuse it)
-            q, k = apply_rotary(q, *rotary), apply_rotary(k, *rotary)
+        if rotary is not None:  # (other backends cannot fuse it: vitune's pass first)
+            q, k = rotated(q, *rotary), rotated(k, *rotary)
         return RUNNERS[plan.backend](q, k, v, cu_seqlens, max_seqlen, plan.scale, out)
     if compiling:  # one opaque custom op in the graph
         return call_op(q, k, v, out, cu_seqlens, plan.scale, plan.config, rotary)

@@ -68,7 +68,7 @@ class Choice:
 
     def backend_for(self, rotary: bool = False, with_out: bool = False) -> str:
         """The backend `auto` runs for a call with or without rotary and out=. With rotary,
-        only a bucket tuned with it (its peers timed with torch's rotary first) can name
+        only a bucket tuned with it (its peers timed with q and k rotated first) can name
         another backend than vitune's kernel, which fuses the rotary."""
         if self.rotary != rotary:
             return "triton"

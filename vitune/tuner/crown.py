@@ -111,12 +111,15 @@ def _crown(study: optuna.Study, plan: SearchPlan, worker: IsolatedWorker,
     retimed = time.time()
     peers, peers_with_out = {}, {}
     if not gpu.is_interpreter:  # the interpreter's wall times say nothing about peers
+        # (with rotary, a library's q and k rotated by vitune's pass: as `auto` runs them)
         for name in GPU_PEERS:
-            outcome = measure(peer_worker or worker, plan, None, backend=name)
+            outcome = measure(peer_worker or worker, plan, None, backend=name,
+                              vitune_rotation=True)
             if outcome.ok:
                 peers[name] = outcome.value["tflops"]
         for name in (n for n in peers if n in PEER_BACKENDS):
-            outcome = measure(peer_worker or worker, plan, None, backend=name, given_out=True)
+            outcome = measure(peer_worker or worker, plan, None, backend=name, given_out=True,
+                              vitune_rotation=True)
             if outcome.ok:
                 peers_with_out[name] = outcome.value["tflops"]
     # When and for how long (the crown's share of a run's wall time, per bucket), and

@@ -35,16 +35,19 @@ RECENT = 0.25  # weight of the newest sample in the running averages behind the 
 
 
 def request(plan: SearchPlan, cfg: KernelConfig | None, backend: str = "triton",
-            given_out: bool = False) -> TrialRequest:
+            given_out: bool = False, vitune_rotation: bool = False) -> TrialRequest:
     return TrialRequest(plan.workload, backend, cfg.to_dict() if cfg else None,
-                        plan.gpu.is_interpreter, plan.rep_ms, given_out)
+                        plan.gpu.is_interpreter, plan.rep_ms, given_out, vitune_rotation)
 
 
 def measure(worker: IsolatedWorker, plan: SearchPlan, cfg: KernelConfig | None,
-            backend: str = "triton", given_out: bool = False) -> Outcome:
+            backend: str = "triton", given_out: bool = False,
+            vitune_rotation: bool = False) -> Outcome:
     """Check and time one backend (vitune's kernel with `cfg`, or a peer: with `given_out`,
-    its result copied into a buffer given as out=) in the worker."""
-    return worker.call(request(plan, cfg, backend, given_out), plan.trial_timeout_s)
+    its result copied into a buffer given as out=; with `vitune_rotation`, a library's q and
+    k rotated by vitune's rotation pass on a rotary workload) in the worker."""
+    return worker.call(request(plan, cfg, backend, given_out, vitune_rotation),
+                       plan.trial_timeout_s)
 
 
 def tell(study: optuna.Study, trial: optuna.Trial, *args, **kwargs) -> None:

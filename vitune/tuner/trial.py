@@ -23,6 +23,7 @@ class TrialRequest:
     interpret: bool
     rep_ms: float = 100
     given_out: bool = False  # a peer's result copied into a given buffer (vitune's: always)
+    vitune_rotation: bool = False  # with rotary, a library peer's q and k rotated by vitune
 
 
 def _inputs_for(workload, device: str, reference: bool = True) -> list:
@@ -164,7 +165,8 @@ def run_trial(req: TrialRequest) -> dict:
         peer = vitune_with(KernelConfig.from_dict(req.config) if req.config else None)(
             w, q, k, v, cu, rotary)
     else:
-        peer = prepare_peer(req.backend, w, q, k, v, cu, rotary, given_out=req.given_out)
+        peer = prepare_peer(req.backend, w, q, k, v, cu, rotary, given_out=req.given_out,
+                            vitune_rotation=req.vitune_rotation)
     if peer is None:
         raise ValueError(f"{req.backend} cannot run {w.name}")
     # (the interpreter's CPU wall time exercises the pipeline only)

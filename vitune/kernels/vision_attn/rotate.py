@@ -11,7 +11,9 @@ import torch
 import triton
 import triton.language as tl
 
+from vitune.kernels import triton_compat
 from vitune.kernels.triton_compat import warmup_launcher
+from vitune.kernels.vision_attn.rotary import apply_rotary
 
 BLOCK_TOKENS = 32
 
@@ -48,15 +50,34 @@ def rotate_rows(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
     rotated into `out` (same shape). cos and sin: [T, D], [S, D] or [B, S, D], equal
     strides, contiguous last axis (checked by the caller, vitune.runtime.api). With
     `warmup`, compiled for these arguments but not run."""
+    given = out
     if x.dim() == 3:
         x, out = x.unsqueeze(0), out.unsqueeze(0)
     batch, tokens, heads, head_dim = x.shape
     if not tokens or not heads or not batch:
-        return out
+        return given
     stride_cb = cos.stride(0) if cos.dim() == 3 else 0
     grid = (triton.cdiv(tokens, BLOCK_TOKENS), batch)
     kernel = warmup_launcher(rotate_rows_fwd, grid) if warmup else rotate_rows_fwd[grid]
     kernel(x, cos, sin, out, tokens, heads, *x.stride()[:3], stride_cb, cos.stride(-2),
            *out.stride()[:3], HEAD_DIM=head_dim, D_PAD=triton.next_power_of_2(head_dim),
            BLOCK_T=BLOCK_TOKENS, num_warps=4)
-    return out
+    return given
+
+
+def rotated(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """`x` rotated into a new contiguous tensor: by rotate_rows where a Triton kernel runs on
+    x (a CUDA tensor, or the interpreter on fp32/fp16), else by torch (apply_rotary: the
+    same fp32 math in a few elementwise passes; also under torch.compile, which traces
+    it)."""
+    out = torch.empty_like(x, memory_format=torch.contiguous_format)
+    if torch.compiler.is_compiling():
+        triton_runs = False
+    elif not triton_compat.is_interpreted(rotate_rows_fwd):
+        triton_runs = x.device.type == "cuda"
+    else:  # (the interpreter: CPU tensors, no bf16, a NumPy it can run with)
+        triton_runs = x.device.type == "cpu" and x.dtype != torch.bfloat16 \
+            and triton_compat.interpreter_problem() is None
+    if triton_runs:
+        return rotate_rows(x, cos, sin, out)
+    return apply_rotary(x, cos, sin, out=out)
