@@ -109,14 +109,9 @@ def _vitune_rotate_first(w: Workload, q, k, v, cu, rotary=None,
     rotary (the same as vitune-auto)."""
     if rotary is None:
         return None
-    q_rot, k_rot = (torch.empty_like(x, memory_format=torch.contiguous_format) for x in (q, k))
-    inner = _vitune(lambda w, device: None)(w, q_rot, k_rot, v, cu, None, given_out)
-
-    def run() -> torch.Tensor:
-        rotate_rows(q, *rotary, q_rot)
-        rotate_rows(k, *rotary, k_rot)
-        return inner.run()
-    return Prepared(run, inner.packed, inner.poison)
+    auto = _vitune(lambda w, device: None)
+    return _rotary_first(lambda *args: auto(*args, None, given_out), rotate_rows)(
+        w, q, k, v, cu, rotary)
 
 
 def _rotary_first(prepare: Callable[..., Prepared | None], rotate: Callable
@@ -136,7 +131,7 @@ def _rotary_first(prepare: Callable[..., Prepared | None], rotate: Callable
             rotate(q, *rotary, q_rot)
             rotate(k, *rotary, k_rot)
             return inner.run()
-        return Prepared(run, inner.packed)
+        return Prepared(run, inner.packed, inner.poison)
     return with_rotary
 
 

@@ -29,6 +29,9 @@ PATH_LABELS = {
     "skip-attention": "rotary and attention skipped (the ceiling)",
 }
 AUTO = "vitune-auto"  # what vision_attention(backend="auto") ran
+# A backend that runs with rotary only -> the backend whose time without rotary its rotary
+# cost is measured against.
+ROTARY_BASE = {"vitune-rotate-first": AUTO}
 DEFAULT_PATH, VARLEN_PATH, VITUNE_PATH = "transformers-sdpa", "varlen+hf-rotary", "vitune"
 RUN_KEYS = ("device_name", "torch", "triton", "transformers", "date")
 
@@ -202,11 +205,6 @@ def _rotary(run: Run) -> tuple[str, str, list[str]]:
                 "calls `auto` without rotary: its cost is against `vitune-auto`'s time "
                 "without rotary." if "vitune-rotate-first" in backends else ""))
     return "Rotary fused into the kernel", intro, _table(head, body)
-
-
-# A backend that runs with rotary only -> the backend whose time without rotary its rotary
-# cost is measured against.
-ROTARY_BASE = {"vitune-rotate-first": "vitune-auto"}
 
 
 def _kernels(run: Run) -> tuple[str, str, list[str]]:
